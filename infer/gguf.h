@@ -68,7 +68,8 @@ struct gguf_value {
 struct gguf_tensor {
     const char *name;           /* NUL-terminated */
     int n_dims;                 /* 1..4 */
-    int64_t ne[GGUF_MAX_DIMS];  /* ne[0] contiguous; unused dims are 1 */
+    int64_t ne[GGUF_MAX_DIMS];  /* ne[0] contiguous; unused dims are 1; every ne >= 1
+                                   (a 0 dimension is rejected as EBADMSG) */
     enum quant_type type;
     uint64_t offset;            /* from the start of the data blob */
     const void *data;           /* in the mapping, aligned */
@@ -117,5 +118,11 @@ int64_t gguf_arr_int(const struct gguf_value *a, uint64_t i);
 double gguf_arr_float(const struct gguf_value *a, uint64_t i);
 
 const char *gguf_type_name(enum gguf_type t);
+
+/* Values per block and bytes per block of a GGUF tensor type id, for every
+ * type ggml defines (IQ*, TQ*, I8..F64, MXFP4 too), whether or not ponder
+ * computes with it; false for unknown ids and ids ggml removed. */
+bool gguf_tensor_type_size(uint32_t type, int64_t *block_size, size_t *block_bytes);
+const char *gguf_tensor_type_name(uint32_t type);   /* "Q4_K"; "?" when unknown */
 
 #endif

@@ -47,12 +47,27 @@ int fx_gguf_tensor(struct fx_gguf *w, const char *name, enum quant_type type, in
                    const int64_t *ne, const void *data);
 size_t fx_gguf_tensor_size(const struct fx_gguf *w, int64_t i);
 
+/* For the malformed-file tests.  A kv with any type id followed by the value
+ * bytes exactly as given (e.g. a forged array: element type, count, elements);
+ * a tensor info written exactly as given (n_dims, the first min(n_dims, 8)
+ * entries of ne, type, offset) that adds no data to the file. */
+int fx_gguf_kv_raw(struct fx_gguf *w, const char *key, uint32_t type, const void *value, size_t len);
+int fx_gguf_tensor_raw(struct fx_gguf *w, const char *name, uint32_t type, uint32_t n_dims,
+                       const uint64_t *ne, uint64_t offset);
+/* Byte offsets of the header fields, to patch a valid file. */
+#define FX_GGUF_OFF_VERSION 4
+#define FX_GGUF_OFF_N_TENSORS 8
+#define FX_GGUF_OFF_N_KV 16
+#define FX_GGUF_OFF_FIRST_KV 24
+
 /* The whole file in memory (malloc'd, caller frees) / on disk. */
 int fx_gguf_bytes(const struct fx_gguf *w, uint8_t **out, size_t *len);
 int fx_gguf_write_file(const struct fx_gguf *w, const char *path);
 /* Streaming: header, tensor infos and padding; then the caller writes each
  * tensor's bytes in order, each followed by fx_gguf_write_pad(). */
 int fx_gguf_write_header(const struct fx_gguf *w, FILE *f);
+/* Pads to the alignment; bytes_written_so_far may be the file's length or
+ * just the tensor's size (the data blob and every tensor start aligned). */
 int fx_gguf_write_pad(const struct fx_gguf *w, FILE *f, size_t bytes_written_so_far);
 
 #endif

@@ -548,6 +548,125 @@ DEF_K_GEMM(gemm_q4_k, KK_Q4_K)
 DEF_K_GEMM(gemm_q5_k, KK_Q5_K)
 DEF_K_GEMM(gemm_q6_k, KK_Q6_K)
 
+/* ---- activation quantizers: byte for byte what quant.c writes ---------- */
+
+AI float hmax_ps(__m256 v)
+{
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+AI __m256 abs_ps(__m256 v)
+{
+    return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
+}
+
+/* 32 int32 in four vectors to 32 int8 in order, saturating (the reference
+ * clamps to [-128, 127]). */
+AI __m256i pack32(__m256i i0, __m256i i1, __m256i i2, __m256i i3)
+{
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* One 32-block of Q8_0/Q8_1: d = amax/127, q = rint(x * (127/amax)); the
+ * max ignores NaN as fmaxf does (max_ps returns its second operand then). */
+AI float q8_block32(const float *x, int8_t *q, int32_t *sum)
+{
+    __m256 v[4];
+    __m256 am = _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        v[j] = _mm256_loadu_ps(x + 8 * j);
+        am = _mm256_max_ps(abs_ps(v[j]), am);
+    }
+    const float amax = hmax_ps(am);
+    const float d = amax / 127.0f;
+    const __m256 id = _mm256_set1_ps(amax != 0 ? 127.0f / amax : 0.0f);
+    __m256i i[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++)
+        i[j] = _mm256_cvtps_epi32(_mm256_mul_ps(v[j], id));   /* rint: nearest, ties to even */
+    const __m256i p = pack32(i[0], i[1], i[2], i[3]);
+    _mm256_storeu_si256((__m256i *)q, p);
+    if (sum) {
+        __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p),
+                                      _mm256_set1_epi16(1));
+        __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4e));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1));
+        *sum = _mm_cvtsi128_si32(t);
+    }
+    return d;
+}
+
+static void quantize_q8_0(const float *src, void *dst, int64_t n)
+{
+    struct block_q8_0 *b = dst;
+    for (int64_t i = 0; i < n / QK8_0; i++, src += QK8_0)
+        b[i].d = _cvtss_sh(q8_block32(src, b[i].qs, NULL), _MM_FROUND_TO_NEAREST_INT);
+}
+
+static void quantize_q8_1(const float *src, void *dst, int64_t n)
+{
+    struct block_q8_1 *b = dst;
+    for (int64_t i = 0; i < n / QK8_1; i++, src += QK8_1) {
+        int32_t sum;
+        const float d = q8_block32(src, b[i].qs, &sum);
+        b[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        b[i].s = _cvtss_sh(d * (float)sum, _MM_FROUND_TO_NEAREST_INT);
+    }
+}
+
+/* Q8_K: the first element of largest magnitude maps to -127, q = rint(x *
+ * -127/max) capped at 127 and stored as its low byte, as the reference's
+ * (int8_t) cast does; bsums are sums of 16 quants. */
+static void quantize_q8_k(const float *src, void *dst, int64_t n)
+{
+    struct block_q8_k *b = dst;
+    const __m256i low = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                         0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    for (int64_t i = 0; i < n / QK_K; i++, src += QK_K) {
+        __m256 am = _mm256_setzero_ps();
+        for (int j = 0; j < QK_K; j += 8)
+            am = _mm256_max_ps(abs_ps(_mm256_loadu_ps(src + j)), am);
+        const float amax = hmax_ps(am);
+        if (amax == 0) {
+            memset(&b[i], 0, sizeof b[i]);
+            continue;
+        }
+        float max = 0;
+        const __m256 amv = _mm256_set1_ps(amax);
+        for (int j = 0; j < QK_K; j += 8) {
+            int mask = _mm256_movemask_ps(_mm256_cmp_ps(abs_ps(_mm256_loadu_ps(src + j)), amv, _CMP_EQ_OQ));
+            if (mask) {
+                max = src[j + __builtin_ctz((unsigned)mask)];
+                break;
+            }
+        }
+        const float iscale = -127.0f / max;
+        const __m256 is = _mm256_set1_ps(iscale);
+        for (int j = 0; j < QK_K; j += 8) {
+            __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(src + j), is));
+            v = _mm256_shuffle_epi8(_mm256_min_epi32(v, _mm256_set1_epi32(127)), low);
+            uint32_t lo = (uint32_t)_mm256_cvtsi256_si32(v);
+            uint32_t hi = (uint32_t)_mm_cvtsi128_si32(_mm256_extracti128_si256(v, 1));
+            memcpy(b[i].qs + j, &lo, 4);
+            memcpy(b[i].qs + j + 4, &hi, 4);
+        }
+        for (int g = 0; g < QK_K / 16; g++) {
+            const __m128i q = _mm_loadu_si128((const __m128i *)(b[i].qs + 16 * g));
+            __m128i s = _mm_madd_epi16(_mm_maddubs_epi16(_mm_set1_epi8(1), q), _mm_set1_epi16(1));
+            s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+            s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+            b[i].bsums[g] = (int16_t)_mm_cvtsi128_si32(s);
+        }
+        b[i].d = 1 / iscale;
+    }
+}
+
 /* ---- table ------------------------------------------------------------ */
 
 void cpu_avx2_fill(struct cpu_kernels *k)
@@ -567,4 +686,7 @@ void cpu_avx2_fill(struct cpu_kernels *k)
     k->gemm[QUANT_TYPE_Q4_K] = gemm_q4_k;
     k->gemm[QUANT_TYPE_Q5_K] = gemm_q5_k;
     k->gemm[QUANT_TYPE_Q6_K] = gemm_q6_k;
+    k->quantize[QUANT_TYPE_Q8_0] = quantize_q8_0;
+    k->quantize[QUANT_TYPE_Q8_1] = quantize_q8_1;
+    k->quantize[QUANT_TYPE_Q8_K] = quantize_q8_k;
 }

@@ -119,14 +119,15 @@ void fx_gguf_free(struct fx_gguf *w)
     free(w);
 }
 
-/* Adds (or, for a key already present, replaces) a kv with encoded value bytes. */
-static int add_kv(struct fx_gguf *w, const char *key, uint32_t type, struct fx_buf *val)
+/* Appends a kv with encoded value bytes (duplicates allowed: tests need
+ * them); with replace, a kv already holding the key is updated instead. */
+static int add_kv_at(struct fx_gguf *w, const char *key, uint32_t type, struct fx_buf *val, bool replace)
 {
     if (val->failed) {
         free(val->p);
         return val->failed;
     }
-    for (size_t i = 0; i < w->n_kv; i++) {
+    for (size_t i = 0; replace && i < w->n_kv; i++) {
         if (strcmp(w->kv[i].key, key) == 0) {
             free(w->kv[i].val);
             w->kv[i].type = type;
@@ -154,6 +155,11 @@ static int add_kv(struct fx_gguf *w, const char *key, uint32_t type, struct fx_b
     return 0;
 }
 
+static int add_kv(struct fx_gguf *w, const char *key, uint32_t type, struct fx_buf *val)
+{
+    return add_kv_at(w, key, type, val, false);
+}
+
 static int kv_scalar(struct fx_gguf *w, const char *key, enum gguf_type type, uint64_t bits, size_t n)
 {
     struct fx_buf b = { 0 };
@@ -163,8 +169,10 @@ static int kv_scalar(struct fx_gguf *w, const char *key, enum gguf_type type, ui
 
 void fx_gguf_set_alignment(struct fx_gguf *w, uint32_t alignment)
 {
+    struct fx_buf b = { 0 };
     w->alignment = alignment;
-    (void)kv_scalar(w, "general.alignment", GGUF_TYPE_UINT32, alignment, 4);
+    buf_le(&b, alignment, 4);
+    (void)add_kv_at(w, "general.alignment", GGUF_TYPE_UINT32, &b, true);
 }
 
 int fx_gguf_kv_u8(struct fx_gguf *w, const char *key, uint8_t v) { return kv_scalar(w, key, GGUF_TYPE_UINT8, v, 1); }

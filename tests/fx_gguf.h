@@ -9,7 +9,8 @@
  *   -- or, streaming: fx_gguf_write_header(w, f), then for each tensor in order
  *      fwrite its fx_gguf_tensor_size() bytes and fx_gguf_write_pad(w, f).
  *
- * Keys and tensors are written in the order they were added.  Every function
+ * Keys and tensors are written in the order they were added (a key added twice
+ * is written twice; fx_gguf_set_alignment replaces its own key).  Every function
  * that can fail returns 0 or an errno. */
 #ifndef PONDER_FX_GGUF_H
 #define PONDER_FX_GGUF_H

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "infer/cpu/cpu.h"
+#include "infer/gguf.h"
 #include "infer/quant.h"
 #include "tests/fixture.h"
 
@@ -813,6 +814,114 @@ static void test_quantize_degenerate_rows_stay_finite(void **state)
     free(a);
 }
 
+/* ---- files made by llama.cpp ----------------------------------------------
+ * The reference models were quantized by llama-quantize from the F32 files
+ * next to them: dequantizing every tensor must land near the F32 original
+ * (a wrong bit layout lands at rmse ~1), within bounds about 1.25x the worst
+ * measured, looser than the random-data ones because llama.cpp searches
+ * its scales. */
+static const struct {
+    enum quant_type t;
+    double max_rel_rmse;
+} file_bounds[] = {
+    { QUANT_TYPE_F16, 3e-4 },  { QUANT_TYPE_BF16, 2.2e-3 }, { QUANT_TYPE_Q8_0, 7e-3 },
+    { QUANT_TYPE_Q6_K, 0.023 }, { QUANT_TYPE_Q5_K, 0.046 }, { QUANT_TYPE_Q5_0, 0.054 },
+    { QUANT_TYPE_Q5_1, 0.048 }, { QUANT_TYPE_Q4_K, 0.09 },  { QUANT_TYPE_Q4_0, 0.11 },
+    { QUANT_TYPE_Q4_1, 0.1 },   { QUANT_TYPE_Q3_K, 0.19 },  { QUANT_TYPE_Q2_K, 0.37 },
+};
+
+static double file_bound(enum quant_type t)
+{
+    for (size_t i = 0; i < sizeof file_bounds / sizeof file_bounds[0]; i++)
+        if (file_bounds[i].t == t)
+            return file_bounds[i].max_rel_rmse;
+    return -1;
+}
+
+/* Q8_0 weights: llama-quantize's scalar quantizer (q = roundf(x * (1/d)))
+ * and ours (the x86 activation path, rint(x * (127/amax))) agree on d always
+ * and on q except where x*id sits on a half (a tie, or one ulp off it). */
+static void check_q8_0_against_file(const char *name, const float *x, const struct block_q8_0 *o,
+                                    int64_t n, int *checked)
+{
+    struct block_q8_0 mine;
+    for (int64_t k = 0; k < n / 32; k++) {
+        quant_traits(QUANT_TYPE_Q8_0)->quantize(x + 32 * k, &mine, 32);
+        if (mine.d != o[k].d)
+            fail_msg("case %s block %lld: d 0x%04x, file 0x%04x", name, (long long)k, mine.d, o[k].d);
+        float amax = 0;
+        for (int j = 0; j < 32; j++)
+            amax = fmaxf(amax, fabsf(x[32 * k + j]));
+        for (int j = 0; j < 32; j++) {
+            if (mine.qs[j] == o[k].qs[j])
+                continue;
+            float v = fabsf(x[32 * k + j] * (127.0f / amax));
+            if (abs(mine.qs[j] - o[k].qs[j]) != 1 || fabsf(v - floorf(v) - 0.5f) > 1e-5f)
+                fail_msg("case %s block %lld: q[%d] %d, file %d (x*id %.9g)", name, (long long)k, j,
+                         mine.qs[j], o[k].qs[j], v);
+        }
+    }
+    (*checked)++;
+}
+
+static void test_dequantize_llama_quantized_files(void **state)
+{
+    (void)state;
+    static const char *const pairs[][2] = {
+        { "tq-f16", "tq-f32" },     { "tq-bf16", "tq-f32" },    { "tq-q8_0", "tq-f32" },
+        { "tq-q4_0", "tq-f32" },    { "tq-q4_1", "tq-f32" },    { "tq-q5_0", "tq-f32" },
+        { "tq-q5_1", "tq-f32" },    { "tq-q2_k", "tq-f32" },    { "tq-q3_k_m", "tq-f32" },
+        { "tq-q4_k_m", "tq-f32" },  { "tq-q5_k_m", "tq-f32" },  { "tq-q6_k", "tq-f32" },
+        { "tl-f16", "tl-f32" },     { "tl-q8_0", "tl-f32" },    { "tl-q4_k_m", "tl-f32" },
+        { "td-q8_0", "td-f32" },
+    };
+    char path[2][512], err[256];
+    int seen[QUANT_TYPE_COUNT] = { 0 }, q8_checked = 0;
+    for (size_t p = 0; p < sizeof pairs / sizeof pairs[0]; p++) {
+        struct gguf *g[2] = { NULL, NULL };
+        for (int k = 0; k < 2; k++) {
+            snprintf(path[k], sizeof path[k], "models/%s.gguf", pairs[p][k]);
+            snprintf(path[k], sizeof path[k], "%s", fx_path(path[k]));
+            if (gguf_open(path[k], &g[k], err, sizeof err) != 0) {
+                gguf_close(g[0]);
+                print_message("skipped: %s\n", err);
+                skip();
+            }
+        }
+        for (int64_t i = 0; i < gguf_n_tensors(g[0]); i++) {
+            const struct gguf_tensor *t = gguf_tensor(g[0], i);
+            const struct gguf_tensor *r = gguf_find_tensor(g[1], t->name);
+            if (t->type == QUANT_TYPE_F32)
+                continue;
+            double bound = file_bound(t->type);
+            if (!r || r->type != QUANT_TYPE_F32 || r->n_elements != t->n_elements || bound < 0)
+                fail_msg("case %s %s: no F32 twin or no bound", pairs[p][0], t->name);
+            float *a = xcalloc((size_t)t->n_elements * sizeof(float));
+            quant_traits(t->type)->dequantize(t->data, a, t->n_elements);
+            const float *x = r->data;
+            double e = 0, s = 0;
+            for (int64_t j = 0; j < t->n_elements; j++) {
+                e += ((double)a[j] - x[j]) * ((double)a[j] - x[j]);
+                s += (double)x[j] * x[j];
+            }
+            if (sqrt(e / s) > bound)
+                fail_msg("case %s %s (%s): rmse %.5g > %.5g", pairs[p][0], t->name,
+                         quant_type_name(t->type), sqrt(e / s), bound);
+            if (t->type == QUANT_TYPE_Q8_0)
+                check_q8_0_against_file(t->name, x, t->data, t->n_elements, &q8_checked);
+            seen[t->type]++;
+            free(a);
+        }
+        gguf_close(g[0]);
+        gguf_close(g[1]);
+    }
+    /* every weight type llama.cpp wrote must have been met at least once */
+    for (size_t i = 0; i < sizeof file_bounds / sizeof file_bounds[0]; i++)
+        if (!seen[file_bounds[i].t])
+            fail_msg("case %s: no tensor of this type in the files", quant_type_name(file_bounds[i].t));
+    assert_true(q8_checked > 0);
+}
+
 /* ---- portable kernels ---------------------------------------------------- */
 
 static void test_cpu_ref_gemm_matches_dot_layout(void **state)
@@ -899,6 +1008,7 @@ int main(void)
         cmocka_unit_test(test_q8_k_quantize_exact_bytes),
         cmocka_unit_test(test_quantize_round_trip_and_dot_within_bounds),
         cmocka_unit_test(test_quantize_degenerate_rows_stay_finite),
+        cmocka_unit_test(test_dequantize_llama_quantized_files),
         cmocka_unit_test(test_cpu_ref_gemm_matches_dot_layout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

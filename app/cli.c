@@ -1,0 +1,249 @@
+/* Shared command-line handling: option parsing, usage errors, error lines,
+ * and loading the model a command names. */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "app/cli.h"
+#include "infer/model.h"
+
+int cli_online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 512 ? 512 : (int)n;
+}
+
+void cli_defaults(struct cli_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->n_threads = cli_online_cpus();
+    o->kv_type = KV_TYPE_F16;
+    o->max_isa = CPU_ISA_COUNT;
+    o->temp = 0.6f;
+    o->top_p = 0.95f;
+    o->min_p = 0.0f;
+    o->repeat_penalty = 1.0f;
+    o->repeat_last_n = 64;
+    o->max_tokens = -1;
+}
+
+int cli_usage_error(const struct cmd *cmd, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (cmd)
+        fprintf(stderr, "ponder %s: %s (see 'ponder %s --help')\n", cmd->name, msg, cmd->name);
+    else
+        fprintf(stderr, "ponder: %s (see 'ponder --help')\n", msg);
+    return EXIT_USAGE;
+}
+
+int cli_error(const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "ponder: %s\n", msg);
+    return 1;
+}
+
+int cli_bad_option(const struct cmd *cmd, int argc, char **argv)
+{
+    const char *arg = optind - 1 < argc && optind > 0 ? argv[optind - 1] : "?";
+    if (optopt && optopt < 256 && optopt != '?')
+        return cli_usage_error(cmd, "option '-%c' is unknown or needs a value", optopt);
+    return cli_usage_error(cmd, "option '%s' is unknown or needs a value", arg);
+}
+
+int cli_parse_int(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return EINVAL;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_float(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi)
+        return EINVAL;
+    *out = v;
+    return 0;
+}
+
+int cli_common(const struct cmd *cmd, int c, const char *arg, struct cli_opts *o)
+{
+    long l;
+    double d;
+    switch (c) {
+    case OPT_HELP:
+        return -1;
+    case OPT_MODEL:
+        o->model = arg;
+        return 0;
+    case OPT_CTX:
+        if (cli_parse_int(arg, 16, 1L << 24, &l))
+            return cli_usage_error(cmd, "--ctx wants a number of tokens from 16, not '%s'", arg);
+        o->n_ctx = (int)l;
+        return 0;
+    case OPT_THREADS:
+        if (cli_parse_int(arg, 1, 512, &l))
+            return cli_usage_error(cmd, "--threads wants a number from 1 to 512, not '%s'", arg);
+        o->n_threads = (int)l;
+        return 0;
+    case OPT_BATCH:
+        if (cli_parse_int(arg, 1, 8192, &l))
+            return cli_usage_error(cmd, "--batch wants a number from 1 to 8192, not '%s'", arg);
+        o->n_batch = (int)l;
+        return 0;
+    case OPT_BACKEND:
+        if (strcmp(arg, "auto") && strcmp(arg, "cpu") && strcmp(arg, "vulkan"))
+            return cli_usage_error(cmd, "--backend is auto, cpu or vulkan, not '%s'", arg);
+        if (!strcmp(arg, "vulkan")) {
+            cli_error("the Vulkan backend is not built yet; use --backend cpu");
+            return 1;
+        }
+        return 0;
+    case OPT_DEVICE:
+    case OPT_NGL:
+        if (cli_parse_int(arg, 0, 100000, &l))
+            return cli_usage_error(cmd, "--%s wants a number, not '%s'",
+                                   c == OPT_DEVICE ? "device" : "ngl", arg);
+        return 0;
+    case OPT_DB:
+        return 0;
+    case OPT_KV_TYPE:
+        if (!strcmp(arg, "f16"))
+            o->kv_type = KV_TYPE_F16;
+        else if (!strcmp(arg, "f32"))
+            o->kv_type = KV_TYPE_F32;
+        else
+            return cli_usage_error(cmd, "--kv-type is f16 or f32, not '%s'", arg);
+        o->kv_type_set = true;
+        return 0;
+    case OPT_CPU:
+        if (!strcmp(arg, "portable"))
+            o->max_isa = CPU_ISA_PORTABLE;
+        else if (!strcmp(arg, "avx2"))
+            o->max_isa = CPU_ISA_AVX2;
+        else if (!strcmp(arg, "avx512") || !strcmp(arg, "best"))
+            o->max_isa = CPU_ISA_COUNT;
+        else
+            return cli_usage_error(cmd, "--cpu is portable, avx2, avx512 or best, not '%s'", arg);
+        return 0;
+    case OPT_VERBOSE:
+        o->verbose = true;
+        return 0;
+    case OPT_TEMP:
+        if (cli_parse_float(arg, 0, 100, &d))
+            return cli_usage_error(cmd, "--temp wants a number from 0 to 100, not '%s'", arg);
+        o->temp = (float)d;
+        return 0;
+    case OPT_TOP_K:
+        if (cli_parse_int(arg, 0, INT_MAX, &l))
+            return cli_usage_error(cmd, "--top-k wants a number >= 0, not '%s'", arg);
+        o->top_k = (int)l;
+        return 0;
+    case OPT_TOP_P:
+    case OPT_MIN_P:
+        if (cli_parse_float(arg, 0, 1, &d))
+            return cli_usage_error(cmd, "--%s wants a number from 0 to 1, not '%s'",
+                                   c == OPT_TOP_P ? "top-p" : "min-p", arg);
+        if (c == OPT_TOP_P)
+            o->top_p = (float)d;
+        else
+            o->min_p = (float)d;
+        return 0;
+    case OPT_REPEAT:
+        if (cli_parse_float(arg, 0.01, 100, &d))
+            return cli_usage_error(cmd, "--repeat-penalty wants a number from 0.01, not '%s'", arg);
+        o->repeat_penalty = (float)d;
+        return 0;
+    case OPT_SEED: {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(arg, &end, 10);
+        if (errno || end == arg || *end || arg[0] == '-')
+            return cli_usage_error(cmd, "--seed wants a non-negative number, not '%s'", arg);
+        o->seed = v;
+        o->seed_set = true;
+        return 0;
+    }
+    case OPT_MAXTOK:
+        if (cli_parse_int(arg, 0, INT_MAX, &l))
+            return cli_usage_error(cmd, "--max-tokens wants a number >= 0, not '%s'", arg);
+        o->max_tokens = (int)l;
+        return 0;
+    case OPT_SYSTEM:
+        o->system = arg;
+        return 0;
+    default:
+        return 1;
+    }
+}
+
+/* A path as given, or NAME / NAME.gguf in $XDG_DATA_HOME/ponder/models. */
+static const char *resolve_model(const char *name, char *buf, size_t cap)
+{
+    struct stat st;
+    if (stat(name, &st) == 0 || strchr(name, '/'))
+        return name;
+    const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
+    char dir[3072];
+    if (xdg && *xdg)
+        snprintf(dir, sizeof dir, "%s/ponder/models", xdg);
+    else if (home && *home)
+        snprintf(dir, sizeof dir, "%s/.local/share/ponder/models", home);
+    else
+        return name;
+    snprintf(buf, cap, "%s/%s", dir, name);
+    if (stat(buf, &st) == 0)
+        return buf;
+    snprintf(buf, cap, "%s/%s.gguf", dir, name);
+    if (stat(buf, &st) == 0)
+        return buf;
+    return name;
+}
+
+int cli_load_model(const struct cli_opts *o, enum kv_type default_kv, struct model **out)
+{
+    char path[4096], err[512] = "";
+    const char *file = resolve_model(o->model, path, sizeof path);
+    struct model_params p = {
+        .n_ctx = o->n_ctx,
+        .n_threads = o->n_threads,
+        .n_batch = o->n_batch,
+        .kv_type = o->kv_type_set ? o->kv_type : default_kv,
+        .max_isa = o->max_isa,
+    };
+    int rc = model_load(file, &p, out, err, sizeof err);
+    if (rc)
+        return cli_error("%s", err[0] ? err : strerror(rc));
+    if (o->verbose) {
+        const struct model_info *in = model_info(*out);
+        fprintf(stderr,
+                "model: %s (%s, %s), %.2f GB, %lld parameters\n"
+                "plan: all %d layers on %s (%s), %d threads; KV cache %s, %d tokens, %.1f MB\n",
+                in->name[0] ? in->name : file, in->arch, in->ftype, (double)in->file_size / 1e9,
+                (long long)in->n_params, in->n_layer, in->backend, in->device, in->n_threads,
+                in->kv_type == KV_TYPE_F16 ? "f16" : "f32", in->n_ctx, (double)in->kv_bytes / 1e6);
+    }
+    return 0;
+}

@@ -1,0 +1,98 @@
+/* The command line: the command table, the options every command shares,
+ * and the one place errors are printed.  Usage errors exit 2 with one line
+ * pointing at --help; runtime errors exit 1 with "ponder: <what>". */
+#ifndef PONDER_CLI_H
+#define PONDER_CLI_H
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "infer/backend.h"
+#include "infer/cpu/cpu.h"
+
+#define EXIT_USAGE 2
+
+struct cmd {
+    const char *name;
+    const char *summary;
+    const char *usage;      /* the --help text */
+    int (*exec)(int argc, char **argv);
+};
+
+extern const struct cmd cmd_run, cmd_eval, cmd_bench, cmd_tokenize;
+
+/* Options shared by the commands that load a model, and sampling. */
+struct cli_opts {
+    const char *model;
+    int n_ctx;
+    int n_threads;
+    int n_batch;
+    enum kv_type kv_type;
+    bool kv_type_set;
+    enum cpu_isa max_isa;
+    bool verbose;
+    /* sampling */
+    float temp, top_p, min_p, repeat_penalty;
+    int top_k, repeat_last_n;
+    uint64_t seed;
+    bool seed_set;
+    int max_tokens;
+    const char *system;
+};
+
+/* Long options every model command accepts; cli_common() handles them. */
+enum {
+    OPT_MODEL = 'm', OPT_CTX = 'c', OPT_THREADS = 't', OPT_MAXTOK = 'n', OPT_VERBOSE = 'v',
+    OPT_HELP = 'h',
+    OPT_BACKEND = 256, OPT_DEVICE, OPT_NGL, OPT_KV_TYPE, OPT_DB, OPT_CPU, OPT_BATCH,
+    OPT_TEMP, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REPEAT, OPT_SEED, OPT_SYSTEM,
+    OPT_CMD_BASE = 400     /* commands number their own options from here */
+};
+
+#define CLI_COMMON_LONG_OPTIONS                                   \
+    {"model", required_argument, 0, OPT_MODEL},                   \
+    {"ctx", required_argument, 0, OPT_CTX},                       \
+    {"threads", required_argument, 0, OPT_THREADS},               \
+    {"batch", required_argument, 0, OPT_BATCH},                   \
+    {"backend", required_argument, 0, OPT_BACKEND},               \
+    {"device", required_argument, 0, OPT_DEVICE},                 \
+    {"ngl", required_argument, 0, OPT_NGL},                       \
+    {"kv-type", required_argument, 0, OPT_KV_TYPE},               \
+    {"db", required_argument, 0, OPT_DB},                         \
+    {"cpu", required_argument, 0, OPT_CPU},                       \
+    {"verbose", no_argument, 0, OPT_VERBOSE},                     \
+    {"help", no_argument, 0, OPT_HELP},                           \
+    {"temp", required_argument, 0, OPT_TEMP},                     \
+    {"top-k", required_argument, 0, OPT_TOP_K},                   \
+    {"top-p", required_argument, 0, OPT_TOP_P},                   \
+    {"min-p", required_argument, 0, OPT_MIN_P},                   \
+    {"repeat-penalty", required_argument, 0, OPT_REPEAT},         \
+    {"seed", required_argument, 0, OPT_SEED},                     \
+    {"max-tokens", required_argument, 0, OPT_MAXTOK},             \
+    {"system", required_argument, 0, OPT_SYSTEM}
+#define CLI_COMMON_SHORT "m:c:t:n:vh"
+
+void cli_defaults(struct cli_opts *o);
+/* Handles one common option.  0 when handled, 1 when it is not a common
+ * option, EXIT_USAGE after printing the usage error, -1 for --help (the
+ * caller prints its usage and exits 0). */
+int cli_common(const struct cmd *cmd, int c, const char *arg, struct cli_opts *o);
+/* Prints "ponder CMD: <what> (see 'ponder CMD --help')" and returns EXIT_USAGE. */
+int cli_usage_error(const struct cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints "ponder: <what>" and returns 1. */
+int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The getopt error for argv[optind-1] (unknown option, missing argument). */
+int cli_bad_option(const struct cmd *cmd, int argc, char **argv);
+
+/* Strict number parsing: 0 on success. */
+int cli_parse_int(const char *s, long lo, long hi, long *out);
+int cli_parse_float(const char *s, double lo, double hi, double *out);
+
+struct model;
+/* Loads o->model with o's settings; prints the error and returns 1 on failure. */
+int cli_load_model(const struct cli_opts *o, enum kv_type default_kv, struct model **out);
+/* The number of online CPUs. */
+int cli_online_cpus(void);
+
+#endif

@@ -1,0 +1,597 @@
+/* The CPU backend: backend.h's operations on host memory, threaded with the
+ * pool, matrix products through cpu_matmul() and the selected kernels. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "infer/cpu/backend_cpu.h"
+#include "infer/cpu/matmul.h"
+#include "infer/cpu/pool.h"
+#include "infer/gguf.h"
+
+#define ARENA_MAX_TENSORS 256
+
+struct arena_block {
+    struct arena_block *next;
+    size_t size, used;          /* bytes */
+    unsigned char *data;
+};
+
+struct cpu_backend {
+    struct backend base;
+    struct pool *pool;
+    struct cpu_kernels kernels;
+    struct cpu_scratch scratch;
+    char err[256];
+
+    /* activation arena: blocks of floats, and the tensor headers */
+    struct arena_block *blocks;
+    size_t arena_total;
+    struct btensor tensors[ARENA_MAX_TENSORS];
+    int n_tensors;
+
+    /* KV cache */
+    struct kv_shape kv;
+    void **k_cache, **v_cache;  /* per layer: n_ctx rows of k_width / v_width */
+    float *att_scratch;         /* per thread: n_ctx scores */
+    float *k_wide, *v_wide;     /* F16 cache: one layer's rows widened to F32 */
+    size_t att_stride;
+    float *f16_table;           /* 65536 entries: f16 bits -> float */
+
+    /* rope table cache: cos/sin for positions rope_pos0.. */
+    float *rope_cs;
+    size_t rope_cap;
+    int rope_pos0, rope_n, rope_valid;
+    struct rope_params rope_key;
+};
+
+static struct cpu_backend *cb(struct backend *b) { return (struct cpu_backend *)b; }
+
+static int fail(struct cpu_backend *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof c->err, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* ---- arena ---- */
+
+static void *arena_get(struct cpu_backend *c, size_t bytes)
+{
+    bytes = (bytes + 63) & ~(size_t)63;
+    struct arena_block *blk = c->blocks;
+    if (blk && blk->size - blk->used >= bytes) {
+        void *p = blk->data + blk->used;
+        blk->used += bytes;
+        return p;
+    }
+    size_t size = bytes > (size_t)(16 << 20) ? bytes : (size_t)(16 << 20);
+    struct arena_block *nb = malloc(sizeof *nb);
+    if (!nb)
+        return NULL;
+    nb->data = aligned_alloc(64, size);
+    if (!nb->data) {
+        free(nb);
+        return NULL;
+    }
+    nb->size = size;
+    nb->used = bytes;
+    nb->next = c->blocks;
+    c->blocks = nb;
+    c->arena_total += size;
+    return nb->data;
+}
+
+static void arena_free_blocks(struct arena_block *b)
+{
+    while (b) {
+        struct arena_block *next = b->next;
+        free(b->data);
+        free(b);
+        b = next;
+    }
+}
+
+static void cpu_reset(struct backend *b)
+{
+    struct cpu_backend *c = cb(b);
+    c->n_tensors = 0;
+    if (c->blocks && c->blocks->next) {
+        /* several blocks: replace them by one that holds the whole pass */
+        size_t total = c->arena_total;
+        arena_free_blocks(c->blocks);
+        c->blocks = NULL;
+        c->arena_total = 0;
+        struct arena_block *nb = malloc(sizeof *nb);
+        if (nb && (nb->data = aligned_alloc(64, total))) {
+            nb->size = total;
+            nb->used = 0;
+            nb->next = NULL;
+            c->blocks = nb;
+            c->arena_total = total;
+        } else {
+            free(nb);
+        }
+    } else if (c->blocks) {
+        c->blocks->used = 0;
+    }
+}
+
+static struct btensor *cpu_alloc(struct backend *b, int64_t ne0, int64_t ne1)
+{
+    struct cpu_backend *c = cb(b);
+    if (c->n_tensors >= ARENA_MAX_TENSORS || ne0 <= 0 || ne1 <= 0)
+        return NULL;
+    float *data = arena_get(c, (size_t)ne0 * (size_t)ne1 * sizeof(float));
+    if (!data)
+        return NULL;
+    struct btensor *t = &c->tensors[c->n_tensors++];
+    t->ne0 = ne0;
+    t->ne1 = ne1;
+    t->data = data;
+    return t;
+}
+
+static struct btensor *cpu_rows(struct backend *b, const struct btensor *src, int64_t row0, int64_t n)
+{
+    struct cpu_backend *c = cb(b);
+    if (c->n_tensors >= ARENA_MAX_TENSORS || row0 < 0 || n <= 0 || row0 + n > src->ne1)
+        return NULL;
+    struct btensor *t = &c->tensors[c->n_tensors++];
+    t->ne0 = src->ne0;
+    t->ne1 = n;
+    t->data = src->data + row0 * src->ne0;
+    return t;
+}
+
+/* ---- simple row operations ---- */
+
+static int cpu_get_rows_op(struct backend *b, struct btensor *dst, const struct weight *w,
+                           const int32_t *ids, int64_t n)
+{
+    struct cpu_backend *c = cb(b);
+    if (dst->ne0 != w->n_in || dst->ne1 < n)
+        return fail(c, EINVAL, "get_rows: shape mismatch");
+    return cpu_get_rows(w->type, w->data, w->n_in, w->n_out, ids, n, dst->data, c->err,
+                        sizeof c->err);
+}
+
+static float weight_f32(const struct weight *w, int64_t i)
+{
+    /* 1-D tensors are F32 in every R1 file; F16 is accepted too */
+    if (w->type == QUANT_TYPE_F16)
+        return quant_f16_to_f32(((const quant_f16 *)w->data)[i]);
+    return ((const float *)w->data)[i];
+}
+
+static int cpu_rms_norm(struct backend *b, struct btensor *dst, const struct btensor *src,
+                        const struct weight *g, float eps)
+{
+    struct cpu_backend *c = cb(b);
+    int64_t n = src->ne0;
+    if (dst->ne0 != n || dst->ne1 < src->ne1 || g->n_in != n)
+        return fail(c, EINVAL, "rms_norm: shape mismatch");
+    const float *gw = g->type == QUANT_TYPE_F32 ? g->data : NULL;
+    for (int64_t t = 0; t < src->ne1; t++) {
+        const float *x = src->data + t * n;
+        float *y = dst->data + t * n;
+        double sum = 0;
+        for (int64_t i = 0; i < n; i++)
+            sum += (double)x[i] * x[i];
+        float scale = 1.0f / sqrtf((float)(sum / (double)n) + eps);
+        if (gw) {
+            for (int64_t i = 0; i < n; i++)
+                y[i] = x[i] * scale * gw[i];
+        } else {
+            for (int64_t i = 0; i < n; i++)
+                y[i] = x[i] * scale * weight_f32(g, i);
+        }
+    }
+    return 0;
+}
+
+static int cpu_matmul_op(struct backend *b, struct btensor *dst, const struct weight *w,
+                         const struct weight *bias, const struct btensor *src)
+{
+    struct cpu_backend *c = cb(b);
+    if (src->ne0 != w->n_in || dst->ne0 != w->n_out || dst->ne1 < src->ne1)
+        return fail(c, EINVAL, "matmul: shape mismatch (%lld x %lld weight, %lld input)",
+                    (long long)w->n_out, (long long)w->n_in, (long long)src->ne0);
+    int rc = cpu_matmul(c->pool, &c->kernels, w->type, w->data, w->n_in, w->n_out, src->data,
+                        src->ne1, dst->data, &c->scratch, c->err, sizeof c->err);
+    if (rc || !bias || !bias->t)
+        return rc;
+    for (int64_t t = 0; t < src->ne1; t++) {
+        float *y = dst->data + t * dst->ne0;
+        for (int64_t i = 0; i < w->n_out; i++)
+            y[i] += weight_f32(bias, i);
+    }
+    return 0;
+}
+
+static int cpu_swiglu(struct backend *b, struct btensor *dst, const struct btensor *gate,
+                      const struct btensor *up)
+{
+    struct cpu_backend *c = cb(b);
+    if (gate->ne0 != up->ne0 || gate->ne1 != up->ne1 || dst->ne0 != gate->ne0)
+        return fail(c, EINVAL, "swiglu: shape mismatch");
+    int64_t n = gate->ne0 * gate->ne1;
+    for (int64_t i = 0; i < n; i++) {
+        float g = gate->data[i];
+        dst->data[i] = g / (1.0f + expf(-g)) * up->data[i];
+    }
+    return 0;
+}
+
+static int cpu_add(struct backend *b, struct btensor *dst, const struct btensor *src)
+{
+    struct cpu_backend *c = cb(b);
+    if (dst->ne0 != src->ne0 || dst->ne1 != src->ne1)
+        return fail(c, EINVAL, "add: shape mismatch");
+    int64_t n = dst->ne0 * dst->ne1;
+    for (int64_t i = 0; i < n; i++)
+        dst->data[i] += src->data[i];
+    return 0;
+}
+
+static int cpu_read(struct backend *b, const struct btensor *src, int64_t row0, int64_t n, float *out)
+{
+    struct cpu_backend *c = cb(b);
+    if (row0 < 0 || n < 0 || row0 + n > src->ne1)
+        return fail(c, EINVAL, "read: rows out of range");
+    memcpy(out, src->data + row0 * src->ne0, (size_t)(n * src->ne0) * sizeof(float));
+    return 0;
+}
+
+/* ---- RoPE ---- */
+
+static float yarn_corr_dim(int n_rot, int n_ctx_orig, float n_turns, float base)
+{
+    return (float)n_rot * logf((float)n_ctx_orig / (n_turns * 2.0f * (float)M_PI)) /
+           (2.0f * logf(base));
+}
+
+/* cos/sin of every rotated pair for positions pos0 .. pos0+n-1, the way ggml
+ * forms them: theta = p * theta_scale^i in float, divided by the frequency
+ * factor, interpolated by YaRN when ext_factor is set. */
+static int rope_table(struct cpu_backend *c, const struct rope_params *p, int pos0, int n)
+{
+    if (c->rope_valid && c->rope_pos0 == pos0 && c->rope_n == n &&
+        !memcmp(&c->rope_key, p, sizeof *p))
+        return 0;
+    int half = p->n_rot / 2;
+    size_t need = (size_t)n * (size_t)half * 2;
+    if (need > c->rope_cap) {
+        float *t = realloc(c->rope_cs, need * sizeof(float));
+        if (!t)
+            return fail(c, ENOMEM, "out of memory for the rope table");
+        c->rope_cs = t;
+        c->rope_cap = need;
+    }
+    float theta_scale = powf(p->freq_base, -2.0f / (float)p->n_rot);
+    float corr0 = 0, corr1 = 0;
+    if (p->ext_factor != 0.0f) {
+        float start = floorf(yarn_corr_dim(p->n_rot, p->n_ctx_orig, p->beta_fast, p->freq_base));
+        float end = ceilf(yarn_corr_dim(p->n_rot, p->n_ctx_orig, p->beta_slow, p->freq_base));
+        corr0 = start > 0 ? start : 0;
+        corr1 = end < (float)(p->n_rot - 1) ? end : (float)(p->n_rot - 1);
+    }
+    for (int t = 0; t < n; t++) {
+        float theta_base = (float)(pos0 + t);
+        float *cs = c->rope_cs + (size_t)t * (size_t)half * 2;
+        for (int i = 0; i < half; i++) {
+            float ff = p->freq_factors ? p->freq_factors[i] : 1.0f;
+            float theta_extrap = theta_base / ff;
+            float theta = p->freq_scale * theta_extrap;
+            float mscale = p->attn_factor;
+            if (p->ext_factor != 0.0f) {
+                float y = ((float)i - corr0) / fmaxf(0.001f, corr1 - corr0);
+                float ramp = (1.0f - fminf(1.0f, fmaxf(0.0f, y))) * p->ext_factor;
+                theta = theta * (1.0f - ramp) + theta_extrap * ramp;
+                mscale *= 1.0f + 0.1f * logf(1.0f / p->freq_scale);
+            }
+            cs[2 * i] = cosf(theta) * mscale;
+            cs[2 * i + 1] = sinf(theta) * mscale;
+            theta_base *= theta_scale;
+        }
+    }
+    c->rope_valid = 1;
+    c->rope_pos0 = pos0;
+    c->rope_n = n;
+    c->rope_key = *p;
+    return 0;
+}
+
+static int cpu_rope(struct backend *b, struct btensor *x, int head_dim, const struct rope_params *p,
+                    const int32_t *pos)
+{
+    struct cpu_backend *c = cb(b);
+    if (head_dim <= 0 || x->ne0 % head_dim || p->n_rot > head_dim || p->n_rot % 2)
+        return fail(c, EINVAL, "rope: bad head size");
+    int64_t n = x->ne1;
+    for (int64_t t = 1; t < n; t++)
+        if (pos[t] != pos[0] + t)
+            return fail(c, EINVAL, "rope: positions must be consecutive");
+    int rc = rope_table(c, p, pos[0], (int)n);
+    if (rc)
+        return rc;
+    int half = p->n_rot / 2;
+    int64_t n_head = x->ne0 / head_dim;
+    for (int64_t t = 0; t < n; t++) {
+        const float *cs = c->rope_cs + (size_t)t * (size_t)half * 2;
+        for (int64_t h = 0; h < n_head; h++) {
+            float *v = x->data + t * x->ne0 + h * head_dim;
+            for (int i = 0; i < half; i++) {
+                int i0 = p->mode == ROPE_MODE_NEOX ? i : 2 * i;
+                int i1 = p->mode == ROPE_MODE_NEOX ? i + half : 2 * i + 1;
+                float a = v[i0], bb = v[i1];
+                v[i0] = a * cs[2 * i] - bb * cs[2 * i + 1];
+                v[i1] = a * cs[2 * i + 1] + bb * cs[2 * i];
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- KV cache and attention ---- */
+
+static void kv_free(struct cpu_backend *c)
+{
+    for (int l = 0; c->k_cache && l < c->kv.n_layer; l++) {
+        free(c->k_cache[l]);
+        free(c->v_cache[l]);
+    }
+    free(c->k_cache);
+    free(c->v_cache);
+    free(c->att_scratch);
+    free(c->k_wide);
+    free(c->v_wide);
+    c->k_cache = c->v_cache = NULL;
+    c->att_scratch = c->k_wide = c->v_wide = NULL;
+}
+
+static int cpu_kv_init(struct backend *b, const struct kv_shape *s)
+{
+    struct cpu_backend *c = cb(b);
+    kv_free(c);
+    c->kv = *s;
+    size_t el = s->type == KV_TYPE_F16 ? 2 : 4;
+    c->k_cache = calloc((size_t)s->n_layer, sizeof(void *));
+    c->v_cache = calloc((size_t)s->n_layer, sizeof(void *));
+    if (!c->k_cache || !c->v_cache)
+        goto oom;
+    for (int l = 0; l < s->n_layer; l++) {
+        c->k_cache[l] = malloc((size_t)s->n_ctx * (size_t)s->k_width * el);
+        c->v_cache[l] = malloc((size_t)s->n_ctx * (size_t)s->v_width * el);
+        if (!c->k_cache[l] || !c->v_cache[l])
+            goto oom;
+    }
+    c->att_stride = (size_t)s->n_ctx + 16;
+    c->att_scratch = malloc(c->att_stride * (size_t)pool_threads(c->pool) * sizeof(float));
+    if (!c->att_scratch)
+        goto oom;
+    if (s->type == KV_TYPE_F16) {
+        c->k_wide = malloc((size_t)s->n_ctx * (size_t)s->k_width * sizeof(float));
+        c->v_wide = malloc((size_t)s->n_ctx * (size_t)s->v_width * sizeof(float));
+        if (!c->k_wide || !c->v_wide)
+            goto oom;
+    }
+    if (s->type == KV_TYPE_F16 && !c->f16_table) {
+        c->f16_table = malloc(65536 * sizeof(float));
+        if (!c->f16_table)
+            goto oom;
+        for (unsigned i = 0; i < 65536; i++)
+            c->f16_table[i] = quant_f16_to_f32((quant_f16)i);
+    }
+    return 0;
+oom:
+    kv_free(c);
+    c->kv.n_layer = 0;
+    return fail(c, ENOMEM, "out of memory for a KV cache of %d tokens", s->n_ctx);
+}
+
+static int cpu_kv_store(struct backend *b, int layer, const struct btensor *k,
+                        const struct btensor *v, int pos0)
+{
+    struct cpu_backend *c = cb(b);
+    if (layer < 0 || layer >= c->kv.n_layer || k->ne0 != c->kv.k_width ||
+        v->ne0 != c->kv.v_width || k->ne1 != v->ne1)
+        return fail(c, EINVAL, "kv_store: shape mismatch");
+    if (pos0 < 0 || pos0 + k->ne1 > c->kv.n_ctx)
+        return fail(c, ENOSPC, "the context is full (%d tokens)", c->kv.n_ctx);
+    size_t nk = (size_t)(k->ne0 * k->ne1), nv = (size_t)(v->ne0 * v->ne1);
+    if (c->kv.type == KV_TYPE_F32) {
+        memcpy((float *)c->k_cache[layer] + (size_t)pos0 * (size_t)k->ne0, k->data, nk * 4);
+        memcpy((float *)c->v_cache[layer] + (size_t)pos0 * (size_t)v->ne0, v->data, nv * 4);
+    } else {
+        quant_f16 *kd = (quant_f16 *)c->k_cache[layer] + (size_t)pos0 * (size_t)k->ne0;
+        quant_f16 *vd = (quant_f16 *)c->v_cache[layer] + (size_t)pos0 * (size_t)v->ne0;
+        for (size_t i = 0; i < nk; i++)
+            kd[i] = quant_f32_to_f16(k->data[i]);
+        for (size_t i = 0; i < nv; i++)
+            vd[i] = quant_f32_to_f16(v->data[i]);
+    }
+    return 0;
+}
+
+struct att_job {
+    struct cpu_backend *c;
+    struct btensor *dst;
+    const struct btensor *q;
+    const float *k, *v;         /* F32 rows of the layer's cache */
+    int n_head, n_head_kv, head_dim, v_dim, pos0;
+    float scale;
+};
+
+static float dot_f32(const float *a, const float *b, int n)
+{
+    float s[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            s[j] += a[i + j] * b[i + j];
+    for (; i < n; i++)
+        s[0] += a[i] * b[i];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+static void att_worker(void *arg, int ith, int nth)
+{
+    struct att_job *j = arg;
+    struct cpu_backend *c = j->c;
+    int64_t n_tok = j->q->ne1;
+    int64_t total = n_tok * j->n_head;
+    int group = j->n_head / j->n_head_kv;
+    float *scores = c->att_scratch + (size_t)ith * c->att_stride;
+    int64_t kw = c->kv.k_width, vw = c->kv.v_width;
+    for (int64_t task = ith; task < total; task += nth) {
+        int64_t t = task / j->n_head;
+        int h = (int)(task % j->n_head);
+        int g = h / group;
+        int pos = j->pos0 + (int)t;
+        const float *q = j->q->data + t * j->q->ne0 + (int64_t)h * j->head_dim;
+        const float *k = j->k + (int64_t)g * j->head_dim;
+        float mx = -INFINITY;
+        for (int s = 0; s <= pos; s++) {
+            float d = dot_f32(q, k + s * kw, j->head_dim) * j->scale;
+            scores[s] = d;
+            if (d > mx)
+                mx = d;
+        }
+        double sum = 0;
+        for (int s = 0; s <= pos; s++) {
+            scores[s] = expf(scores[s] - mx);
+            sum += scores[s];
+        }
+        float inv = (float)(1.0 / sum);
+        float *out = j->dst->data + t * j->dst->ne0 + (int64_t)h * j->v_dim;
+        memset(out, 0, (size_t)j->v_dim * sizeof(float));
+        const float *v = j->v + (int64_t)g * j->v_dim;
+        for (int s = 0; s <= pos; s++) {
+            float a = scores[s] * inv;
+            const float *vr = v + s * vw;
+            for (int i = 0; i < j->v_dim; i++)
+                out[i] += a * vr[i];
+        }
+    }
+}
+
+struct widen_job {
+    const float *table;
+    const quant_f16 *src[2];
+    float *dst[2];
+    size_t n[2];
+};
+
+static void widen_worker(void *arg, int ith, int nth)
+{
+    struct widen_job *w = arg;
+    for (int m = 0; m < 2; m++) {
+        size_t lo = w->n[m] * (size_t)ith / (size_t)nth, hi = w->n[m] * (size_t)(ith + 1) / (size_t)nth;
+        for (size_t i = lo; i < hi; i++)
+            w->dst[m][i] = w->table[w->src[m][i]];
+    }
+}
+
+static int cpu_attention(struct backend *b, struct btensor *dst, const struct btensor *q, int layer,
+                         int n_head, int n_head_kv, int head_dim, int v_dim, int pos0, float scale)
+{
+    struct cpu_backend *c = cb(b);
+    if (layer < 0 || layer >= c->kv.n_layer || n_head_kv <= 0 || n_head % n_head_kv ||
+        q->ne0 != (int64_t)n_head * head_dim || dst->ne0 != (int64_t)n_head * v_dim ||
+        (int64_t)n_head_kv * head_dim > c->kv.k_width || (int64_t)n_head_kv * v_dim > c->kv.v_width)
+        return fail(c, EINVAL, "attention: shape mismatch");
+    if (pos0 < 0 || pos0 + q->ne1 > c->kv.n_ctx)
+        return fail(c, ENOSPC, "the context is full (%d tokens)", c->kv.n_ctx);
+    struct att_job j = {c, dst, q, c->k_cache[layer], c->v_cache[layer], n_head, n_head_kv,
+                        head_dim, v_dim, pos0, scale};
+    if (c->kv.type == KV_TYPE_F16) {
+        /* widen the rows in use once per layer; the loops then read F32 */
+        size_t rows = (size_t)pos0 + (size_t)q->ne1;
+        struct widen_job w = {c->f16_table, {c->k_cache[layer], c->v_cache[layer]},
+                              {c->k_wide, c->v_wide},
+                              {rows * (size_t)c->kv.k_width, rows * (size_t)c->kv.v_width}};
+        pool_run(c->pool, widen_worker, &w);
+        j.k = c->k_wide;
+        j.v = c->v_wide;
+    }
+    pool_run(c->pool, att_worker, &j);
+    return 0;
+}
+
+static const char *cpu_error(const struct backend *b) { return ((const struct cpu_backend *)b)->err; }
+static const char *cpu_device_name(const struct backend *b)
+{
+    return ((const struct cpu_backend *)b)->kernels.isa_name;
+}
+
+static void cpu_free(struct backend *b)
+{
+    struct cpu_backend *c = cb(b);
+    if (!c)
+        return;
+    kv_free(c);
+    free(c->f16_table);
+    free(c->rope_cs);
+    arena_free_blocks(c->blocks);
+    cpu_scratch_free(&c->scratch);
+    pool_free(c->pool);
+    free(c);
+}
+
+static const struct backend_ops cpu_ops = {
+    .name = "cpu",
+    .free = cpu_free,
+    .kv_init = cpu_kv_init,
+    .alloc = cpu_alloc,
+    .reset = cpu_reset,
+    .get_rows = cpu_get_rows_op,
+    .rms_norm = cpu_rms_norm,
+    .matmul = cpu_matmul_op,
+    .rope = cpu_rope,
+    .kv_store = cpu_kv_store,
+    .attention = cpu_attention,
+    .swiglu = cpu_swiglu,
+    .add = cpu_add,
+    .read = cpu_read,
+    .rows = cpu_rows,
+    .error = cpu_error,
+    .device_name = cpu_device_name,
+};
+
+int cpu_backend_create(int n_threads, enum cpu_isa max, struct backend **out, char *err,
+                       size_t errlen)
+{
+    *out = NULL;
+    struct cpu_backend *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return ENOMEM;
+    }
+    c->base.ops = &cpu_ops;
+    cpu_select(&c->kernels, max);
+    cpu_scratch_init(&c->scratch);
+    int rc = pool_create(n_threads < 1 ? 1 : n_threads, &c->pool);
+    if (rc) {
+        snprintf(err, errlen, "cannot start %d threads: %s", n_threads, strerror(rc));
+        cpu_free(&c->base);
+        return rc;
+    }
+    *out = &c->base;
+    return 0;
+}
+
+const struct cpu_kernels *cpu_backend_kernels(const struct backend *b)
+{
+    return &((const struct cpu_backend *)b)->kernels;
+}
+
+int cpu_backend_threads(const struct backend *b)
+{
+    return pool_threads(((const struct cpu_backend *)b)->pool);
+}

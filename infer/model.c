@@ -1,0 +1,298 @@
+/* Loading a model: open the GGUF, pick the architecture, bind the weights to
+ * the backend, size the KV cache; decoding in batches with prefix reuse. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "infer/cpu/backend_cpu.h"
+#include "infer/gguf.h"
+#include "infer/model_impl.h"
+#include "infer/tokenizer.h"
+
+static const struct arch *const arches[] = {&arch_qwen2, &arch_llama};
+
+static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* llama.cpp's general.file_type names */
+static const char *ftype_name(int64_t ft)
+{
+    static const struct { int id; const char *name; } names[] = {
+        {0, "F32"}, {1, "F16"}, {2, "Q4_0"}, {3, "Q4_1"}, {7, "Q8_0"}, {8, "Q5_0"},
+        {9, "Q5_1"}, {10, "Q2_K"}, {11, "Q3_K_S"}, {12, "Q3_K_M"}, {13, "Q3_K_L"},
+        {14, "Q4_K_S"}, {15, "Q4_K_M"}, {16, "Q5_K_S"}, {17, "Q5_K_M"}, {18, "Q6_K"},
+        {19, "IQ2_XXS"}, {20, "IQ2_XS"}, {21, "Q2_K_S"}, {22, "IQ3_XS"}, {23, "IQ3_XXS"},
+        {24, "IQ1_S"}, {25, "IQ4_NL"}, {26, "IQ3_S"}, {27, "IQ3_M"}, {28, "IQ2_S"},
+        {29, "IQ2_M"}, {30, "IQ4_XS"}, {31, "IQ1_M"}, {32, "BF16"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (names[i].id == ft)
+            return names[i].name;
+    return "?";
+}
+
+int model_hparam_int(struct model *m, const char *key, int64_t dflt, int64_t lo, int64_t hi, int *out,
+                     char *err, size_t errlen)
+{
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", m->info.arch, key);
+    int64_t v;
+    int rc = gguf_get_int(m->g, full, &v, err, errlen);
+    if (rc == ENOENT && dflt >= 0) {
+        v = dflt;
+    } else if (rc == ENOENT) {
+        return fail(err, errlen, EBADMSG, "%s: missing key '%s'", gguf_path(m->g), full);
+    } else if (rc) {
+        return rc;
+    }
+    if (v < lo || v > hi)
+        return fail(err, errlen, EBADMSG, "%s: key '%s' = %lld is out of range [%lld, %lld]",
+                    gguf_path(m->g), full, (long long)v, (long long)lo, (long long)hi);
+    *out = (int)v;
+    return 0;
+}
+
+int model_hparam_float(struct model *m, const char *key, double dflt, bool required, float *out,
+                       char *err, size_t errlen)
+{
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", m->info.arch, key);
+    double v;
+    int rc = gguf_get_float(m->g, full, &v, err, errlen);
+    if (rc == ENOENT && !required)
+        v = dflt;
+    else if (rc == ENOENT)
+        return fail(err, errlen, EBADMSG, "%s: missing key '%s'", gguf_path(m->g), full);
+    else if (rc)
+        return rc;
+    if (!(v == v) || v > 1e30 || v < -1e30)
+        return fail(err, errlen, EBADMSG, "%s: key '%s' is not a finite number", gguf_path(m->g),
+                    full);
+    *out = (float)v;
+    return 0;
+}
+
+int model_bind(struct model *m, const char *name, int64_t n_in, int64_t n_out, bool required,
+               struct weight *w, char *err, size_t errlen)
+{
+    memset(w, 0, sizeof *w);
+    const struct gguf_tensor *t = gguf_find_tensor(m->g, name);
+    if (!t) {
+        if (!required)
+            return 0;
+        return fail(err, errlen, EBADMSG, "%s: missing tensor '%s'", gguf_path(m->g), name);
+    }
+    bool vector = n_out == 0;
+    int64_t want1 = vector ? 1 : n_out;
+    if (t->ne[0] != n_in || t->ne[1] != want1 || t->ne[2] != 1 || t->ne[3] != 1) {
+        if (vector)
+            return fail(err, errlen, EBADMSG,
+                        "%s: tensor '%s' has shape [%lld, %lld], expected [%lld] from the "
+                        "hyperparameters",
+                        gguf_path(m->g), name, (long long)t->ne[0], (long long)t->ne[1],
+                        (long long)n_in);
+        return fail(err, errlen, EBADMSG,
+                    "%s: tensor '%s' has shape [%lld, %lld], expected [%lld, %lld] from the "
+                    "hyperparameters",
+                    gguf_path(m->g), name, (long long)t->ne[0], (long long)t->ne[1],
+                    (long long)n_in, (long long)n_out);
+    }
+    const struct cpu_kernels *k = cpu_backend_kernels(m->be);
+    if (vector ? (t->type != QUANT_TYPE_F32 && t->type != QUANT_TYPE_F16)
+               : (!quant_traits(t->type) || !k->gemm[t->type]))
+        return fail(err, errlen, ENOTSUP, "%s: tensor '%s' has type %s, which ponder cannot run yet",
+                    gguf_path(m->g), name, quant_type_name(t->type));
+    w->t = t;
+    w->type = t->type;
+    w->n_in = n_in;
+    w->n_out = vector ? 1 : n_out;
+    w->data = t->data;
+    w->row_bytes = quant_row_bytes(t->type, n_in);
+    return 0;
+}
+
+static int load_common(struct model *m, const struct model_params *p, char *err, size_t errlen)
+{
+    struct gguf_str s;
+    int rc = gguf_get_str(m->g, "general.architecture", &s, err, errlen);
+    if (rc == ENOENT)
+        return fail(err, errlen, EBADMSG, "%s: missing key 'general.architecture'",
+                    gguf_path(m->g));
+    if (rc)
+        return rc;
+    snprintf(m->info.arch, sizeof m->info.arch, "%.*s", (int)(s.len < 31 ? s.len : 31), s.ptr);
+    for (size_t i = 0; i < sizeof arches / sizeof arches[0]; i++)
+        if (strlen(arches[i]->name) == s.len && !memcmp(arches[i]->name, s.ptr, s.len))
+            m->arch = arches[i];
+    if (!m->arch)
+        return fail(err, errlen, ENOTSUP, "%s: architecture '%.*s' is not supported (ponder runs "
+                    "qwen2 and llama)", gguf_path(m->g), (int)(s.len > 64 ? 64 : s.len), s.ptr);
+    if (gguf_get_str(m->g, "general.name", &s, err, errlen) == 0)
+        snprintf(m->info.name, sizeof m->info.name, "%.*s", (int)(s.len < 127 ? s.len : 127), s.ptr);
+    int64_t ft;
+    snprintf(m->info.ftype, sizeof m->info.ftype, "%s",
+             gguf_get_int(m->g, "general.file_type", &ft, err, errlen) ? "?" : ftype_name(ft));
+    err[0] = 0;
+
+    rc = tokenizer_load(m->g, &m->tok, err, errlen);
+    if (rc)
+        return rc;
+    rc = cpu_backend_create(p->n_threads, p->max_isa, &m->be, err, errlen);
+    if (rc)
+        return rc;
+    return 0;
+}
+
+static void fill_info(struct model *m)
+{
+    struct model_info *in = &m->info;
+    const struct hparams *hp = &m->hp;
+    for (int64_t i = 0; i < gguf_n_tensors(m->g); i++) {
+        const struct gguf_tensor *t = gguf_tensor(m->g, i);
+        in->n_params += t->n_elements;
+        in->weight_bytes += t->size;
+    }
+    in->token_bytes = in->weight_bytes - (m->tok_embd.t ? m->tok_embd.t->size : 0);
+    if (m->output.t == m->tok_embd.t)
+        in->token_bytes = in->weight_bytes;
+    in->file_size = gguf_file_size(m->g);
+    in->n_layer = hp->n_layer;
+    in->n_embd = hp->n_embd;
+    in->n_head = hp->n_head;
+    in->n_head_kv = hp->n_head_kv;
+    in->head_dim = hp->head_dim;
+    in->n_ff = hp->n_ff;
+    in->n_vocab = hp->n_vocab;
+    in->n_ctx_train = hp->n_ctx_train;
+    in->n_ctx = m->n_ctx;
+    in->backend = m->be->ops->name;
+    in->device = m->be->ops->device_name(m->be);
+    in->n_threads = cpu_backend_threads(m->be);
+}
+
+int model_load(const char *path, const struct model_params *p, struct model **out, char *err,
+               size_t errlen)
+{
+    *out = NULL;
+    struct model *m = calloc(1, sizeof *m);
+    if (!m)
+        return fail(err, errlen, ENOMEM, "out of memory");
+    int rc = gguf_open(path, &m->g, err, errlen);
+    if (rc)
+        goto out;
+    rc = load_common(m, p, err, errlen);
+    if (rc)
+        goto out;
+    rc = m->arch->load(m, err, errlen);
+    if (rc)
+        goto out;
+    if (m->hp.n_vocab != tokenizer_n_vocab(m->tok)) {
+        rc = fail(err, errlen, EBADMSG, "%s: the vocabulary has %d tokens but the output has %d rows",
+                  path, tokenizer_n_vocab(m->tok), m->hp.n_vocab);
+        goto out;
+    }
+    int n_ctx = p->n_ctx > 0 ? p->n_ctx : (m->hp.n_ctx_train < 4096 ? m->hp.n_ctx_train : 4096);
+    if (n_ctx < 1)
+        n_ctx = 4096;
+    m->n_ctx = n_ctx;
+    m->n_batch = p->n_batch > 0 ? p->n_batch : 512;
+    if (m->n_batch > n_ctx)
+        m->n_batch = n_ctx;
+    m->cache_ids = malloc((size_t)n_ctx * sizeof(int32_t));
+    m->pos = malloc((size_t)m->n_batch * sizeof(int32_t));
+    if (!m->cache_ids || !m->pos) {
+        rc = fail(err, errlen, ENOMEM, "out of memory");
+        goto out;
+    }
+    struct kv_shape kv = {
+        .n_layer = m->hp.n_layer,
+        .n_ctx = n_ctx,
+        .k_width = (int64_t)m->hp.n_head_kv * m->hp.head_dim,
+        .v_width = (int64_t)m->hp.n_head_kv * m->hp.head_dim,
+        .type = p->kv_type,
+    };
+    rc = m->be->ops->kv_init(m->be, &kv);
+    if (rc) {
+        snprintf(err, errlen, "%s", m->be->ops->error(m->be));
+        goto out;
+    }
+    m->info.kv_type = p->kv_type;
+    m->info.kv_bytes = (uint64_t)kv.n_layer * (uint64_t)n_ctx * (uint64_t)(kv.k_width + kv.v_width) *
+                       (p->kv_type == KV_TYPE_F16 ? 2u : 4u);
+    fill_info(m);
+out:
+    if (rc) {
+        model_free(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+void model_free(struct model *m)
+{
+    if (!m)
+        return;
+    if (m->arch && m->arch->free)
+        m->arch->free(m);
+    if (m->be)
+        m->be->ops->free(m->be);
+    tokenizer_free(m->tok);
+    gguf_close(m->g);
+    free(m->cache_ids);
+    free(m->pos);
+    free(m);
+}
+
+const struct model_info *model_info(const struct model *m) { return &m->info; }
+const struct tokenizer *model_tokenizer(const struct model *m) { return m->tok; }
+const struct gguf *model_gguf(const struct model *m) { return m->g; }
+int model_n_past(const struct model *m) { return m->n_past; }
+void model_clear(struct model *m) { m->n_past = 0; }
+
+int model_keep_prefix(struct model *m, const int32_t *ids, int n)
+{
+    int k = 0;
+    while (k < m->n_past && k < n - 1 && m->cache_ids[k] == ids[k])
+        k++;
+    m->n_past = k;
+    return k;
+}
+
+int model_decode(struct model *m, const int32_t *ids, int n, float *logits, bool all, char *err,
+                 size_t errlen)
+{
+    if (n <= 0)
+        return fail(err, errlen, EINVAL, "nothing to decode");
+    if (n > m->n_ctx - m->n_past)
+        return fail(err, errlen, ENOSPC, "the context is full: %d + %d tokens exceed %d",
+                    m->n_past, n, m->n_ctx);
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= m->hp.n_vocab)
+            return fail(err, errlen, EINVAL, "token id %d is out of range (n_vocab %d)", ids[i],
+                        m->hp.n_vocab);
+    for (int done = 0; done < n;) {
+        int chunk = n - done < m->n_batch ? n - done : m->n_batch;
+        bool last = done + chunk == n;
+        float *lg = NULL;
+        if (logits && all)
+            lg = logits + (size_t)done * (size_t)m->hp.n_vocab;
+        else if (logits && last)
+            lg = logits;
+        int rc = m->arch->forward(m, ids + done, chunk, m->n_past, lg, all, err, errlen);
+        if (rc)
+            return rc;
+        memcpy(m->cache_ids + m->n_past, ids + done, (size_t)chunk * sizeof(int32_t));
+        m->n_past += chunk;
+        done += chunk;
+    }
+    return 0;
+}

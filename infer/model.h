@@ -1,0 +1,70 @@
+/* A loaded model: the mapped GGUF, its tokenizer, the architecture's weights
+ * bound to a backend, and one sequence's KV cache.  model_decode() runs the
+ * forward pass over new tokens and returns logits; the cache keeps the token
+ * ids it holds so that the longest shared prefix of the next prompt is reused
+ * (model_keep_prefix()).
+ *
+ * Not thread-safe: one thread (the engine's) uses a model at a time. */
+#ifndef PONDER_MODEL_H
+#define PONDER_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "cpu/cpu.h"
+
+struct gguf;
+struct tokenizer;
+struct model;
+
+struct model_params {
+    int n_ctx;              /* 0: min(4096, the model's training context) */
+    int n_threads;          /* >= 1 */
+    int n_batch;            /* tokens per forward pass; 0: 512 */
+    enum kv_type kv_type;
+    enum cpu_isa max_isa;   /* CPU_ISA_COUNT: the best this CPU has */
+};
+
+struct model_info {
+    char arch[32];
+    char name[128];
+    char ftype[16];         /* "Q4_K_M", from general.file_type, or "?" */
+    int64_t n_params;
+    uint64_t file_size;
+    uint64_t weight_bytes;  /* all tensors */
+    uint64_t token_bytes;   /* bytes read per generated token (all but token_embd) */
+    int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_ctx_train;
+    int n_ctx;              /* this instance's context */
+    enum kv_type kv_type;
+    uint64_t kv_bytes;      /* the whole cache */
+    const char *backend;    /* "cpu" */
+    const char *device;     /* "avx512", "avx2", "portable" */
+    int n_threads;
+};
+
+/* 0, or ENOENT (no such file), EBADMSG (malformed: the message names the key
+ * or tensor), ENOTSUP (architecture or weight type ponder does not run),
+ * ENOMEM. */
+int model_load(const char *path, const struct model_params *p, struct model **out, char *err,
+               size_t errlen);
+void model_free(struct model *m);   /* NULL is a no-op */
+
+const struct model_info *model_info(const struct model *m);
+const struct tokenizer *model_tokenizer(const struct model *m);
+const struct gguf *model_gguf(const struct model *m);
+
+/* Evaluates ids[0..n) at positions model_n_past().. and appends them to the
+ * cache.  logits (may be NULL) receives n_vocab floats for the last token, or
+ * n * n_vocab for every token when `all`.  ENOSPC when the context is full. */
+int model_decode(struct model *m, const int32_t *ids, int n, float *logits, bool all, char *err,
+                 size_t errlen);
+int model_n_past(const struct model *m);
+/* Keeps the longest cached prefix of ids[0..n) (at most n - 1 tokens, so the
+ * last one is evaluated again for its logits) and drops the rest of the
+ * cache; returns the number of tokens kept. */
+int model_keep_prefix(struct model *m, const int32_t *ids, int n);
+void model_clear(struct model *m);
+
+#endif

@@ -93,11 +93,26 @@ quant_bf16 quant_f32_to_bf16(float f)
 
 #define F16(h) quant_f16_to_f32(h)
 
+/* Float to int without undefined behaviour on NaN, inf or huge values (which
+ * only bad input produces): NaN gives 0, the rest is clamped to +-2^30. */
+static float int_range(float v)
+{
+    if (isnan(v))
+        return 0;
+    return v > 1073741824.0f ? 1073741824.0f : v < -1073741824.0f ? -1073741824.0f : v;
+}
+
 /* Round to nearest, ties to even, in the default floating-point environment:
  * what ggml's nearest_int() and _mm256_round_ps(_MM_ROUND_NEAREST) do. */
 static int nearest_int(float v)
 {
-    return (int)rintf(v);
+    return (int)rintf(int_range(v));
+}
+
+/* Truncation toward zero, as ggml's (int8_t)(x*id + 8.5f) casts do. */
+static int trunc_int(float v)
+{
+    return (int)int_range(v);
 }
 
 static int clampi(int v, int lo, int hi)
@@ -210,8 +225,8 @@ static void enc_q4_0(const float *src, void *dst, int64_t n)
         float id = d != 0 ? 1.0f / d : 0.0f;
         b[i].d = quant_f32_to_f16(d);
         for (int j = 0; j < QK4_0 / 2; j++) {
-            int q0 = clampi((int)(src[j] * id + 8.5f), 0, 15);
-            int q1 = clampi((int)(src[j + QK4_0 / 2] * id + 8.5f), 0, 15);
+            int q0 = clampi(trunc_int(src[j] * id + 8.5f), 0, 15);
+            int q1 = clampi(trunc_int(src[j + QK4_0 / 2] * id + 8.5f), 0, 15);
             b[i].qs[j] = (uint8_t)(q0 | q1 << 4);
         }
     }
@@ -268,8 +283,8 @@ static void enc_q4_1(const float *src, void *dst, int64_t n)
         b[i].d = quant_f32_to_f16(d);
         b[i].m = quant_f32_to_f16(mn);
         for (int j = 0; j < QK4_1 / 2; j++) {
-            int q0 = clampi((int)((src[j] - mn) * id + 0.5f), 0, 15);
-            int q1 = clampi((int)((src[j + QK4_1 / 2] - mn) * id + 0.5f), 0, 15);
+            int q0 = clampi(trunc_int((src[j] - mn) * id + 0.5f), 0, 15);
+            int q1 = clampi(trunc_int((src[j + QK4_1 / 2] - mn) * id + 0.5f), 0, 15);
             b[i].qs[j] = (uint8_t)(q0 | q1 << 4);
         }
     }
@@ -346,7 +361,7 @@ static void enc_q5_0(const float *src, void *dst, int64_t n)
         float id = d != 0 ? 1.0f / d : 0.0f;
         b[i].d = quant_f32_to_f16(d);
         for (int j = 0; j < QK5_0; j++)
-            q[j] = clampi((int)(src[j] * id + 16.5f), 0, 31);
+            q[j] = clampi(trunc_int(src[j] * id + 16.5f), 0, 31);
         q5_pack(q, b[i].qs, b[i].qh);
     }
 }
@@ -391,7 +406,7 @@ static void enc_q5_1(const float *src, void *dst, int64_t n)
         b[i].d = quant_f32_to_f16(d);
         b[i].m = quant_f32_to_f16(mn);
         for (int j = 0; j < QK5_1; j++)
-            q[j] = clampi((int)((src[j] - mn) * id + 0.5f), 0, 31);
+            q[j] = clampi(trunc_int((src[j] - mn) * id + 0.5f), 0, 31);
         q5_pack(q, b[i].qs, b[i].qh);
     }
 }

@@ -814,6 +814,32 @@ static void test_quantize_degenerate_rows_stay_finite(void **state)
     free(a);
 }
 
+/* NaN, inf and huge inputs (bad activations) must not reach a float-to-int
+ * conversion of an unrepresentable value: run under
+ * -fsanitize=float-cast-overflow this fails without the clamping. */
+static void test_quantize_nonfinite_input_is_defined(void **state)
+{
+    (void)state;
+    const int n = 256;
+    float *x = xcalloc(n * sizeof(float)), *a = xcalloc(n * sizeof(float));
+    uint64_t seed = 7;
+    for (size_t k = 0; k < N_TYPES; k++) {
+        const struct quant_traits *tr = quant_traits(all_types[k]);
+        void *w = xcalloc(quant_row_bytes(all_types[k], n));
+        for (int c = 0; c < 3; c++) {
+            for (int i = 0; i < n; i++)
+                x[i] = rng_gauss(&seed);
+            x[3] = c == 0 ? NAN : c == 1 ? INFINITY : 3e38f;
+            x[40] = c == 1 ? -INFINITY : -3e38f;
+            tr->quantize(x, w, n);
+            tr->dequantize(w, a, n);
+        }
+        free(w);
+    }
+    free(x);
+    free(a);
+}
+
 /* ---- files made by llama.cpp ----------------------------------------------
  * The reference models were quantized by llama-quantize from the F32 files
  * next to them: dequantizing every tensor must land near the F32 original
@@ -1008,6 +1034,7 @@ int main(void)
         cmocka_unit_test(test_q8_k_quantize_exact_bytes),
         cmocka_unit_test(test_quantize_round_trip_and_dot_within_bounds),
         cmocka_unit_test(test_quantize_degenerate_rows_stay_finite),
+        cmocka_unit_test(test_quantize_nonfinite_input_is_defined),
         cmocka_unit_test(test_dequantize_llama_quantized_files),
         cmocka_unit_test(test_cpu_ref_gemm_matches_dot_layout),
     };

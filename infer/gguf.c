@@ -269,15 +269,26 @@ static int parse_string_array(struct rd *r, struct gguf_value *v, uint64_t n)
         if (!s)
             return rd_fail(r, ENOMEM, "out of memory for %" PRIu64 " strings", n);
     }
+    const uint8_t *base = r->g->base;
+    size_t size = r->g->size, pos = r->pos;
     for (uint64_t i = 0; i < n; i++) {
-        char what[64];
-        snprintf(what, sizeof what, "string %" PRIu64 " of %" PRIu64 ": length", i, n);
-        int rc = rd_str(r, &s[i], what);
-        if (rc) {
+        uint64_t len = 0;
+        if (size - pos >= 8)
+            len = load_le(base + pos, 8);
+        if (size - pos < 8 || len > size - pos - 8) {
+            /* rd_str says what exactly is wrong */
+            char what[64];
+            snprintf(what, sizeof what, "string %" PRIu64 " of %" PRIu64 ": length", i, n);
+            r->pos = pos;
+            int rc = rd_str(r, &s[i], what);
             free(s);
-            return rc;
+            return rc ? rc : rd_fail(r, EBADMSG, "bad string %" PRIu64, i);
         }
+        s[i].ptr = (const char *)base + pos + 8;
+        s[i].len = len;
+        pos += 8 + (size_t)len;
     }
+    r->pos = pos;
     v->v.arr.data = s;
     return 0;
 }

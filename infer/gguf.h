@@ -9,6 +9,12 @@
  * length then that many bytes (no NUL); an array is u32 element type, u64
  * count, then the elements.
  *
+ * Tensors: n_dims 1..4, every dimension >= 1 (0 is rejected), rows a whole
+ * number of blocks, offsets aligned, data inside the file, no two tensors
+ * overlapping; a tensor type id ggml has removed (Q4_0_4_4, ...) is ENOTSUP,
+ * an unknown id EBADMSG.  Duplicate keys or tensor names and arrays of
+ * arrays are EBADMSG.
+ *
  * Everything returned points into the mapping and lives until gguf_close().
  * Functions that can fail return 0 or a POSIX error number (EBADMSG for a
  * malformed file, ENOENT missing, ENOTSUP unsupported, ENOMEM, EIO) and write

@@ -333,6 +333,35 @@ static void test_alignment_key_sets_the_data_alignment(void **state)
     }
 }
 
+static void test_writer_refuses_tensors_it_cannot_size(void **state)
+{
+    (void)state;
+    struct fx_gguf *w = fx_gguf_new(3);
+    static const struct {
+        const char *name;
+        enum quant_type type;
+        int n_dims;
+        int64_t ne[4];
+        int rc;
+    } cases[] = {
+        { "row of 32 in Q4_K", QUANT_TYPE_Q4_K, 1, { 32 }, EINVAL },
+        { "n_dims 0", QUANT_TYPE_F32, 0, { 1 }, EINVAL },
+        { "n_dims 5", QUANT_TYPE_F32, 5, { 1, 1, 1, 1 }, EINVAL },
+        { "zero dimension", QUANT_TYPE_F32, 2, { 4, 0 }, EINVAL },
+        { "type 4", (enum quant_type)4, 1, { 32 }, EINVAL },
+        { "bytes overflow", QUANT_TYPE_F32, 3, { 1LL << 40, 1LL << 20, 1LL << 10 }, EOVERFLOW },
+        { "4-D Q8_0", QUANT_TYPE_Q8_0, 4, { 64, 3, 2, 2 }, 0 },
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        int rc = fx_gguf_tensor(w, cases[k].name, cases[k].type, cases[k].n_dims, cases[k].ne, NULL);
+        if (rc != cases[k].rc)
+            fail_msg("case %s: got %d", cases[k].name, rc);
+    }
+    assert_int_equal(fx_gguf_tensor_size(w, 0), 2 * 34 * 3 * 2 * 2);
+    assert_int_equal(fx_gguf_tensor_size(w, 1), 0);
+    fx_gguf_free(w);
+}
+
 /* ---- malformed files ---------------------------------------------------- */
 
 static uint64_t u64max = 18446744073709551615ull;
@@ -888,6 +917,11 @@ static void test_every_real_file_opens_with_the_expected_counts(void **state)
         uint32_t bos;
         if (c->n_merges && (gguf_get_uint32(g, "tokenizer.ggml.bos_token_id", &bos, err, sizeof err) || bos != c->bos))
             fail_msg("case %s: bos (%s)", c->path, err);
+        static const char bos_text[] = "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>";
+        const struct gguf_str *bt = &((const struct gguf_str *)tokens->v.arr.data)[c->bos];
+        if (c->n_merges && (bt->len != strlen(bos_text) || memcmp(bt->ptr, bos_text, bt->len) != 0))
+            fail_msg("case %s: BOS token text '%.*s'", c->path, (int)bt->len, bt->ptr);
+        exercise(g);
         if (gguf_n_tensors(g) != c->n_tensors)
             fail_msg("case %s: %lld tensors", c->path, (long long)gguf_n_tensors(g));
         if (c->embd) {
@@ -919,6 +953,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_through_a_file_and_the_stream_writer),
         cmocka_unit_test(test_file_without_tensors_or_keys_is_valid),
         cmocka_unit_test(test_alignment_key_sets_the_data_alignment),
+        cmocka_unit_test(test_writer_refuses_tensors_it_cannot_size),
         cmocka_unit_test(test_malformed_files_are_rejected_with_a_message_naming_the_culprit),
         cmocka_unit_test(test_every_truncated_prefix_is_ebadmsg),
         cmocka_unit_test(test_mutation_fuzz_never_crashes),

@@ -574,10 +574,15 @@ static float dot_q8_k(int64_t n, const void *w, const void *x)
 
 /* Value v of a super-block sits, for the 2-bit fields of Q2_K/Q3_K, in
  * qs[32*(v/128) + v%32] at bit 2*((v%128)/32); Q3_K's high bit and Q5_K's
- * fifth bit in byte v%32 at bit v/32. */
-static int k2_get(const uint8_t *qs, int v)
+ * fifth bit in byte v%32 at bit v/32; Q4_K/Q5_K nibbles 64 values per 32
+ * bytes, low nibbles first.  The unpackers write the integer values of a
+ * whole super-block; dequantize and dot both read them. */
+static void k2_unpack(const uint8_t *qs, int8_t q[QK_K])
 {
-    return qs[32 * (v / 128) + v % 32] >> (2 * ((v % 128) / 32)) & 3;
+    for (int g = 0; g < 2; g++)
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < 32; l++)
+                q[128 * g + 32 * k + l] = (int8_t)(qs[32 * g + l] >> (2 * k) & 3);
 }
 
 static void k2_set(uint8_t *qs, int v, int q)
@@ -585,11 +590,22 @@ static void k2_set(uint8_t *qs, int v, int q)
     qs[32 * (v / 128) + v % 32] |= (uint8_t)((q & 3) << (2 * ((v % 128) / 32)));
 }
 
-/* Q4_K/Q5_K nibbles: 64 values per 32 bytes, low nibbles first. */
-static int k4_get(const uint8_t *qs, int v)
+/* Adds `add` to value v wherever bit v/32 of bits[v%32] is `when`. */
+static void kbit_add(const uint8_t bits[32], int when, int add, int8_t q[QK_K])
 {
-    uint8_t b = qs[32 * (v / 64) + v % 32];
-    return (v % 64) < 32 ? (b & 0xf) : (b >> 4);
+    for (int k = 0; k < 8; k++)
+        for (int l = 0; l < 32; l++)
+            if ((bits[l] >> k & 1) == when)
+                q[32 * k + l] = (int8_t)(q[32 * k + l] + add);
+}
+
+static void k4_unpack(const uint8_t *qs, int8_t q[QK_K])
+{
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) {
+            q[64 * c + l] = (int8_t)(qs[32 * c + l] & 0xf);
+            q[64 * c + 32 + l] = (int8_t)(qs[32 * c + l] >> 4);
+        }
 }
 
 static void k4_set(uint8_t *qs, int v, int q)
@@ -640,16 +656,19 @@ static void k3_pack_scales(const int sc[16], uint8_t s[12])
     }
 }
 
-/* Q6_K: value v, r = v%128: low nibble in ql[64*(v/128) + r%32 + 32*((r/32)&1)],
- * low half for r < 64 and high half above; top two bits in qh[32*(v/128) + r%32]
- * at bit 2*(r/32). */
-static int k6_get(const uint8_t *ql, const uint8_t *qh, int v)
+/* Q6_K: value v, r = v%128, quarter k = r/32, l = r%32: low nibble in
+ * ql[64*(v/128) + l + 32*(k&1)], the low half for k < 2 and the high half
+ * above; top two bits in qh[32*(v/128) + l] at bit 2k.  Unpacked as q - 32. */
+static void k6_unpack(const uint8_t *ql, const uint8_t *qh, int8_t q[QK_K])
 {
-    int g = v / 128, r = v % 128, l = r % 32, k = r / 32;
-    uint8_t lb = ql[64 * g + l + 32 * (k & 1)];
-    int lo = k < 2 ? (lb & 0xf) : (lb >> 4);
-    int hi = (qh[32 * g + l] >> (2 * k)) & 3;
-    return lo | hi << 4;
+    for (int g = 0; g < 2; g++)
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < 32; l++) {
+                uint8_t lb = ql[64 * g + l + 32 * (k & 1)];
+                int lo = k < 2 ? (lb & 0xf) : (lb >> 4);
+                int hi = qh[32 * g + l] >> (2 * k) & 3;
+                q[128 * g + 32 * k + l] = (int8_t)((lo | hi << 4) - 32);
+            }
 }
 
 static void k6_set(uint8_t *ql, uint8_t *qh, int v, int q)
@@ -678,9 +697,11 @@ static void deq_q2_k(const void *src, float *dst, int64_t n)
     const struct block_q2_k *b = src;
     for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
         float d = F16(b[i].d), dmin = F16(b[i].dmin);
+        int8_t q[QK_K];
+        k2_unpack(b[i].qs, q);
         for (int v = 0; v < QK_K; v++) {
             uint8_t sc = b[i].scales[v / 16];
-            dst[v] = d * (sc & 0xf) * k2_get(b[i].qs, v) - dmin * (sc >> 4);
+            dst[v] = d * (sc & 0xf) * q[v] - dmin * (sc >> 4);
         }
     }
 }
@@ -720,10 +741,12 @@ static float dot_q2_k(int64_t n, const void *w, const void *x)
     float s = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
         int32_t isum = 0, msum = 0;
+        int8_t q[QK_K];
+        k2_unpack(a[i].qs, q);
         for (int j = 0; j < 16; j++) {
             int32_t sub = 0;
             for (int l = 0; l < 16; l++)
-                sub += k2_get(a[i].qs, 16 * j + l) * b[i].qs[16 * j + l];
+                sub += q[16 * j + l] * b[i].qs[16 * j + l];
             isum += (a[i].scales[j] & 0xf) * sub;
             msum += (a[i].scales[j] >> 4) * b[i].bsums[j];
         }
@@ -734,10 +757,11 @@ static float dot_q2_k(int64_t n, const void *w, const void *x)
 
 /* ---- Q3_K ---------------------------------------------------------------- */
 
-static int q3_value(const struct block_q3_k *b, int v)
+/* Q3_K values: the 2 low bits, minus 4 where the hmask bit is clear. */
+static void q3k_unpack(const struct block_q3_k *b, int8_t q[QK_K])
 {
-    int hbit = b->hmask[v % 32] >> (v / 32) & 1;
-    return k2_get(b->qs, v) - (hbit ? 0 : 4);
+    k2_unpack(b->qs, q);
+    kbit_add(b->hmask, 0, -4, q);
 }
 
 static void deq_q3_k(const void *src, float *dst, int64_t n)
@@ -745,8 +769,10 @@ static void deq_q3_k(const void *src, float *dst, int64_t n)
     const struct block_q3_k *b = src;
     for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
         float d = F16(b[i].d);
+        int8_t q[QK_K];
+        q3k_unpack(&b[i], q);
         for (int v = 0; v < QK_K; v++)
-            dst[v] = d * k3_scale(b[i].scales, v / 16) * q3_value(&b[i], v);
+            dst[v] = d * k3_scale(b[i].scales, v / 16) * q[v];
     }
 }
 
@@ -783,10 +809,12 @@ static float dot_q3_k(int64_t n, const void *w, const void *x)
     float s = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
         int32_t isum = 0;
+        int8_t q[QK_K];
+        q3k_unpack(&a[i], q);
         for (int j = 0; j < 16; j++) {
             int32_t sub = 0;
             for (int l = 0; l < 16; l++)
-                sub += q3_value(&a[i], 16 * j + l) * b[i].qs[16 * j + l];
+                sub += q[16 * j + l] * b[i].qs[16 * j + l];
             isum += k3_scale(a[i].scales, j) * sub;
         }
         s += F16(a[i].d) * b[i].d * (float)isum;
@@ -801,11 +829,13 @@ static void deq_q4_k(const void *src, float *dst, int64_t n)
     const struct block_q4_k *b = src;
     for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
         float d = F16(b[i].d), dmin = F16(b[i].dmin);
+        int8_t q[QK_K];
+        k4_unpack(b[i].qs, q);
         for (int j = 0; j < 8; j++) {
             int sc, m;
             k4_scale_min(b[i].scales, j, &sc, &m);
             for (int l = 0; l < 32; l++)
-                dst[32 * j + l] = d * sc * k4_get(b[i].qs, 32 * j + l) - dmin * m;
+                dst[32 * j + l] = d * sc * q[32 * j + l] - dmin * m;
         }
     }
 }
@@ -868,12 +898,14 @@ static float dot_q4_k(int64_t n, const void *w, const void *x)
     float s = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
         int32_t isum = 0;
+        int8_t q[QK_K];
+        k4_unpack(a[i].qs, q);
         for (int j = 0; j < 8; j++) {
             int sc, m;
             k4_scale_min(a[i].scales, j, &sc, &m);
             int32_t sub = 0;
             for (int l = 0; l < 32; l++)
-                sub += k4_get(a[i].qs, 32 * j + l) * b[i].qs[32 * j + l];
+                sub += q[32 * j + l] * b[i].qs[32 * j + l];
             isum += sc * sub;
         }
         int32_t msum = k4_minsum(a[i].scales, &b[i]);
@@ -882,9 +914,11 @@ static float dot_q4_k(int64_t n, const void *w, const void *x)
     return s;
 }
 
-static int q5k_value(const struct block_q5_k *b, int v)
+/* Q5_K values: the nibbles plus 16 where the qh bit is set. */
+static void q5k_unpack(const struct block_q5_k *b, int8_t q[QK_K])
 {
-    return k4_get(b->qs, v) | (b->qh[v % 32] >> (v / 32) & 1) << 4;
+    k4_unpack(b->qs, q);
+    kbit_add(b->qh, 1, 16, q);
 }
 
 static void deq_q5_k(const void *src, float *dst, int64_t n)
@@ -892,11 +926,13 @@ static void deq_q5_k(const void *src, float *dst, int64_t n)
     const struct block_q5_k *b = src;
     for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
         float d = F16(b[i].d), dmin = F16(b[i].dmin);
+        int8_t q[QK_K];
+        q5k_unpack(&b[i], q);
         for (int j = 0; j < 8; j++) {
             int sc, m;
             k4_scale_min(b[i].scales, j, &sc, &m);
             for (int l = 0; l < 32; l++)
-                dst[32 * j + l] = d * sc * q5k_value(&b[i], 32 * j + l) - dmin * m;
+                dst[32 * j + l] = d * sc * q[32 * j + l] - dmin * m;
         }
     }
 }
@@ -923,12 +959,14 @@ static float dot_q5_k(int64_t n, const void *w, const void *x)
     float s = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
         int32_t isum = 0;
+        int8_t q[QK_K];
+        q5k_unpack(&a[i], q);
         for (int j = 0; j < 8; j++) {
             int sc, m;
             k4_scale_min(a[i].scales, j, &sc, &m);
             int32_t sub = 0;
             for (int l = 0; l < 32; l++)
-                sub += q5k_value(&a[i], 32 * j + l) * b[i].qs[32 * j + l];
+                sub += q[32 * j + l] * b[i].qs[32 * j + l];
             isum += sc * sub;
         }
         int32_t msum = k4_minsum(a[i].scales, &b[i]);
@@ -944,8 +982,10 @@ static void deq_q6_k(const void *src, float *dst, int64_t n)
     const struct block_q6_k *b = src;
     for (int64_t i = 0; i < n / QK_K; i++, dst += QK_K) {
         float d = F16(b[i].d);
+        int8_t q[QK_K];
+        k6_unpack(b[i].ql, b[i].qh, q);
         for (int v = 0; v < QK_K; v++)
-            dst[v] = d * b[i].scales[v / 16] * (k6_get(b[i].ql, b[i].qh, v) - 32);
+            dst[v] = d * b[i].scales[v / 16] * q[v];
     }
 }
 
@@ -980,10 +1020,12 @@ static float dot_q6_k(int64_t n, const void *w, const void *x)
     float s = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
         int32_t isum = 0;
+        int8_t q[QK_K];
+        k6_unpack(a[i].ql, a[i].qh, q);
         for (int j = 0; j < 16; j++) {
             int32_t sub = 0;
             for (int l = 0; l < 16; l++)
-                sub += (k6_get(a[i].ql, a[i].qh, 16 * j + l) - 32) * b[i].qs[16 * j + l];
+                sub += q[16 * j + l] * b[i].qs[16 * j + l];
             isum += a[i].scales[j] * sub;
         }
         s += F16(a[i].d) * b[i].d * (float)isum;

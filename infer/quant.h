@@ -135,7 +135,12 @@ struct block_q8_k {
 static_assert(sizeof(struct block_q8_k) == 4 + QK_K + QK_K / 16 * 2, "q8_k block size");
 
 /* dequantize: n values (a multiple of block_size) from blocks to floats.
- * quantize: n floats to blocks; NULL where ponder has no quantizer.
+ * quantize: n floats to blocks; NULL where ponder has no quantizer.  The
+ * activation formats are bit-exact with llama.cpp's CPU backend on x86:
+ * Q8_0/Q8_1 d = f16(amax/127), q = x*(127/amax) rounded to nearest even
+ * (its AVX path; ggml's scalar _ref uses roundf and 1/d, which differs only
+ * at exact ties); Q8_K as quantize_row_q8_K_ref.  The weight types use a
+ * plain round-to-nearest fit (no scale search).
  * dot: sum over n values of w (this type) times x (vec_dot_type), the
  * portable reference. */
 struct quant_traits {

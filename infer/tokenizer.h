@@ -64,14 +64,19 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, bo
 int tokenizer_piece(const struct tokenizer *t, int32_t id, bool special, char *buf, size_t cap);
 
 /* Streaming detokenizer: feed pieces, get text cut at UTF-8 character
- * boundaries.  An invalid sequence comes out as U+FFFD. */
+ * boundaries.  An invalid sequence (each maximal ill-formed subpart) comes
+ * out as U+FFFD. */
 struct detok {
     char pending[8];
     int n_pending;
 };
+/* Room detok_push() needs for a piece of len bytes: every byte may be
+ * invalid and become the 3 bytes of U+FFFD, after a pending one. */
+#define DETOK_OUT_MAX(len) (3 * (size_t)(len) + 8)
 void detok_init(struct detok *d);
 /* Appends the completed characters of piece (after what was pending) to out,
- * which must have room for len + 8 bytes; returns the bytes written. */
+ * which must have room for DETOK_OUT_MAX(len) bytes; returns the bytes
+ * written. */
 size_t detok_push(struct detok *d, const char *piece, size_t len, char *out);
 /* What is left at the end (an incomplete sequence becomes U+FFFD); out has
  * room for 8 bytes. */

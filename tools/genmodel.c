@@ -1175,15 +1175,28 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-/* N(0,1) samples for the lookup tables, from the seed (Box-Muller). */
-static void norm_table(float *norm, uint64_t seed)
+/* N(0,1) by 12-bit index: the quantiles at (i + 0.5) / 4096, so the table is
+ * symmetric (mean exactly 0, no bias shared by every matrix), rescaled to
+ * variance 1. */
+static void norm_table(float *norm)
 {
-    uint64_t s = job_seed(seed, -2, -2);
-    for (int i = 0; i < GEN_NORM_TABLE; i += 2) {
-        double r = sqrt(-2 * log(rng_unit(&s))), a = 2 * M_PI * rng_unit(&s);
-        norm[i] = (float)(r * cos(a));
-        norm[i + 1] = (float)(r * sin(a));
+    double sum2 = 0;
+    for (int i = 0; i < GEN_NORM_TABLE / 2; i++) {
+        double p = (i + 0.5) / GEN_NORM_TABLE, lo = -10, hi = 0;
+        for (int it = 0; it < 60; it++) {   /* Phi(x) = erfc(-x / sqrt 2) / 2 = p */
+            double mid = (lo + hi) / 2;
+            if (0.5 * erfc(-mid / M_SQRT2) < p)
+                lo = mid;
+            else
+                hi = mid;
+        }
+        norm[i] = (float)lo;
+        norm[GEN_NORM_TABLE - 1 - i] = (float)-lo;
+        sum2 += 2 * lo * lo;
     }
+    double scale = 1 / sqrt(sum2 / GEN_NORM_TABLE);
+    for (int i = 0; i < GEN_NORM_TABLE; i++)
+        norm[i] = (float)(norm[i] * scale);
 }
 
 /* The metadata keys, in the order convert_hf_to_gguf.py writes them. */
@@ -1199,7 +1212,7 @@ static int add_keys(struct fx_gguf *w, const struct opts *o, uint32_t file_type,
     if (s->preset && !strstr(s->name, "tiny"))
         snprintf(name, sizeof name, "%s (random weights)", s->name);
     else
-        snprintf(name, sizeof name, "%s", s->name ? s->name : "genmodel");
+        snprintf(name, sizeof name, "%s", s->name ? s->name : "random weights");
     rc = rc ? rc : fx_gguf_kv_str(w, "general.architecture", s->arch);
     rc = rc ? rc : fx_gguf_kv_str(w, "general.type", "model");
     rc = rc ? rc : fx_gguf_kv_str(w, "general.name", name);
@@ -1285,7 +1298,7 @@ int main(int argc, char **argv)
         rc = fail(err, sizeof err, ENOMEM, "out of memory");
         goto out;
     }
-    norm_table(norm, o.seed);
+    norm_table(norm);
     if ((rc = add_keys(w, &o, mixes[m].file_type, pl.n_params, vocab, n_tokens, err,
                        sizeof err)))
         goto out;

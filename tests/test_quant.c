@@ -844,8 +844,9 @@ static void test_quantize_nonfinite_input_is_defined(void **state)
  * The reference models were quantized by llama-quantize from the F32 files
  * next to them: dequantizing every tensor must land near the F32 original
  * (a wrong bit layout lands at rmse ~1), within bounds about 1.25x the worst
- * measured, looser than the random-data ones because llama.cpp searches
- * its scales. */
+ * measured.  Where ggml's quantizer has no scale search (F16, BF16, Q4_0,
+ * Q4_1, Q5_0, Q5_1) quantizing the F32 twin must give the file's bytes;
+ * Q8_0 must agree but for ties. */
 static const struct {
     enum quant_type t;
     double max_rel_rmse;
@@ -890,7 +891,13 @@ static void check_q8_0_against_file(const char *name, const float *x, const stru
     (*checked)++;
 }
 
-static void test_dequantize_llama_quantized_files(void **state)
+static int exact_as_llama(enum quant_type t)
+{
+    return t == QUANT_TYPE_F16 || t == QUANT_TYPE_BF16 || t == QUANT_TYPE_Q4_0 ||
+           t == QUANT_TYPE_Q4_1 || t == QUANT_TYPE_Q5_0 || t == QUANT_TYPE_Q5_1;
+}
+
+static void test_llama_quantized_files_agree(void **state)
 {
     (void)state;
     static const char *const pairs[][2] = {
@@ -902,7 +909,7 @@ static void test_dequantize_llama_quantized_files(void **state)
         { "td-q8_0", "td-f32" },
     };
     char path[2][512], err[256];
-    int seen[QUANT_TYPE_COUNT] = { 0 }, q8_checked = 0;
+    int seen[QUANT_TYPE_COUNT] = { 0 }, q8_checked = 0, exact_checked = 0;
     for (size_t p = 0; p < sizeof pairs / sizeof pairs[0]; p++) {
         struct gguf *g[2] = { NULL, NULL };
         for (int k = 0; k < 2; k++) {
@@ -935,6 +942,17 @@ static void test_dequantize_llama_quantized_files(void **state)
                          quant_type_name(t->type), sqrt(e / s), bound);
             if (t->type == QUANT_TYPE_Q8_0)
                 check_q8_0_against_file(t->name, x, t->data, t->n_elements, &q8_checked);
+            if (exact_as_llama(t->type)) {
+                /* ggml's scalar quantizers for these have no search: ours
+                 * must reproduce llama-quantize byte for byte */
+                unsigned char *mine = xcalloc(t->size);
+                quant_traits(t->type)->quantize(x, mine, t->n_elements);
+                if (memcmp(mine, t->data, t->size) != 0)
+                    fail_msg("case %s %s (%s): quantize differs from llama-quantize", pairs[p][0],
+                             t->name, quant_type_name(t->type));
+                free(mine);
+                exact_checked++;
+            }
             seen[t->type]++;
             free(a);
         }
@@ -946,6 +964,7 @@ static void test_dequantize_llama_quantized_files(void **state)
         if (!seen[file_bounds[i].t])
             fail_msg("case %s: no tensor of this type in the files", quant_type_name(file_bounds[i].t));
     assert_true(q8_checked > 0);
+    assert_true(exact_checked > 0);
 }
 
 /* ---- portable kernels ---------------------------------------------------- */
@@ -1035,7 +1054,7 @@ int main(void)
         cmocka_unit_test(test_quantize_round_trip_and_dot_within_bounds),
         cmocka_unit_test(test_quantize_degenerate_rows_stay_finite),
         cmocka_unit_test(test_quantize_nonfinite_input_is_defined),
-        cmocka_unit_test(test_dequantize_llama_quantized_files),
+        cmocka_unit_test(test_llama_quantized_files_agree),
         cmocka_unit_test(test_cpu_ref_gemm_matches_dot_layout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -28,10 +28,12 @@ static const enum quant_type weight_types[] = {
 };
 #define N_TYPES (sizeof weight_types / sizeof weight_types[0])
 
-static const int row_counts[] = { 1, 2, 3, 5, 8, 17 };
-static const int col_counts[] = { 1, 2, 3, 4, 5, 8, 9, 16, 33 };
-#define MAX_ROWS 17
-#define MAX_COLS 33
+/* 17, 35, 70: one, two and five groups of 16 rows plus a remainder, past
+ * the 64 rows of one pass; 65 columns: past one 64-column pass. */
+static const int row_counts[] = { 1, 2, 3, 5, 8, 17, 35, 70 };
+static const int col_counts[] = { 1, 2, 3, 4, 5, 8, 9, 16, 33, 65 };
+#define MAX_ROWS 70
+#define MAX_COLS 65
 /* Padding after each row and column, so a kernel that ignores the stride
  * reads the wrong data; sentinels between outputs catch stray writes. */
 #define PAD 64
@@ -110,37 +112,53 @@ static void check_gemm_type(const struct cpu_kernels *fast, const struct cpu_ker
     void *x = make_rows(r, tr->vec_dot_type, n, MAX_COLS, xs, xd, ref->quantize[tr->vec_dot_type]);
     const double tol = t == QUANT_TYPE_F32 || t == QUANT_TYPE_F16 || t == QUANT_TYPE_BF16
                            ? TOL_FLOAT_DOT : TOL_INT_DOT;
-    float yf[(MAX_ROWS + LDY_EXTRA) * MAX_COLS], yr[(MAX_ROWS + LDY_EXTRA) * MAX_COLS];
+    /* The portable result once for all rows and columns (each output is one
+     * dot product), and the bound sum |w*x| for each. */
+    float *yr = malloc(sizeof(float) * MAX_ROWS * MAX_COLS);
+    float *yf = malloc(sizeof(float) * (MAX_ROWS + LDY_EXTRA) * MAX_COLS);
+    double *mag = malloc(sizeof(double) * MAX_ROWS * MAX_COLS);
+    assert_non_null(yr);
+    assert_non_null(yf);
+    assert_non_null(mag);
+    ref->gemm[t](n, MAX_ROWS, MAX_COLS, w, ws, x, xs, yr, MAX_ROWS);
+    for (int c = 0; c < MAX_COLS; c++)
+        for (int i = 0; i < MAX_ROWS; i++) {
+            double m = 0;
+            for (int64_t j = 0; j < n; j++)
+                m += fabs((double)wd[i * n + j] * xd[(size_t)c * n + j]);
+            mag[c * MAX_ROWS + i] = m;
+        }
 
     for (size_t ir = 0; ir < sizeof row_counts / sizeof row_counts[0]; ir++) {
         for (size_t ic = 0; ic < sizeof col_counts / sizeof col_counts[0]; ic++) {
             int nr = row_counts[ir], nc = col_counts[ic];
             size_t ldy = (size_t)nr + LDY_EXTRA;
-            for (size_t i = 0; i < sizeof yf / sizeof yf[0]; i++)
-                yf[i] = yr[i] = SENTINEL;
+            for (size_t i = 0; i < (MAX_ROWS + LDY_EXTRA) * MAX_COLS; i++)
+                yf[i] = SENTINEL;
             fast->gemm[t](n, nr, nc, w, ws, x, xs, yf, ldy);
-            ref->gemm[t](n, nr, nc, w, ws, x, xs, yr, ldy);
             for (int c = 0; c < nc; c++) {
                 for (size_t i = 0; i < ldy; i++) {
-                    float got = yf[(size_t)c * ldy + i], want = yr[(size_t)c * ldy + i];
+                    float got = yf[(size_t)c * ldy + i];
                     if (i >= (size_t)nr) {
                         if (got != SENTINEL)
                             fail_msg("case %s %s n=%lld nr=%d nc=%d: wrote y[%d][%zu] past nr",
                                      fast->isa_name, tr->name, (long long)n, nr, nc, c, i);
                         continue;
                     }
-                    double mag = 0;
-                    for (int64_t j = 0; j < n; j++)
-                        mag += fabs((double)wd[i * n + j] * xd[(size_t)c * n + j]);
-                    if (!(fabs((double)got - want) <= tol * mag + 1e-30))
+                    float want = yr[c * MAX_ROWS + i];
+                    double m = mag[c * MAX_ROWS + i];
+                    if (!(fabs((double)got - want) <= tol * m + 1e-30))
                         fail_msg("case %s %s n=%lld nr=%d nc=%d row %zu col %d: got %.9g, portable %.9g "
                                  "(|diff| %g > %g * %g)",
                                  fast->isa_name, tr->name, (long long)n, nr, nc, i, c, got, want,
-                                 fabs((double)got - want), tol, mag);
+                                 fabs((double)got - want), tol, m);
                 }
             }
         }
     }
+    free(yr);
+    free(yf);
+    free(mag);
     free(w);
     free(x);
     free(wd);

@@ -180,6 +180,76 @@ AI void leg_tile(enum leg t, int MR, int NR, int64_t nb, const uint8_t *w, size_
             y[c * ldy + r] = _mm512_reduce_add_ps(acc[r][c]);
 }
 
+/* ---- Q8_0 with many columns: 16 rows per vector ---------------------------
+ * For prompts, 16 rows at a time: each block's 16 x 32 weights are gathered
+ * so that lane i of vector j holds bytes 4j..4j+3 of row i; then a column
+ * costs 8 vpdpbusd (its 4 bytes broadcast), one convert and one fma for all
+ * 16 rows, where the tiles above spend that on one row.  vpdpbusd multiplies
+ * u8 by s8: the activations are offset to x + 128, which adds 128 * sum(w)
+ * per row and block; the sums start from minus that. */
+#define PP_MIN_COLS 8
+#define PP_COLS 64   /* columns per pass */
+#define PP_KB 16     /* blocks per pass (activation staging: 32 KiB) */
+#define PP_RG 4      /* groups of 16 rows per pass */
+
+static void q8_0_pp(int64_t nb, int nr, int nc, const uint8_t *w, size_t ws, const uint8_t *x,
+                    size_t xs, float *y, size_t ldy)
+{
+    _Alignas(64) uint8_t xu[PP_COLS][PP_KB][32];
+    _Alignas(64) float dxf[PP_COLS][PP_KB];
+    _Alignas(64) float acc[PP_RG][PP_COLS][16];
+    const size_t xb = sizeof(struct block_q8_0), wb = sizeof(struct block_q8_0);
+    const __m512i vidx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                            _mm512_set1_epi32((int)ws));
+    for (int r0 = 0; r0 < nr; r0 += PP_RG * 16) {
+        int nrg = (nr - r0) / 16 < PP_RG ? (nr - r0) / 16 : PP_RG;
+        for (int c0 = 0; c0 < nc; c0 += PP_COLS) {
+            int ncc = nc - c0 < PP_COLS ? nc - c0 : PP_COLS;
+            for (int g = 0; g < nrg; g++)
+                for (int c = 0; c < ncc; c++)
+                    _mm512_store_ps(acc[g][c], _mm512_setzero_ps());
+            for (int64_t b0 = 0; b0 < nb; b0 += PP_KB) {
+                int nkb = nb - b0 < PP_KB ? (int)(nb - b0) : PP_KB;
+                for (int c = 0; c < ncc; c++) {
+                    const uint8_t *p = x + (size_t)(c0 + c) * xs + (size_t)b0 * xb;
+                    for (int b = 0; b < nkb; b++, p += xb) {
+                        dxf[c][b] = f16f(ld16(p));
+                        _mm256_store_si256((void *)xu[c][b],
+                                           _mm256_xor_si256(_mm256_loadu_si256((const void *)(p + 2)),
+                                                            _mm256_set1_epi8((char)0x80)));
+                    }
+                }
+                for (int g = 0; g < nrg; g++) {
+                    const uint8_t *wg = w + (size_t)(r0 + 16 * g) * ws + (size_t)b0 * wb;
+                    for (int b = 0; b < nkb; b++, wg += wb) {
+                        __m512i W[8], corr = _mm512_setzero_si512();
+#pragma GCC unroll 8
+                        for (int j = 0; j < 8; j++) {
+                            W[j] = _mm512_i32gather_epi32(vidx, (const void *)(wg + 2 + 4 * j), 1);
+                            corr = _mm512_dpbusd_epi32(corr, _mm512_set1_epi8((char)0x80), W[j]);
+                        }
+                        corr = _mm512_sub_epi32(_mm512_setzero_si512(), corr);
+                        __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(vidx, (const void *)wg, 1)));
+                        for (int c = 0; c < ncc; c++) {
+                            __m512i s = corr;
+                            const uint8_t *xp = xu[c][b];
+#pragma GCC unroll 8
+                            for (int j = 0; j < 8; j++)
+                                s = _mm512_dpbusd_epi32(s, _mm512_set1_epi32((int)ld32(xp + 4 * j)), W[j]);
+                            _mm512_store_ps(acc[g][c], _mm512_fmadd_ps(_mm512_cvtepi32_ps(s),
+                                                                       _mm512_mul_ps(dw, _mm512_set1_ps(dxf[c][b])),
+                                                                       _mm512_load_ps(acc[g][c])));
+                        }
+                    }
+                }
+            }
+            for (int g = 0; g < nrg; g++)
+                for (int c = 0; c < ncc; c++)
+                    _mm512_storeu_ps(y + (size_t)(c0 + c) * ldy + r0 + 16 * g, _mm512_load_ps(acc[g][c]));
+        }
+    }
+}
+
 /* ---- K-quants against Q8_K ------------------------------------------------
  * Every K-quant is decoded, per super-block, to 256 unsigned bytes q (in value
  * order), 16 signed scales s[i] and 16 signed mins m[i] (one per 16 values),
@@ -469,7 +539,19 @@ GEMM_FN(gemm_q4_0, leg_tile, LEG_Q4_0, LEG_MR, LEG_NR, QK4_0)
 GEMM_FN(gemm_q4_1, leg_tile, LEG_Q4_1, LEG_MR, LEG_NR, QK4_1)
 GEMM_FN(gemm_q5_0, leg_tile, LEG_Q5_0, LEG_MR, LEG_NR, QK5_0)
 GEMM_FN(gemm_q5_1, leg_tile, LEG_Q5_1, LEG_MR, LEG_NR, QK5_1)
-GEMM_FN(gemm_q8_0, leg_tile, LEG_Q8_0, LEG_MR, LEG_NR, QK8_0)
+static void gemm_q8_0(int64_t n, int nr, int nc, const void *w, size_t ws, const void *x, size_t xs,
+                      float *y, size_t ldy)
+{
+    /* the gathers take row offsets as int32 */
+    if (nc >= PP_MIN_COLS && nr >= 16 && ws <= INT32_MAX / 16) {
+        int nr16 = nr / 16 * 16;
+        q8_0_pp(n / QK8_0, nr16, nc, w, ws, x, xs, y, ldy);
+        w = (const uint8_t *)w + (size_t)nr16 * ws;
+        y += nr16;
+        nr -= nr16;
+    }
+    TILES(leg_tile, LEG_Q8_0, LEG_MR, LEG_NR, n / QK8_0);
+}
 GEMM_FN(gemm_q2_k, kq_tile, KQ_Q2_K, KQ_MR, KQ_NR, QK_K)
 GEMM_FN(gemm_q3_k, kq_tile, KQ_Q3_K, KQ_MR, KQ_NR, QK_K)
 GEMM_FN(gemm_q4_k, kq_tile, KQ_Q4_K, KQ_MR, KQ_NR, QK_K)

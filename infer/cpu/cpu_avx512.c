@@ -462,6 +462,124 @@ AI void kq_tile(enum kq t, int MR, int NR, int64_t nb, const uint8_t *w, size_t 
             y[c * ldy + r] = _mm512_reduce_add_ps(acc[r][c]);
 }
 
+/* ---- K-quants with many columns: 16 rows per vector ------------------------
+ * As q8_0_pp: per super-block, each 64-value chunk of 16 rows is decoded
+ * (kq_quants) and transposed so that lane r of vector j holds bytes
+ * 4j..4j+3 of row r; a column then costs 16 vpdpbusd (q is unsigned, x
+ * signed: no offset), 4 converts and 4 fmas with the per-row scales d*s[i]
+ * of the chunk's four 16-groups, for 16 rows.  The min term is 8 vpdpwssd of
+ * the rows' (m[2i], m[2i+1]) pairs with the column's bsums pairs. */
+#define KPP_MIN_COLS 16
+
+/* 16 x 16 dwords: r[j] lane i = old r[i] lane j. */
+AI void tr16(__m512i r[16])
+{
+    __m512i t[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; i++)
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) {
+            t[8 * i + q] = _mm512_shuffle_i32x4(r[8 * i + q], r[8 * i + 4 + q], 0x88);
+            t[8 * i + 4 + q] = _mm512_shuffle_i32x4(r[8 * i + q], r[8 * i + 4 + q], 0xdd);
+        }
+#pragma GCC unroll 8
+    for (int m = 0; m < 8; m++) {
+        r[m] = _mm512_shuffle_i32x4(t[m], t[8 + m], 0x88);
+        r[8 + m] = _mm512_shuffle_i32x4(t[m], t[8 + m], 0xdd);
+    }
+}
+
+AI void kq_pp(enum kq t, int64_t nb, int nr, int nc, const uint8_t *w, size_t ws, const uint8_t *x,
+              size_t xs, float *y, size_t ldy)
+{
+    const size_t wb = kq_bytes(t), xb = sizeof(struct block_q8_k);
+    _Alignas(64) float acc[PP_COLS][16];
+    _Alignas(64) float scf[16][16];     /* [group][row] d * s */
+    _Alignas(64) int32_t mp[8][16];     /* [group pair][row] (m[2i], m[2i+1]) as int16 pair */
+    _Alignas(64) float dmin[16];
+    for (int r0 = 0; r0 < nr; r0 += 16) {
+        const uint8_t *wr = w + (size_t)r0 * ws;
+        for (int c0 = 0; c0 < nc; c0 += PP_COLS) {
+            int ncc = nc - c0 < PP_COLS ? nc - c0 : PP_COLS;
+            for (int c = 0; c < ncc; c++)
+                _mm512_store_ps(acc[c], _mm512_setzero_ps());
+            for (int64_t b = 0; b < nb; b++) {
+                __m512i S[16], M[16];
+                float d[16];
+                for (int i = 0; i < 16; i++) {
+                    struct kq_head h = kq_head(t, wr + (size_t)i * ws + (size_t)b * wb);
+                    S[i] = _mm512_cvtepi16_epi32(h.s);
+                    M[i] = _mm512_cvtepi16_epi32(h.m);
+                    d[i] = h.d;
+                    dmin[i] = h.dmin;
+                }
+                tr16(S);
+                tr16(M);
+                __m512 dv = _mm512_loadu_ps(d);
+                for (int g = 0; g < 16; g++)
+                    _mm512_store_ps(scf[g], _mm512_mul_ps(_mm512_cvtepi32_ps(S[g]), dv));
+                for (int g = 0; g < 8; g++)
+                    _mm512_store_si512((void *)mp[g],
+                                       _mm512_or_si512(_mm512_and_si512(M[2 * g], _mm512_set1_epi32(0xffff)),
+                                                       _mm512_slli_epi32(M[2 * g + 1], 16)));
+                for (int k = 0; k < 4; k++) {
+                    __m512i W[16];
+                    for (int i = 0; i < 16; i++)
+                        W[i] = kq_quants(t, wr + (size_t)i * ws + (size_t)b * wb, k);
+                    tr16(W);
+                    const __m512 f0 = _mm512_load_ps(scf[4 * k]), f1 = _mm512_load_ps(scf[4 * k + 1]),
+                                 f2 = _mm512_load_ps(scf[4 * k + 2]), f3 = _mm512_load_ps(scf[4 * k + 3]);
+                    for (int c = 0; c < ncc; c++) {
+                        const uint8_t *xp = x + (size_t)(c0 + c) * xs + (size_t)b * xb;
+                        const uint8_t *q = xp + 4 + 64 * k;
+                        __m512i s[4];
+#pragma GCC unroll 4
+                        for (int g = 0; g < 4; g++) {
+                            s[g] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), W[4 * g],
+                                                       _mm512_set1_epi32((int)ld32(q + 16 * g)));
+#pragma GCC unroll 3
+                            for (int jj = 1; jj < 4; jj++)
+                                s[g] = _mm512_dpbusd_epi32(s[g], W[4 * g + jj],
+                                                           _mm512_set1_epi32((int)ld32(q + 16 * g + 4 * jj)));
+                        }
+                        __m512 u = _mm512_mul_ps(_mm512_cvtepi32_ps(s[0]), f0);
+                        u = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[1]), f1, u);
+                        u = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[2]), f2, u);
+                        u = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[3]), f3, u);
+                        _mm512_store_ps(acc[c], _mm512_fmadd_ps(u, _mm512_set1_ps(ldf(xp)), _mm512_load_ps(acc[c])));
+                    }
+                }
+                const __m512 dm = _mm512_load_ps(dmin);
+                for (int c = 0; c < ncc; c++) {
+                    const uint8_t *xp = x + (size_t)(c0 + c) * xs + (size_t)b * xb;
+                    __m512i mi = _mm512_setzero_si512();
+#pragma GCC unroll 8
+                    for (int g = 0; g < 8; g++)
+                        mi = _mm512_dpwssd_epi32(mi, _mm512_load_si512((const void *)mp[g]),
+                                                 _mm512_set1_epi32((int)ld32(xp + 4 + QK_K + 4 * g)));
+                    _mm512_store_ps(acc[c], _mm512_fmadd_ps(_mm512_cvtepi32_ps(mi),
+                                                            _mm512_mul_ps(dm, _mm512_set1_ps(-ldf(xp))),
+                                                            _mm512_load_ps(acc[c])));
+                }
+            }
+            for (int c = 0; c < ncc; c++)
+                _mm512_storeu_ps(y + (size_t)(c0 + c) * ldy + r0, _mm512_load_ps(acc[c]));
+        }
+    }
+}
+
 /* ---- F32 / F16 / BF16 weights against F32 ---------------------------------- */
 
 enum fp { FP_F32, FP_F16, FP_BF16 };
@@ -552,11 +670,66 @@ static void gemm_q8_0(int64_t n, int nr, int nc, const void *w, size_t ws, const
     }
     TILES(leg_tile, LEG_Q8_0, LEG_MR, LEG_NR, n / QK8_0);
 }
-GEMM_FN(gemm_q2_k, kq_tile, KQ_Q2_K, KQ_MR, KQ_NR, QK_K)
-GEMM_FN(gemm_q3_k, kq_tile, KQ_Q3_K, KQ_MR, KQ_NR, QK_K)
-GEMM_FN(gemm_q4_k, kq_tile, KQ_Q4_K, KQ_MR, KQ_NR, QK_K)
-GEMM_FN(gemm_q5_k, kq_tile, KQ_Q5_K, KQ_MR, KQ_NR, QK_K)
-GEMM_FN(gemm_q6_k, kq_tile, KQ_Q6_K, KQ_MR, KQ_NR, QK_K)
+static void gemm_q2_k(int64_t n, int nr, int nc, const void *w, size_t ws, const void *x, size_t xs,
+                      float *y, size_t ldy)
+{
+    if (nc >= KPP_MIN_COLS && nr >= 16) {
+        int nr16 = nr / 16 * 16;
+        kq_pp(KQ_Q2_K, n / QK_K, nr16, nc, w, ws, x, xs, y, ldy);
+        w = (const uint8_t *)w + (size_t)nr16 * ws;
+        y += nr16;
+        nr -= nr16;
+    }
+    TILES(kq_tile, KQ_Q2_K, KQ_MR, KQ_NR, n / QK_K);
+}
+static void gemm_q3_k(int64_t n, int nr, int nc, const void *w, size_t ws, const void *x, size_t xs,
+                      float *y, size_t ldy)
+{
+    if (nc >= KPP_MIN_COLS && nr >= 16) {
+        int nr16 = nr / 16 * 16;
+        kq_pp(KQ_Q3_K, n / QK_K, nr16, nc, w, ws, x, xs, y, ldy);
+        w = (const uint8_t *)w + (size_t)nr16 * ws;
+        y += nr16;
+        nr -= nr16;
+    }
+    TILES(kq_tile, KQ_Q3_K, KQ_MR, KQ_NR, n / QK_K);
+}
+static void gemm_q4_k(int64_t n, int nr, int nc, const void *w, size_t ws, const void *x, size_t xs,
+                      float *y, size_t ldy)
+{
+    if (nc >= KPP_MIN_COLS && nr >= 16) {
+        int nr16 = nr / 16 * 16;
+        kq_pp(KQ_Q4_K, n / QK_K, nr16, nc, w, ws, x, xs, y, ldy);
+        w = (const uint8_t *)w + (size_t)nr16 * ws;
+        y += nr16;
+        nr -= nr16;
+    }
+    TILES(kq_tile, KQ_Q4_K, KQ_MR, KQ_NR, n / QK_K);
+}
+static void gemm_q5_k(int64_t n, int nr, int nc, const void *w, size_t ws, const void *x, size_t xs,
+                      float *y, size_t ldy)
+{
+    if (nc >= KPP_MIN_COLS && nr >= 16) {
+        int nr16 = nr / 16 * 16;
+        kq_pp(KQ_Q5_K, n / QK_K, nr16, nc, w, ws, x, xs, y, ldy);
+        w = (const uint8_t *)w + (size_t)nr16 * ws;
+        y += nr16;
+        nr -= nr16;
+    }
+    TILES(kq_tile, KQ_Q5_K, KQ_MR, KQ_NR, n / QK_K);
+}
+static void gemm_q6_k(int64_t n, int nr, int nc, const void *w, size_t ws, const void *x, size_t xs,
+                      float *y, size_t ldy)
+{
+    if (nc >= KPP_MIN_COLS && nr >= 16) {
+        int nr16 = nr / 16 * 16;
+        kq_pp(KQ_Q6_K, n / QK_K, nr16, nc, w, ws, x, xs, y, ldy);
+        w = (const uint8_t *)w + (size_t)nr16 * ws;
+        y += nr16;
+        nr -= nr16;
+    }
+    TILES(kq_tile, KQ_Q6_K, KQ_MR, KQ_NR, n / QK_K);
+}
 GEMM_FN(gemm_f32, fp_tile, FP_F32, FP_MR, FP_NR, 1)
 GEMM_FN(gemm_f16, fp_tile, FP_F16, FP_MR, FP_NR, 1)
 GEMM_FN(gemm_bf16, fp_tile, FP_BF16, FP_MR, FP_NR, 1)

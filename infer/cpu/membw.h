@@ -2,9 +2,10 @@
  * the figure `ponder bench` prints beside its results (generation reads every
  * weight once per token, so bandwidth / bytes per token bounds tokens/s).
  *
- * membw_read() allocates a buffer of `bytes` (0: 1 GiB, which should be at
- * least 4x the last-level cache), has each of n_threads threads write its own
- * slice once (so the pages exist and sit near the thread that reads them),
+ * membw_read() allocates a buffer of `bytes` (0: 1 GiB, or 4x the L3 cache
+ * where the C library reports a larger one), has each of n_threads threads
+ * write its own slice once (so the pages exist and sit near the thread that
+ * reads them),
  * then `reps` times (0: 3) has the threads sum their slices with wide loads,
  * and stores the best rate in GB/s (1e9 bytes per second) in *gb_per_s.
  * The buffer is freed before it returns; nothing is kept between calls.

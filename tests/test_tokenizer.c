@@ -499,6 +499,217 @@ static void detok_joins_token_pieces(void **state)
     tokens_free(&tk);
 }
 
+/* ---- a small vocabulary built with the GGUF writer --------------------------------- */
+
+enum mini_variant {
+    MINI_OK,
+    MINI_LLAMA_BPE,
+    MINI_MODEL_LLAMA,
+    MINI_PRE_UNKNOWN,
+    MINI_PRE_MISSING,
+    MINI_TYPES_SHORT,
+    MINI_TYPES_FLOAT,
+    MINI_TYPE_OUT_OF_RANGE,
+    MINI_NO_TOKENS,
+    MINI_NO_MERGES,
+    MINI_MERGE_NO_SPACE,
+    MINI_MERGE_LEADING_SPACE,
+    MINI_MERGE_PART_UNKNOWN,
+    MINI_BOS_OUT_OF_RANGE,
+    MINI_EOS_NEGATIVE,
+    MINI_PAD_OUT_OF_RANGE,
+    MINI_BOS_STRING,
+    MINI_BYTE_TOKEN_BAD,
+    MINI_BYTE_TOKEN_SHORT,
+};
+
+/* ids: 0 a, 1 b, 2 c, 3 Ġ (space), 4 ab, 5 abc, 6 Ġab, 7 <s>, 8 </s>,
+ * 9 <think>, 10 <|endoftext|>, 11 <0x41>, 12 [PAD], 13 <s><s>, 14 1, 15 2, 16 12 */
+static const char *const mini_tokens[] = { "a", "b", "c", "\xc4\xa0", "ab", "abc", "\xc4\xa0" "ab", "<s>", "</s>",
+                                           "<think>", "<|endoftext|>", "<0x41>", "[PAD]", "<s><s>", "1", "2", "12" };
+static const int32_t mini_types[] = { 1, 1, 1, 1, 1, 1, 1, 3, 3, 4, 3, 6, 5, 3, 1, 1, 1 };
+/* "b c" merges into "bc", which is not a token */
+static const char *const mini_merges[] = { "a b", "ab c", "\xc4\xa0 ab", "b c", "1 2" };
+#define MINI_N 17
+#define MINI_N_MERGES 5
+
+static uint8_t *test_mini_buf;   /* the bytes behind the last mini_open() */
+
+static struct gguf *mini_open(enum mini_variant v)
+{
+    struct fx_gguf *w = fx_gguf_new(3);
+    const char *tokens[MINI_N];
+    int32_t types[MINI_N];
+    const char *merges[MINI_N_MERGES];
+    memcpy(tokens, mini_tokens, sizeof tokens);
+    memcpy(types, mini_types, sizeof types);
+    memcpy(merges, mini_merges, sizeof merges);
+    size_t n_types = MINI_N;
+
+    switch (v) {
+    case MINI_TYPES_SHORT: n_types = MINI_N - 1; break;
+    case MINI_TYPE_OUT_OF_RANGE: types[2] = 9; break;
+    case MINI_MERGE_NO_SPACE: merges[1] = "abc"; break;
+    case MINI_MERGE_LEADING_SPACE: merges[1] = " ab"; break;
+    case MINI_MERGE_PART_UNKNOWN: merges[2] = "ab zz"; break;
+    case MINI_BYTE_TOKEN_BAD: tokens[11] = "<0xG1>"; break;
+    case MINI_BYTE_TOKEN_SHORT: tokens[11] = "<0x4>"; break;
+    default: break;
+    }
+    fx_gguf_kv_str(w, "general.architecture", "qwen2");
+    fx_gguf_kv_str(w, "tokenizer.ggml.model", v == MINI_MODEL_LLAMA ? "llama" : "gpt2");
+    if (v != MINI_PRE_MISSING)
+        fx_gguf_kv_str(w, "tokenizer.ggml.pre", v == MINI_PRE_UNKNOWN ? "gpt-5" : v == MINI_LLAMA_BPE ? "llama-bpe" : "qwen2");
+    if (v != MINI_NO_TOKENS)
+        fx_gguf_kv_arr_str(w, "tokenizer.ggml.tokens", tokens, MINI_N);
+    if (v == MINI_TYPES_FLOAT) {
+        float f[MINI_N] = { 0 };
+        fx_gguf_kv_arr_f32(w, "tokenizer.ggml.token_type", f, MINI_N);
+    } else {
+        fx_gguf_kv_arr_i32(w, "tokenizer.ggml.token_type", types, n_types);
+    }
+    if (v != MINI_NO_MERGES)
+        fx_gguf_kv_arr_str(w, "tokenizer.ggml.merges", merges, MINI_N_MERGES);
+    if (v == MINI_BOS_STRING)
+        fx_gguf_kv_str(w, "tokenizer.ggml.bos_token_id", "7");
+    else
+        fx_gguf_kv_u32(w, "tokenizer.ggml.bos_token_id", v == MINI_BOS_OUT_OF_RANGE ? 99 : 7);
+    if (v == MINI_EOS_NEGATIVE)
+        fx_gguf_kv_i32(w, "tokenizer.ggml.eos_token_id", -1);
+    else
+        fx_gguf_kv_u32(w, "tokenizer.ggml.eos_token_id", 8);
+    fx_gguf_kv_u32(w, "tokenizer.ggml.padding_token_id", v == MINI_PAD_OUT_OF_RANGE ? MINI_N : 8);
+    fx_gguf_kv_bool(w, "tokenizer.ggml.add_bos_token", false);
+
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(fx_gguf_bytes(w, &buf, &len), 0);
+    fx_gguf_free(w);
+    struct gguf *g;
+    char err[256];
+    /* the reader keeps pointers into buf: it is freed with the handle's owner below */
+    if (gguf_open_memory(buf, len, "mini.gguf", &g, err, sizeof err))
+        fail_msg("mini vocabulary (variant %d) does not open: %s", (int)v, err);
+    test_mini_buf = buf;
+    return g;
+}
+
+static void mini_close(struct gguf *g)
+{
+    gguf_close(g);
+    free(test_mini_buf);
+    test_mini_buf = NULL;
+}
+
+static void load_rejects_malformed_vocabularies(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        enum mini_variant v;
+        int rc;
+        const char *msg;    /* must appear in the error line */
+    } rows[] = {
+        { "model llama", MINI_MODEL_LLAMA, ENOTSUP, "'llama'" },
+        { "unknown pre-tokenizer", MINI_PRE_UNKNOWN, ENOTSUP, "unknown pre-tokenizer 'gpt-5'" },
+        { "no pre-tokenizer", MINI_PRE_MISSING, ENOTSUP, "tokenizer.ggml.pre" },
+        { "token_type shorter", MINI_TYPES_SHORT, EBADMSG, "17 entries but tokenizer.ggml.token_type has 16" },
+        { "token_type floats", MINI_TYPES_FLOAT, EBADMSG, "token_type" },
+        { "token type 9", MINI_TYPE_OUT_OF_RANGE, EBADMSG, "token 2 has type 9" },
+        { "no tokens", MINI_NO_TOKENS, EBADMSG, "tokenizer.ggml.tokens" },
+        { "no merges", MINI_NO_MERGES, EBADMSG, "tokenizer.ggml.merges" },
+        { "merge without space", MINI_MERGE_NO_SPACE, EBADMSG, "merge 1 'abc' is not 'left right'" },
+        { "merge with leading space", MINI_MERGE_LEADING_SPACE, EBADMSG, "merge 1 ' ab' is not 'left right'" },
+        { "merge part not a token", MINI_MERGE_PART_UNKNOWN, EBADMSG, "'zz' is not a token" },
+        { "bos out of range", MINI_BOS_OUT_OF_RANGE, EBADMSG, "special token id 99 out of range (n_vocab 17)" },
+        { "eos negative", MINI_EOS_NEGATIVE, EBADMSG, "special token id -1 out of range (n_vocab 17)" },
+        { "pad = n_vocab", MINI_PAD_OUT_OF_RANGE, EBADMSG, "special token id 17 out of range (n_vocab 17)" },
+        { "bos a string", MINI_BOS_STRING, EBADMSG, "bos_token_id" },
+        { "byte token not hex", MINI_BYTE_TOKEN_BAD, EBADMSG, "malformed byte token" },
+        { "byte token one digit", MINI_BYTE_TOKEN_SHORT, EBADMSG, "malformed byte token" },
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        struct gguf *g = mini_open(rows[i].v);
+        struct tokenizer *t = (struct tokenizer *)&t;   /* must come back NULL */
+        char err[256] = "";
+        int rc = tokenizer_load(g, &t, err, sizeof err);
+        if (rc != rows[i].rc)
+            fail_msg("case %s: got %d (%s), want %d", rows[i].name, rc, err, rows[i].rc);
+        if (!strstr(err, rows[i].msg))
+            fail_msg("case %s: error '%s' does not say '%s'", rows[i].name, err, rows[i].msg);
+        assert_null(t);
+        mini_close(g);
+    }
+}
+
+static void mini_vocabulary_encodes_and_decodes(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name, *text;
+        bool parse_special, llama_bpe;
+        int32_t ids[8];
+        size_t n;
+    } rows[] = {
+        { "merges by rank", "abc ab", true, false, { 5, 6 }, 2 },
+        { "ignore_merges", "abc ab", true, true, { 5, 6 }, 2 },
+        { "non-token merge falls back to bytes", "bc", true, false, { 1, 2 }, 2 },
+        { "control parsed", "ab<s>c", true, false, { 4, 7, 2 }, 3 },
+        { "user-defined without parse_special", "ab<think>c", false, false, { 4, 9, 2 }, 3 },
+        { "control at both ends", "</s>abc<s>", true, false, { 8, 5, 7 }, 3 },
+        { "adjacent added tokens", "<think><s></s>", true, false, { 9, 7, 8 }, 3 },
+        { "longest added token first", "<s><s><s>", true, false, { 13, 7 }, 2 },
+        { "qwen2 splits digits one by one", "12", true, false, { 14, 15 }, 2 },
+        { "llama-bpe keeps up to three", "12", true, true, { 16 }, 1 },
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        struct gguf *g = mini_open(rows[i].llama_bpe ? MINI_LLAMA_BPE : MINI_OK);
+        struct tokenizer *t;
+        char err[256];
+        assert_int_equal(tokenizer_load(g, &t, err, sizeof err), 0);
+        mini_close(g);  /* the tokenizer keeps copies */
+        struct tokens tk = { 0 };
+        assert_int_equal(tokenizer_encode(t, rows[i].text, strlen(rows[i].text), false, rows[i].parse_special, &tk,
+                                          err, sizeof err), 0);
+        bool same = tk.n == rows[i].n;
+        for (size_t j = 0; same && j < tk.n; j++)
+            same = tk.ids[j] == rows[i].ids[j];
+        if (!same) {
+            print_ids("expected", rows[i].ids, rows[i].n);
+            print_ids("got     ", tk.ids, tk.n);
+            fail_msg("case %s: '%s' encodes differently", rows[i].name, rows[i].text);
+        }
+        tokens_free(&tk);
+        tokenizer_free(t);
+    }
+
+    struct gguf *g = mini_open(MINI_OK);
+    struct tokenizer *t;
+    char err[256], buf[16];
+    assert_int_equal(tokenizer_load(g, &t, err, sizeof err), 0);
+    mini_close(g);
+    assert_string_equal(tokenizer_pre_name(t), "qwen2");
+    assert_false(tokenizer_add_bos(t));
+    assert_int_equal(tokenizer_bos(t), 7);
+    assert_int_equal(tokenizer_eos(t), 8);
+    /* EOS, and <|endoftext|> by its text */
+    for (int32_t id = 0; id < MINI_N; id++)
+        assert_int_equal(tokenizer_is_eog(t, id), id == 8 || id == 10);
+    assert_int_equal(tokenizer_piece(t, 6, false, buf, sizeof buf), 3);
+    assert_memory_equal(buf, " ab", 3);
+    assert_int_equal(tokenizer_piece(t, 11, false, buf, sizeof buf), 1);    /* <0x41> */
+    assert_int_equal(buf[0], 'A');
+    assert_int_equal(tokenizer_attr(t, 11), TOKEN_ATTR_BYTE);
+    assert_int_equal(tokenizer_piece(t, 12, true, buf, sizeof buf), 0);     /* UNUSED */
+    assert_int_equal(tokenizer_piece(t, 7, false, buf, sizeof buf), 0);     /* CONTROL */
+    assert_int_equal(tokenizer_piece(t, 7, true, buf, sizeof buf), 3);
+    assert_int_equal(tokenizer_piece(t, 9, false, buf, sizeof buf), 7);     /* USER_DEFINED */
+    assert_int_equal(tokenizer_attr(t, MINI_N), TOKEN_ATTR_UNDEFINED);
+    assert_int_equal(tokenizer_find(t, "abc", 3), 5);
+    tokenizer_free(t);
+    tokenizer_free(NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -521,6 +732,8 @@ int main(void)
         cmocka_unit_test(decode_is_lax_like_llama_cpp),
         cmocka_unit_test(detok_never_splits_a_character),
         cmocka_unit_test(detok_output_fits_its_bound),
+        cmocka_unit_test(load_rejects_malformed_vocabularies),
+        cmocka_unit_test(mini_vocabulary_encodes_and_decodes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

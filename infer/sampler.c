@@ -1,6 +1,7 @@
 /* Token sampling: repetition penalty, greedy, temperature, top-k, top-p,
  * min-p and a seeded draw, over scratch allocated once per sampler. */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -335,11 +336,11 @@ int32_t sampler_sample(struct sampler *s, float *logits, int32_t n_vocab)
     int32_t best = argmax(logits, n_vocab);
     float m = logits[best];
     const struct sampler_params *p = &s->p;
-    if (p->temperature == 0.0f || !isfinite(m)) {
+    double inv_t = p->temperature > 0.0f ? 1.0 / (double)p->temperature : INFINITY;
+    if (!(inv_t <= FLT_MAX) || !isfinite(m)) {   /* greedy, or a temperature that rounds to it */
         sampler_accept(s, best);
         return best;
     }
-    double inv_t = 1.0 / (double)p->temperature;
     struct cand *c = s->cand;
     int32_t n = 0;
     float min_w = p->min_p;   /* the top token has weight 1 */

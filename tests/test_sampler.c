@@ -93,6 +93,23 @@ static void test_greedy_picks_highest_and_ties_go_to_lower_id(void **state)
     sampler_free(s);
 }
 
+static void test_tiny_temperature_is_greedy(void **state)
+{
+    (void)state;
+    static const float temps[] = { 1e-30f, 1e-40f, 1.4e-45f };
+    for (size_t t = 0; t < sizeof temps / sizeof temps[0]; t++) {
+        struct sampler_params p = params(temps[t], 0, 0.95f, 0.0f, 5);
+        struct sampler *s = make(&p, 4);
+        for (int i = 0; i < 100; i++) {
+            float l[4] = { 1.0f, 3.0f, 3.0f - 1e-6f, -2.0f };
+            int32_t id = sampler_sample(s, l, 4);
+            if (id != 1)
+                fail_msg("temperature %g: drew %d", (double)temps[t], id);
+        }
+        sampler_free(s);
+    }
+}
+
 static void test_same_seed_same_draws_other_seed_differs(void **state)
 {
     (void)state;
@@ -514,6 +531,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_are_r1_recommendation),
         cmocka_unit_test(test_greedy_picks_highest_and_ties_go_to_lower_id),
+        cmocka_unit_test(test_tiny_temperature_is_greedy),
         cmocka_unit_test(test_same_seed_same_draws_other_seed_differs),
         cmocka_unit_test(test_draws_follow_softmax_of_logits_over_temperature),
         cmocka_unit_test(test_top_k_1_equals_greedy),

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Generation and eval through the command line against llama.cpp's references.
-. tests/cli_lib.sh
+. tests/lib_cli.sh
 
 # ponder run --raw --temp 0 prints the 16 reference gen_ids of p1 (issue #2)
 for m in tq-q8_0 tq-f32 tl-q4_k_m; do

@@ -1,7 +1,7 @@
 #!/bin/sh
 # The command-line contract: usage errors exit 2, runtime errors exit 1 with
 # one "ponder: ..." line, success exits 0 (DESIGN.md section 4).
-. tests/cli_lib.sh
+. tests/lib_cli.sh
 M=$TD/models/tq-q8_0.gguf
 
 expect_exit 0 "--version" "$PONDER" --version

@@ -220,6 +220,9 @@ static void test_pool_slices_sum_to_serial(void **state)
 
 int main(void)
 {
+    /* A lost wakeup hangs instead of failing: let the alarm turn it into a
+     * failure of the suite. */
+    alarm(300);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool_runs_every_index_once_per_call),
         cmocka_unit_test(test_pool_many_quick_calls_are_visible_on_return),

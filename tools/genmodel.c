@@ -536,6 +536,7 @@ struct opts {
     const char *type;
     const char *out;
     const char *vocab;
+    const char *name;      /* --name, written as given */
     uint64_t seed;
     int threads;
     bool quiet;
@@ -658,7 +659,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         case OPT_ROPE: rc = parse_double("--rope-base", optarg, &set_rope); break;
         case OPT_EPS: rc = parse_double("--eps", optarg, &set_eps); break;
         case OPT_VOCAB: o->vocab = optarg; break;
-        case OPT_NAME: set.name = optarg; break;
+        case OPT_NAME: o->name = optarg; break;
         case OPT_SEED:
             rc = parse_int("--seed", optarg, 0, INT64_MAX, &v);
             o->seed = (uint64_t)v;
@@ -697,7 +698,6 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     }
 #define OVERRIDE(f) if (set.f) o->shape.f = set.f
     OVERRIDE(arch);
-    OVERRIDE(name);
     OVERRIDE(n_embd);
     OVERRIDE(n_layer);
     OVERRIDE(n_head);
@@ -1209,10 +1209,12 @@ static int add_keys(struct fx_gguf *w, const struct opts *o, uint32_t file_type,
     int rc = 0;
 #define KEY(suffix) (snprintf(key, sizeof key, "%s.%s", s->arch, suffix), key)
     size_label(n_params, label, sizeof label);
-    if (s->preset && !strstr(s->name, "tiny"))
+    if (o->name)
+        snprintf(name, sizeof name, "%s", o->name);
+    else if (s->preset)
         snprintf(name, sizeof name, "%s (random weights)", s->name);
     else
-        snprintf(name, sizeof name, "%s", s->name ? s->name : "random weights");
+        snprintf(name, sizeof name, "random-weight %s", s->arch);
     rc = rc ? rc : fx_gguf_kv_str(w, "general.architecture", s->arch);
     rc = rc ? rc : fx_gguf_kv_str(w, "general.type", "model");
     rc = rc ? rc : fx_gguf_kv_str(w, "general.name", name);

@@ -137,10 +137,12 @@ static int json_num(struct buf *b, double v, bool as_float)
     if (!isfinite(v))
         return buf_str(b, "null");
     char s[40];
+    /* plain digits for everyday magnitudes: 180, not 1.8e+02 */
+    bool plain = fabs(v) >= 1e-5 && fabs(v) < 1e15;
     for (int prec = 1; prec <= 17; prec++) {
         snprintf(s, sizeof s, "%.*g", prec, v);
         double back = strtod(s, NULL);
-        if (as_float ? (float)back == (float)v : back == v)
+        if ((as_float ? (float)back == (float)v : back == v) && (!plain || !strchr(s, 'e')))
             break;
     }
     return buf_str(b, s);

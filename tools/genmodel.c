@@ -560,7 +560,7 @@ static void usage(FILE *f)
             "                    through PONDER_TESTDATA, default ../shared/testdata)\n"
             "  --name TEXT       general.name\n"
             "  --seed N          random seed (default 1); same seed, same file\n"
-            "  --threads N       generator threads (default: online CPUs)\n"
+            "  --threads N       generator threads (default: online CPUs, at most 8)\n"
             "  -q, --quiet       no summary line\n"
             "  -o, --output FILE the model to write (replaced only when complete)\n"
             "Exit status: 0 written, 1 runtime error (file, disk), 2 bad options.\n");
@@ -640,7 +640,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     o->type = "q8_0";
     o->seed = 1;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    o->threads = ncpu < 1 ? 1 : ncpu > GEN_MAX_THREADS ? GEN_MAX_THREADS : (int)ncpu;
+    /* the disk is the limit long before 8 threads are */
+    o->threads = ncpu < 1 ? 1 : ncpu > 8 ? 8 : (int)ncpu;
 
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":o:qh", longopts, NULL)) != -1) {

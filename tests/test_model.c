@@ -10,10 +10,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "infer/gguf.h"
 #include "infer/model.h"
 #include "tests/fixture.h"
+#include "tests/fx_gguf.h"
 
 /* Tolerances measured in testdata README 3.7 (they supersede the issue's). */
 static double tolerance(const char *ftype)
@@ -201,6 +203,143 @@ static void test_deepseek2_is_refused_clearly(void **state)
     assert_int_equal(model_load("/nonexistent/model.gguf", &p, &m, err, sizeof err), ENOENT);
 }
 
+
+/* ---- malformed models: a copy of tq-f32 with one thing changed ---- */
+
+struct edit {
+    const char *name;
+    const char *drop_key;       /* leave this key out */
+    const char *str_key;        /* write this key as a string instead */
+    const char *u32_key;        /* write this key with u32_val */
+    uint32_t u32_val;
+    const char *drop_tensor;    /* leave this tensor out */
+    const char *tensor;         /* give this tensor ... */
+    int64_t ne1;                /* ... this many rows (0: unchanged) */
+    uint32_t type;              /* ... or this type (0: unchanged) */
+    int want;                   /* the error */
+    const char *mentions;       /* the message names this */
+};
+
+static int copy_kv(struct fx_gguf *w, const char *key, const struct gguf_value *v)
+{
+    switch (v->type) {
+    case GGUF_TYPE_STRING: {
+        char *s = strndup(v->v.s.ptr, (size_t)v->v.s.len);
+        int rc = fx_gguf_kv_str(w, key, s);
+        free(s);
+        return rc;
+    }
+    case GGUF_TYPE_UINT32: return fx_gguf_kv_u32(w, key, (uint32_t)v->v.u);
+    case GGUF_TYPE_INT32: return fx_gguf_kv_i32(w, key, (int32_t)v->v.i);
+    case GGUF_TYPE_UINT64: return fx_gguf_kv_u64(w, key, v->v.u);
+    case GGUF_TYPE_UINT8: return fx_gguf_kv_u8(w, key, (uint8_t)v->v.u);
+    case GGUF_TYPE_FLOAT32: return fx_gguf_kv_f32(w, key, (float)v->v.f);
+    case GGUF_TYPE_BOOL: return fx_gguf_kv_bool(w, key, v->v.u != 0);
+    case GGUF_TYPE_ARRAY:
+        if (v->v.arr.type == GGUF_TYPE_STRING) {
+            const struct gguf_str *ss = v->v.arr.data;
+            char **strs = malloc((size_t)v->v.arr.n * sizeof *strs);
+            for (uint64_t i = 0; i < v->v.arr.n; i++)
+                strs[i] = strndup(ss[i].ptr, (size_t)ss[i].len);
+            int rc = fx_gguf_kv_arr_str(w, key, (const char *const *)strs, (size_t)v->v.arr.n);
+            for (uint64_t i = 0; i < v->v.arr.n; i++)
+                free(strs[i]);
+            free(strs);
+            return rc;
+        }
+        return fx_gguf_kv_arr_raw(w, key, v->v.arr.type, v->v.arr.data, (size_t)v->v.arr.n);
+    default:
+        fail_msg("copy_kv: type %d of '%s' not handled", v->type, key);
+        return EINVAL;
+    }
+}
+
+static void check_edit(const struct edit *e)
+{
+    char err[512];
+    struct gguf *g = NULL;
+    assert_int_equal(gguf_open(fx_path("models/tq-f32.gguf"), &g, err, sizeof err), 0);
+    struct fx_gguf *w = fx_gguf_new(3);
+    for (int64_t i = 0; i < gguf_n_kv(g); i++) {
+        const char *key = gguf_kv_key(g, i);
+        if (e->drop_key && !strcmp(key, e->drop_key))
+            continue;
+        if (e->str_key && !strcmp(key, e->str_key))
+            assert_int_equal(fx_gguf_kv_str(w, key, "twenty"), 0);
+        else if (e->u32_key && !strcmp(key, e->u32_key))
+            assert_int_equal(fx_gguf_kv_u32(w, key, e->u32_val), 0);
+        else
+            assert_int_equal(copy_kv(w, key, gguf_kv_value(g, i)), 0);
+    }
+    if (e->u32_key && !gguf_find(g, e->u32_key))
+        assert_int_equal(fx_gguf_kv_u32(w, e->u32_key, e->u32_val), 0);
+    for (int64_t i = 0; i < gguf_n_tensors(g); i++) {
+        const struct gguf_tensor *t = gguf_tensor(g, i);
+        if (e->drop_tensor && !strcmp(t->name, e->drop_tensor))
+            continue;
+        int64_t ne[4] = {t->ne[0], t->ne[1], t->ne[2], t->ne[3]};
+        const void *data = t->data;
+        enum quant_type type = t->type;
+        if (e->tensor && !strcmp(t->name, e->tensor)) {
+            if (e->ne1)
+                ne[1] = e->ne1;
+            if (e->type)
+                type = (enum quant_type)e->type;
+            data = NULL;   /* zeros of the new size */
+        }
+        assert_int_equal(fx_gguf_tensor(w, t->name, type, t->n_dims, ne, data), 0);
+    }
+    char path[] = "/tmp/ponder-test-model-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(fx_gguf_write_file(w, path), 0);
+    fx_gguf_free(w);
+    gguf_close(g);
+
+    struct model_params p = {.n_threads = 1, .max_isa = CPU_ISA_COUNT};
+    struct model *m = NULL;
+    err[0] = 0;
+    int rc = model_load(path, &p, &m, err, sizeof err);
+    unlink(path);
+    model_free(m);
+    if (rc != e->want)
+        fail_msg("case %s: got %d (%s), want %d", e->name, rc, err, e->want);
+    if (!strstr(err, e->mentions))
+        fail_msg("case %s: message '%s' does not mention '%s'", e->name, err, e->mentions);
+}
+
+static void test_malformed_models_get_one_clear_error(void **state)
+{
+    (void)state;
+    static const struct edit cases[] = {
+        {.name = "missing tensor", .drop_tensor = "blk.1.ffn_down.weight", .want = EBADMSG,
+         .mentions = "missing tensor 'blk.1.ffn_down.weight'"},
+        {.name = "missing bias", .drop_tensor = "blk.0.attn_k.bias", .want = EBADMSG,
+         .mentions = "blk.0.attn_k.bias"},
+        {.name = "shape disagrees", .tensor = "blk.0.attn_q.weight", .ne1 = 128, .want = EBADMSG,
+         .mentions = "blk.0.attn_q.weight' has shape [256, 128], expected [256, 256]"},
+        {.name = "wrong type for a known key", .str_key = "qwen2.block_count", .want = EBADMSG,
+         .mentions = "qwen2.block_count"},
+        {.name = "missing hyperparameter", .drop_key = "qwen2.embedding_length", .want = EBADMSG,
+         .mentions = "qwen2.embedding_length"},
+        {.name = "missing architecture", .drop_key = "general.architecture", .want = EBADMSG,
+         .mentions = "general.architecture"},
+        {.name = "heads do not divide", .u32_key = "qwen2.attention.head_count_kv", .u32_val = 3,
+         .want = EBADMSG, .mentions = "heads"},
+        {.name = "layer count out of range", .u32_key = "qwen2.block_count", .u32_val = 0,
+         .want = EBADMSG, .mentions = "qwen2.block_count"},
+        {.name = "more layers than tensors", .u32_key = "qwen2.block_count", .u32_val = 3,
+         .want = EBADMSG, .mentions = "missing tensor 'blk.2."},
+        {.name = "unsupported weight type", .tensor = "blk.0.ffn_up.weight", .type = 20 /* IQ4_NL */,
+         .want = ENOTSUP, .mentions = "blk.0.ffn_up.weight"},
+        {.name = "vocabulary and output disagree", .tensor = "output.weight", .ne1 = 400,
+         .want = EBADMSG, .mentions = "output.weight"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_edit(&cases[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -225,6 +364,7 @@ int main(void)
         cmocka_unit_test(test_prefix_reuse_gives_the_same_logits),
         cmocka_unit_test(test_context_overflow_is_an_error_not_a_crash),
         cmocka_unit_test(test_deepseek2_is_refused_clearly),
+        cmocka_unit_test(test_malformed_models_get_one_clear_error),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);
 }

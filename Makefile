@@ -24,13 +24,13 @@ ifdef SAN
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
-LDLIBS  += -lsqlite3 -lutf8proc -ljansson -lm -pthread
+LDLIBS  += -lsqlite3 -lvulkan -lutf8proc -ljansson -lm -pthread
 
 DEPS_DEB = build-essential pkg-config libncurses-dev libreadline-dev libsqlite3-dev \
            libvulkan-dev glslc mesa-vulkan-drivers vulkan-validationlayers \
            libcmocka-dev tmux libutf8proc-dev libjansson-dev
 
-INFER_SRC   := $(wildcard infer/*.c infer/arch/*.c infer/cpu/*.c)
+INFER_SRC   := $(wildcard infer/*.c infer/arch/*.c infer/cpu/*.c infer/vulkan/*.c)
 HISTORY_SRC := $(wildcard history/*.c)
 UI_SRC      := $(wildcard ui/*.c)
 APP_SRC     := $(filter-out app/main.c,$(wildcard app/*.c))
@@ -50,6 +50,9 @@ $(BUILD)/infer/cpu/cpu_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx
 
 .PHONY: all check asan deps run bench install clean tests tools
 all: ponder tools
+
+# shader compilation and embedding (glslc), owned by the Vulkan backend
+-include shaders/shaders.mk
 
 ponder: $(BUILD)/ponder
 	cp $< $@

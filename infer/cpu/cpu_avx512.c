@@ -180,27 +180,88 @@ AI void leg_tile(enum leg t, int MR, int NR, int64_t nb, const uint8_t *w, size_
             y[c * ldy + r] = _mm512_reduce_add_ps(acc[r][c]);
 }
 
-/* ---- Q8_0 with many columns: 16 rows per vector ---------------------------
- * For prompts, 16 rows at a time: each block's 16 x 32 weights are gathered
- * so that lane i of vector j holds bytes 4j..4j+3 of row i; then a column
- * costs 8 vpdpbusd (its 4 bytes broadcast), one convert and one fma for all
- * 16 rows, where the tiles above spend that on one row.  vpdpbusd multiplies
- * u8 by s8: the activations are offset to x + 128, which adds 128 * sum(w)
- * per row and block; the sums start from minus that. */
+/* ---- 32-blocks with many columns: 16 rows per vector ----------------------
+ * For prompts, 16 rows at a time: two blocks of 16 rows are decoded to
+ * signed bytes and transposed (16 x 16 dwords) so that lane i of vector j
+ * holds bytes 4j..4j+3 of row i; then a column costs 8 vpdpbusd (its 4 bytes
+ * broadcast), one convert and one fma per block for all 16 rows, where the
+ * tiles above spend that on one row.  vpdpbusd multiplies u8 by s8: the
+ * activations are staged as x + 128, which adds 128 * sum(w) per row and
+ * block; the sums start from minus that. */
 #define PP_MIN_COLS 8
 #define PP_COLS 64   /* columns per pass */
 #define PP_KB 16     /* blocks per pass (activation staging: 32 KiB) */
 #define PP_RG 4      /* groups of 16 rows per pass */
 
-static void q8_0_pp(int64_t nb, int nr, int nc, const uint8_t *w, size_t ws, const uint8_t *x,
-                    size_t xs, float *y, size_t ldy)
+/* 16 x 16 dwords: r[j] lane i = old r[i] lane j. */
+AI void tr16(__m512i r[16])
+{
+    __m512i t[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; i++)
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) {
+            t[8 * i + q] = _mm512_shuffle_i32x4(r[8 * i + q], r[8 * i + 4 + q], 0x88);
+            t[8 * i + 4 + q] = _mm512_shuffle_i32x4(r[8 * i + q], r[8 * i + 4 + q], 0xdd);
+        }
+#pragma GCC unroll 8
+    for (int m = 0; m < 8; m++) {
+        r[m] = _mm512_shuffle_i32x4(t[m], t[8 + m], 0x88);
+        r[8 + m] = _mm512_shuffle_i32x4(t[m], t[8 + m], 0xdd);
+    }
+}
+
+/* One block of the repacked weights against the staged columns. */
+AI void leg_pp_block(int hm, const __m512i W[8], __m512i corr, __m512 dw, __m512 mw, int ncc,
+                     uint8_t (*xu)[PP_KB][32], float (*dxf)[PP_KB], float (*sxf)[PP_KB],
+                     int b, float (*acc)[16])
+{
+    for (int c = 0; c < ncc; c++) {
+        __m512i s = corr;
+        const uint8_t *xp = xu[c][b];
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++)
+            s = _mm512_dpbusd_epi32(s, _mm512_set1_epi32((int)ld32(xp + 4 * j)), W[j]);
+        __m512 a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(dxf[c][b])),
+                                   _mm512_load_ps(acc[c]));
+        if (hm)
+            a = _mm512_fmadd_ps(mw, _mm512_set1_ps(sxf[c][b]), a);
+        _mm512_store_ps(acc[c], a);
+    }
+}
+
+/* minus 128 * (sum of the 32 signed weights of each row) */
+AI __m512i leg_pp_corr(const __m512i W[8])
+{
+    __m512i corr = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++)
+        corr = _mm512_dpbusd_epi32(corr, _mm512_set1_epi8((char)0x80), W[j]);
+    return _mm512_sub_epi32(_mm512_setzero_si512(), corr);
+}
+
+AI void leg_pp(enum leg t, int64_t nb, int nr, int nc, const uint8_t *w, size_t ws, const uint8_t *x,
+               size_t xs, float *y, size_t ldy)
 {
     _Alignas(64) uint8_t xu[PP_COLS][PP_KB][32];
     _Alignas(64) float dxf[PP_COLS][PP_KB];
+    _Alignas(64) float sxf[PP_COLS][PP_KB];
     _Alignas(64) float acc[PP_RG][PP_COLS][16];
-    const size_t xb = sizeof(struct block_q8_0), wb = sizeof(struct block_q8_0);
-    const __m512i vidx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                            _mm512_set1_epi32((int)ws));
+    const int hm = leg_has_m(t);
+    const size_t wb = leg_bytes(t);
+    const size_t xb = hm ? sizeof(struct block_q8_1) : sizeof(struct block_q8_0), xq = hm ? 4 : 2;
     for (int r0 = 0; r0 < nr; r0 += PP_RG * 16) {
         int nrg = (nr - r0) / 16 < PP_RG ? (nr - r0) / 16 : PP_RG;
         for (int c0 = 0; c0 < nc; c0 += PP_COLS) {
@@ -214,32 +275,37 @@ static void q8_0_pp(int64_t nb, int nr, int nc, const uint8_t *w, size_t ws, con
                     const uint8_t *p = x + (size_t)(c0 + c) * xs + (size_t)b0 * xb;
                     for (int b = 0; b < nkb; b++, p += xb) {
                         dxf[c][b] = f16f(ld16(p));
+                        if (hm)
+                            sxf[c][b] = f16f(ld16(p + 2));
                         _mm256_store_si256((void *)xu[c][b],
-                                           _mm256_xor_si256(_mm256_loadu_si256((const void *)(p + 2)),
+                                           _mm256_xor_si256(_mm256_loadu_si256((const void *)(p + xq)),
                                                             _mm256_set1_epi8((char)0x80)));
                     }
                 }
                 for (int g = 0; g < nrg; g++) {
                     const uint8_t *wg = w + (size_t)(r0 + 16 * g) * ws + (size_t)b0 * wb;
-                    for (int b = 0; b < nkb; b++, wg += wb) {
-                        __m512i W[8], corr = _mm512_setzero_si512();
-#pragma GCC unroll 8
-                        for (int j = 0; j < 8; j++) {
-                            W[j] = _mm512_i32gather_epi32(vidx, (const void *)(wg + 2 + 4 * j), 1);
-                            corr = _mm512_dpbusd_epi32(corr, _mm512_set1_epi8((char)0x80), W[j]);
+                    /* two blocks of 16 rows: decode to signed bytes, transpose */
+                    const __m512i off = _mm512_set1_epi8((char)leg_off(t));
+                    for (int b = 0; b < nkb; b += 2, wg += 2 * wb) {
+                        const int one = b + 1 == nkb;
+                        __m512i R[16];
+                        _Alignas(64) float d0[16], d1[16], m0[16], m1[16];
+                        for (int i = 0; i < 16; i++) {
+                            const uint8_t *p0 = wg + (size_t)i * ws, *p1 = one ? p0 : p0 + wb;
+                            R[i] = _mm512_sub_epi8(leg_unpack(t, p0, p1), off);
+                            d0[i] = f16f(ld16(p0));
+                            d1[i] = f16f(ld16(p1));
+                            if (hm) {
+                                m0[i] = f16f(ld16(p0 + 2));
+                                m1[i] = f16f(ld16(p1 + 2));
+                            }
                         }
-                        corr = _mm512_sub_epi32(_mm512_setzero_si512(), corr);
-                        __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(vidx, (const void *)wg, 1)));
-                        for (int c = 0; c < ncc; c++) {
-                            __m512i s = corr;
-                            const uint8_t *xp = xu[c][b];
-#pragma GCC unroll 8
-                            for (int j = 0; j < 8; j++)
-                                s = _mm512_dpbusd_epi32(s, _mm512_set1_epi32((int)ld32(xp + 4 * j)), W[j]);
-                            _mm512_store_ps(acc[g][c], _mm512_fmadd_ps(_mm512_cvtepi32_ps(s),
-                                                                       _mm512_mul_ps(dw, _mm512_set1_ps(dxf[c][b])),
-                                                                       _mm512_load_ps(acc[g][c])));
-                        }
+                        tr16(R);
+                        leg_pp_block(hm, R, leg_pp_corr(R), _mm512_load_ps(d0), _mm512_load_ps(m0), ncc, xu,
+                                     dxf, sxf, b, acc[g]);
+                        if (!one)
+                            leg_pp_block(hm, R + 8, leg_pp_corr(R + 8), _mm512_load_ps(d1), _mm512_load_ps(m1),
+                                         ncc, xu, dxf, sxf, b + 1, acc[g]);
                     }
                 }
             }
@@ -471,36 +537,6 @@ AI void kq_tile(enum kq t, int MR, int NR, int64_t nb, const uint8_t *w, size_t 
  * the rows' (m[2i], m[2i+1]) pairs with the column's bsums pairs. */
 #define KPP_MIN_COLS 16
 
-/* 16 x 16 dwords: r[j] lane i = old r[i] lane j. */
-AI void tr16(__m512i r[16])
-{
-    __m512i t[16];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) {
-        r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-        r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-        r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-        r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-    }
-#pragma GCC unroll 2
-    for (int i = 0; i < 2; i++)
-#pragma GCC unroll 4
-        for (int q = 0; q < 4; q++) {
-            t[8 * i + q] = _mm512_shuffle_i32x4(r[8 * i + q], r[8 * i + 4 + q], 0x88);
-            t[8 * i + 4 + q] = _mm512_shuffle_i32x4(r[8 * i + q], r[8 * i + 4 + q], 0xdd);
-        }
-#pragma GCC unroll 8
-    for (int m = 0; m < 8; m++) {
-        r[m] = _mm512_shuffle_i32x4(t[m], t[8 + m], 0x88);
-        r[8 + m] = _mm512_shuffle_i32x4(t[m], t[8 + m], 0xdd);
-    }
-}
-
 AI void kq_pp(enum kq t, int64_t nb, int nr, int nc, const uint8_t *w, size_t ws, const uint8_t *x,
               size_t xs, float *y, size_t ldy)
 {
@@ -653,17 +689,60 @@ AI void fp_tile(enum fp t, int MR, int NR, int64_t n, const uint8_t *w, size_t w
         TILES(tile, T, MR_, NR_, n / (bs));                                                     \
     }
 
-GEMM_FN(gemm_q4_0, leg_tile, LEG_Q4_0, LEG_MR, LEG_NR, QK4_0)
-GEMM_FN(gemm_q4_1, leg_tile, LEG_Q4_1, LEG_MR, LEG_NR, QK4_1)
-GEMM_FN(gemm_q5_0, leg_tile, LEG_Q5_0, LEG_MR, LEG_NR, QK5_0)
-GEMM_FN(gemm_q5_1, leg_tile, LEG_Q5_1, LEG_MR, LEG_NR, QK5_1)
+static void gemm_q4_0(int64_t n, int nr, int nc, const void *w, size_t ws, const void *x, size_t xs,
+                      float *y, size_t ldy)
+{
+    if (nc >= PP_MIN_COLS && nr >= 16) {
+        int nr16 = nr / 16 * 16;
+        leg_pp(LEG_Q4_0, n / QK4_0, nr16, nc, w, ws, x, xs, y, ldy);
+        w = (const uint8_t *)w + (size_t)nr16 * ws;
+        y += nr16;
+        nr -= nr16;
+    }
+    TILES(leg_tile, LEG_Q4_0, LEG_MR, LEG_NR, n / QK4_0);
+}
+static void gemm_q4_1(int64_t n, int nr, int nc, const void *w, size_t ws, const void *x, size_t xs,
+                      float *y, size_t ldy)
+{
+    if (nc >= PP_MIN_COLS && nr >= 16) {
+        int nr16 = nr / 16 * 16;
+        leg_pp(LEG_Q4_1, n / QK4_1, nr16, nc, w, ws, x, xs, y, ldy);
+        w = (const uint8_t *)w + (size_t)nr16 * ws;
+        y += nr16;
+        nr -= nr16;
+    }
+    TILES(leg_tile, LEG_Q4_1, LEG_MR, LEG_NR, n / QK4_1);
+}
+static void gemm_q5_0(int64_t n, int nr, int nc, const void *w, size_t ws, const void *x, size_t xs,
+                      float *y, size_t ldy)
+{
+    if (nc >= PP_MIN_COLS && nr >= 16) {
+        int nr16 = nr / 16 * 16;
+        leg_pp(LEG_Q5_0, n / QK5_0, nr16, nc, w, ws, x, xs, y, ldy);
+        w = (const uint8_t *)w + (size_t)nr16 * ws;
+        y += nr16;
+        nr -= nr16;
+    }
+    TILES(leg_tile, LEG_Q5_0, LEG_MR, LEG_NR, n / QK5_0);
+}
+static void gemm_q5_1(int64_t n, int nr, int nc, const void *w, size_t ws, const void *x, size_t xs,
+                      float *y, size_t ldy)
+{
+    if (nc >= PP_MIN_COLS && nr >= 16) {
+        int nr16 = nr / 16 * 16;
+        leg_pp(LEG_Q5_1, n / QK5_1, nr16, nc, w, ws, x, xs, y, ldy);
+        w = (const uint8_t *)w + (size_t)nr16 * ws;
+        y += nr16;
+        nr -= nr16;
+    }
+    TILES(leg_tile, LEG_Q5_1, LEG_MR, LEG_NR, n / QK5_1);
+}
 static void gemm_q8_0(int64_t n, int nr, int nc, const void *w, size_t ws, const void *x, size_t xs,
                       float *y, size_t ldy)
 {
-    /* the gathers take row offsets as int32 */
-    if (nc >= PP_MIN_COLS && nr >= 16 && ws <= INT32_MAX / 16) {
+    if (nc >= PP_MIN_COLS && nr >= 16) {
         int nr16 = nr / 16 * 16;
-        q8_0_pp(n / QK8_0, nr16, nc, w, ws, x, xs, y, ldy);
+        leg_pp(LEG_Q8_0, n / QK8_0, nr16, nc, w, ws, x, xs, y, ldy);
         w = (const uint8_t *)w + (size_t)nr16 * ws;
         y += nr16;
         nr -= nr16;

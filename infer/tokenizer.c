@@ -196,15 +196,17 @@ static const char *tok_text(const struct tokenizer *t, int32_t id, size_t *len)
 
 static int map_init(struct strmap *m, size_t n)
 {
-    size_t cap = 16;
+    size_t cap = 16, bytes;
     while (cap < n + n / 2) {   /* load factor at most 2/3 */
         if (ckd_mul_size(&cap, cap, 2))
             return ENOMEM;
     }
-    m->slot = malloc(cap * sizeof *m->slot);
+    if (ckd_mul_size(&bytes, cap, sizeof *m->slot))
+        return ENOMEM;
+    m->slot = malloc(bytes);
     if (!m->slot)
         return ENOMEM;
-    memset(m->slot, 0xff, cap * sizeof *m->slot);   /* id -1 */
+    memset(m->slot, 0xff, bytes);   /* id -1 */
     m->mask = cap - 1;
     return 0;
 }
@@ -421,14 +423,14 @@ static int load_merges(struct tokenizer *t, const struct gguf *g, char *err, siz
     uint64_t n = mv->v.arr.n;
     if (n >= INT32_MAX)
         return fail(err, errlen, EBADMSG, "%s: %llu merges", path, (unsigned long long)n);
-    size_t cap = 16;
+    size_t cap = 16, bytes;
     while (cap < (size_t)n + (size_t)n / 2)
         cap *= 2;
     struct mergemap *m = &t->merges;
-    m->slot = malloc(cap * sizeof *m->slot);
+    m->slot = ckd_mul_size(&bytes, cap, sizeof *m->slot) ? NULL : malloc(bytes);
     if (!m->slot)
         return fail(err, errlen, ENOMEM, "%s: out of memory for %llu merges", path, (unsigned long long)n);
-    memset(m->slot, 0xff, cap * sizeof *m->slot);   /* key UINT64_MAX: empty */
+    memset(m->slot, 0xff, bytes);   /* key UINT64_MAX: empty */
     m->mask = cap - 1;
     /* GPT-2 style vocabularies list merge results in merge order: try the
      * token after the last result before looking the merged text up. */
@@ -1127,7 +1129,6 @@ static int encode_fragment(struct enc *e, const char *text, size_t len)
 struct match {
     size_t pos, len;
     int32_t id;
-    bool taken;
 };
 
 /* llama.cpp's order: longest added token first (ties by id), each one's
@@ -1175,7 +1176,7 @@ static int find_matches(const struct tokenizer *t, const char *text, size_t len,
                 free(m);
                 return ENOMEM;
             }
-            m[n++] = (struct match){ p, l, id, false };
+            m[n++] = (struct match){ p, l, id };
         }
     }
     *out = m;
@@ -1222,8 +1223,7 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, bo
             if (j < m[i].len)
                 continue;   /* overlaps a token already cut out */
             memset(taken + m[i].pos, 1, m[i].len);
-            m[n_kept] = m[i];
-            m[n_kept++].taken = true;
+            m[n_kept++] = m[i];
         }
         qsort(m, n_kept, sizeof *m, cmp_match_pos);
     }

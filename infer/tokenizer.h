@@ -58,8 +58,9 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, bo
                      bool parse_special, struct tokens *out, char *err, size_t errlen);
 
 /* The bytes token id stands for (byte-level code points decoded to bytes).
- * CONTROL tokens give their text only when `special`, otherwise nothing;
- * USER_DEFINED tokens always give their text.  Returns the number of bytes
+ * CONTROL (and UNKNOWN) tokens give their text only when `special`,
+ * otherwise nothing; USER_DEFINED tokens always give their text; <0xNN>
+ * BYTE tokens that byte; UNUSED and UNDEFINED tokens nothing.  Returns the number of bytes
  * (which may exceed cap: then only cap were written), or -1 for a bad id. */
 int tokenizer_piece(const struct tokenizer *t, int32_t id, bool special, char *buf, size_t cap);
 

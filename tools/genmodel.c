@@ -902,9 +902,9 @@ static int plan_add(struct plan *p, int64_t cap, enum fill fill, enum quant_type
 static int plan_add(struct plan *p, int64_t cap, enum fill fill, enum quant_type type,
                     int64_t ne0, int64_t ne1, const char *fmt, ...)
 {
-    struct gen_tensor *t = &p->t[p->n];
     if (p->n >= cap)
         return EOVERFLOW;
+    struct gen_tensor *t = &p->t[p->n];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(t->name, sizeof t->name, fmt, ap);

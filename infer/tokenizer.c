@@ -1184,8 +1184,9 @@ static int find_matches(const struct tokenizer *t, const char *text, size_t len,
     return 0;
 }
 
-int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, bool add_bos, bool parse_special,
-                     struct tokens *out, char *err, size_t errlen)
+/* added: cut at added tokens first (CONTROL ones only when parse_special). */
+static int encode(const struct tokenizer *t, const char *text, size_t len, bool add_bos, bool added,
+                  bool parse_special, struct tokens *out, char *err, size_t errlen)
 {
     struct enc e = { .t = t, .out = out };
     struct match *m = NULL;
@@ -1194,7 +1195,7 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, bo
     int rc = ENOMEM;
 
     if (add_bos && t->bos >= 0 && tokens_push(out, t->bos))
-        goto out;
+        goto oom;
     if (len == 0) {
         rc = 0;
         goto out;
@@ -1207,7 +1208,8 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, bo
     e.fl = malloc(len * sizeof *e.fl);
     e.ends[0] = malloc(len * sizeof *e.ends[0]);
     e.ends[1] = malloc(len * sizeof *e.ends[1]);
-    if (!e.cp || !e.fl || !e.ends[0] || !e.ends[1] || find_matches(t, text, len, parse_special, &m, &n_m))
+    if (!e.cp || !e.fl || !e.ends[0] || !e.ends[1] ||
+        (added && find_matches(t, text, len, parse_special, &m, &n_m)))
         goto oom;
 
     size_t n_kept = 0;
@@ -1252,6 +1254,18 @@ out:
     free(e.sym);
     free(e.heap);
     return rc;
+}
+
+int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, bool add_bos, bool parse_special,
+                     struct tokens *out, char *err, size_t errlen)
+{
+    return encode(t, text, len, add_bos, true, parse_special, out, err, errlen);
+}
+
+int tokenizer_encode_plain(const struct tokenizer *t, const char *text, size_t len, struct tokens *out, char *err,
+                           size_t errlen)
+{
+    return encode(t, text, len, false, false, false, out, err, errlen);
 }
 
 /* ---- streaming detokenizer ------------------------------------------------------ */

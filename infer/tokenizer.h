@@ -56,6 +56,10 @@ int32_t tokenizer_find(const struct tokenizer *t, const char *s, size_t len);
  * has one).  0 or ENOMEM. */
 int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, bool add_bos,
                      bool parse_special, struct tokens *out, char *err, size_t errlen);
+/* The plain rule (chat message text): no added token is matched at all, not
+ * even USER_DEFINED ones such as <think>; no BOS.  0 or ENOMEM. */
+int tokenizer_encode_plain(const struct tokenizer *t, const char *text, size_t len,
+                           struct tokens *out, char *err, size_t errlen);
 
 /* The bytes token id stands for (byte-level code points decoded to bytes).
  * CONTROL (and UNKNOWN) tokens give their text only when `special`,

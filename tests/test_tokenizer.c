@@ -175,6 +175,77 @@ static void pieces_give_back_the_text(void **state)
     json_decref(cases);
 }
 
+static bool contains(const char *hay, size_t n, const char *needle, size_t k)
+{
+    for (size_t i = 0; i + k <= n; i++)
+        if (hay[i] == needle[0] && memcmp(hay + i, needle, k) == 0)
+            return true;
+    return false;
+}
+
+/* The plain rule (chat message text): equal to llama.cpp on every case whose
+ * text holds no added-token string; where one does, it comes out as ordinary
+ * tokens and the pieces give the text back. */
+static void plain_rule_matches_no_added_token(void **state)
+{
+    struct vocab *v = *state;
+    char rel[64], err[256];
+    snprintf(rel, sizeof rel, "tokenizer/%s.jsonl", v->name);
+    json_t *cases = fx_load_jsonl(fx_path(rel));
+    assert_non_null(cases);
+
+    size_t idx, n_same = 0, n_added = 0, n_spec = 0;
+    int32_t *spec = malloc((size_t)tokenizer_n_vocab(v->t) * sizeof *spec);
+    assert_non_null(spec);
+    for (int32_t id = 0; id < tokenizer_n_vocab(v->t); id++)
+        if (tokenizer_attr(v->t, id) == TOKEN_ATTR_CONTROL || tokenizer_attr(v->t, id) == TOKEN_ATTR_USER_DEFINED)
+            spec[n_spec++] = id;
+    json_t *c;
+    char *buf = NULL;
+    json_array_foreach(cases, idx, c) {
+        json_t *jt = json_object_get(c, "text"), *ji = json_object_get(c, "ids");
+        const char *text = json_string_value(jt);
+        size_t len = json_string_length(jt);
+        bool add_bos = json_is_true(json_object_get(c, "add_bos"));
+        bool has_added = false;
+        for (size_t i = 0; i < n_spec && !has_added; i++) {
+            char piece[128];
+            int k = tokenizer_piece(v->t, spec[i], true, piece, sizeof piece);
+            has_added = k > 0 && k <= (int)sizeof piece && contains(text, len, piece, (size_t)k);
+        }
+        struct tokens tk = { 0 };
+        assert_int_equal(tokenizer_encode_plain(v->t, text, len, &tk, err, sizeof err), 0);
+        if (!has_added) {
+            size_t skip = add_bos ? 1 : 0;
+            bool same = tk.n + skip == json_array_size(ji);
+            for (size_t i = 0; same && i < tk.n; i++)
+                same = tk.ids[i] == json_integer_value(json_array_get(ji, i + skip));
+            if (!same)
+                fail_msg("%s line %zu: plain rule differs on '%.*s'", v->name, idx + 1, (int)len, text);
+            n_same++;
+            tokens_free(&tk);
+            continue;
+        }
+        size_t o = 0;
+        buf = realloc(buf, 4 * len + 64);
+        for (size_t i = 0; i < tk.n; i++) {
+            enum token_attr a = tokenizer_attr(v->t, tk.ids[i]);
+            if (a != TOKEN_ATTR_NORMAL)
+                fail_msg("%s line %zu: plain rule gave added token %d", v->name, idx + 1, tk.ids[i]);
+            o += (size_t)tokenizer_piece(v->t, tk.ids[i], false, buf + o, 4 * len + 64 - o);
+        }
+        if (o != len || memcmp(buf, text, len) != 0)
+            fail_msg("%s line %zu: plain pieces do not give the text back", v->name, idx + 1);
+        n_added++;
+        tokens_free(&tk);
+    }
+    printf("%s: plain rule equal on %zu lines, %zu lines with added-token text stay ordinary\n", v->name, n_same,
+           n_added);
+    free(buf);
+    free(spec);
+    json_decref(cases);
+}
+
 /* ---- vocabulary facts (README 1.1) -------------------------------------------- */
 
 struct vocab_facts {
@@ -719,6 +790,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(pieces_give_back_the_text, setup_qwen, vocab_teardown),
         cmocka_unit_test_setup_teardown(pieces_give_back_the_text, setup_llama, vocab_teardown),
         cmocka_unit_test_setup_teardown(pieces_give_back_the_text, setup_r1, vocab_teardown),
+        cmocka_unit_test_setup_teardown(plain_rule_matches_no_added_token, setup_qwen, vocab_teardown),
+        cmocka_unit_test_setup_teardown(plain_rule_matches_no_added_token, setup_llama, vocab_teardown),
+        cmocka_unit_test_setup_teardown(plain_rule_matches_no_added_token, setup_r1, vocab_teardown),
         cmocka_unit_test_setup_teardown(vocabulary_facts_match_readme, setup_qwen, vocab_teardown),
         cmocka_unit_test_setup_teardown(vocabulary_facts_match_readme, setup_llama, vocab_teardown),
         cmocka_unit_test_setup_teardown(vocabulary_facts_match_readme, setup_r1, vocab_teardown),

@@ -128,6 +128,7 @@ int cli_common(const struct cmd *cmd, int c, const char *arg, struct cli_opts *o
                                    c == OPT_DEVICE ? "device" : "ngl", arg);
         return 0;
     case OPT_DB:
+        o->db = arg;
         return 0;
     case OPT_KV_TYPE:
         if (!strcmp(arg, "f16"))
@@ -199,8 +200,7 @@ int cli_common(const struct cmd *cmd, int c, const char *arg, struct cli_opts *o
     }
 }
 
-/* A path as given, or NAME / NAME.gguf in $XDG_DATA_HOME/ponder/models. */
-static const char *resolve_model(const char *name, char *buf, size_t cap)
+const char *cli_resolve_model(const char *name, char *buf, size_t cap)
 {
     struct stat st;
     if (stat(name, &st) == 0 || strchr(name, '/'))
@@ -222,28 +222,36 @@ static const char *resolve_model(const char *name, char *buf, size_t cap)
     return name;
 }
 
+void cli_model_params(const struct cli_opts *o, enum kv_type default_kv, struct model_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->n_ctx = o->n_ctx;
+    p->n_threads = o->n_threads;
+    p->n_batch = o->n_batch;
+    p->kv_type = o->kv_type_set ? o->kv_type : default_kv;
+    p->max_isa = o->max_isa;
+}
+
+void cli_print_plan(const struct model_info *in, const char *file)
+{
+    fprintf(stderr,
+            "model: %s (%s, %s), %.2f GB, %lld parameters\n"
+            "plan: all %d layers on %s (%s), %d threads; KV cache %s, %d tokens, %.1f MB\n",
+            in->name[0] ? in->name : file, in->arch, in->ftype, (double)in->file_size / 1e9,
+            (long long)in->n_params, in->n_layer, in->backend, in->device, in->n_threads,
+            in->kv_type == KV_TYPE_F16 ? "f16" : "f32", in->n_ctx, (double)in->kv_bytes / 1e6);
+}
+
 int cli_load_model(const struct cli_opts *o, enum kv_type default_kv, struct model **out)
 {
     char path[4096], err[512] = "";
-    const char *file = resolve_model(o->model, path, sizeof path);
-    struct model_params p = {
-        .n_ctx = o->n_ctx,
-        .n_threads = o->n_threads,
-        .n_batch = o->n_batch,
-        .kv_type = o->kv_type_set ? o->kv_type : default_kv,
-        .max_isa = o->max_isa,
-    };
+    const char *file = cli_resolve_model(o->model, path, sizeof path);
+    struct model_params p;
+    cli_model_params(o, default_kv, &p);
     int rc = model_load(file, &p, out, err, sizeof err);
     if (rc)
         return cli_error("%s", err[0] ? err : strerror(rc));
-    if (o->verbose) {
-        const struct model_info *in = model_info(*out);
-        fprintf(stderr,
-                "model: %s (%s, %s), %.2f GB, %lld parameters\n"
-                "plan: all %d layers on %s (%s), %d threads; KV cache %s, %d tokens, %.1f MB\n",
-                in->name[0] ? in->name : file, in->arch, in->ftype, (double)in->file_size / 1e9,
-                (long long)in->n_params, in->n_layer, in->backend, in->device, in->n_threads,
-                in->kv_type == KV_TYPE_F16 ? "f16" : "f32", in->n_ctx, (double)in->kv_bytes / 1e6);
-    }
+    if (o->verbose)
+        cli_print_plan(model_info(*out), file);
     return 0;
 }

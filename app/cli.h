@@ -5,6 +5,7 @@
 #define PONDER_CLI_H
 
 #include <getopt.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -20,7 +21,7 @@ struct cmd {
     int (*exec)(int argc, char **argv);
 };
 
-extern const struct cmd cmd_run, cmd_eval, cmd_bench, cmd_tokenize;
+extern const struct cmd cmd_run, cmd_eval, cmd_bench, cmd_tokenize, cmd_history, cmd_stats;
 
 /* Options shared by the commands that load a model, and sampling. */
 struct cli_opts {
@@ -39,6 +40,7 @@ struct cli_opts {
     bool seed_set;
     int max_tokens;
     const char *system;
+    const char *db;         /* --db PATH: the history store */
 };
 
 /* Long options every model command accepts; cli_common() handles them. */
@@ -90,6 +92,14 @@ int cli_parse_int(const char *s, long lo, long hi, long *out);
 int cli_parse_float(const char *s, double lo, double hi, double *out);
 
 struct model;
+struct model_params;
+struct model_info;
+/* A model path as given, or NAME / NAME.gguf in $XDG_DATA_HOME/ponder/models
+ * (the result is name or buf). */
+const char *cli_resolve_model(const char *name, char *buf, size_t cap);
+void cli_model_params(const struct cli_opts *o, enum kv_type default_kv, struct model_params *p);
+/* The memory plan, for -v, on stderr. */
+void cli_print_plan(const struct model_info *in, const char *file);
 /* Loads o->model with o's settings; prints the error and returns 1 on failure. */
 int cli_load_model(const struct cli_opts *o, enum kv_type default_kv, struct model **out);
 /* The number of online CPUs. */

@@ -1,20 +1,14 @@
 /* ponder run: one reply to one prompt, streamed.  The answer goes to stdout,
  * the reasoning to stderr (or inline, or nowhere). */
 #include <errno.h>
-#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "app/cli.h"
-#include "infer/chat.h"
-#include "infer/gguf.h"
-#include "infer/model.h"
-#include "infer/reason.h"
-#include "infer/sampler.h"
+#include "infer/engine.h"
 #include "infer/tokenizer.h"
 
 enum { OPT_PROMPT = 'p', OPT_FILE = 'f', OPT_RAW = OPT_CMD_BASE, OPT_REASONING, OPT_PRINT_IDS };
@@ -46,13 +40,6 @@ static void on_sigint(int sig)
 {
     (void)sig;
     interrupted = 1;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static char *read_all(FILE *f, size_t *len)
@@ -120,16 +107,22 @@ static void emit(void *ctx, const struct reason_span *sp)
     fflush(stdout);
 }
 
-static uint64_t random_seed(void)
+/* Waits for an event of `type` (true) or an ERROR (false), both left in ev. */
+static bool wait_for(struct engine *eng, enum engine_event_type type, struct engine_event *ev)
 {
-    uint64_t s = 0;
-    int fd = open("/dev/urandom", O_RDONLY);
-    if (fd >= 0) {
-        if (read(fd, &s, sizeof s) != (ssize_t)sizeof s)
-            s = 0;
-        close(fd);
+    for (;;) {
+        struct pollfd pfd = {.fd = engine_fd(eng), .events = POLLIN};
+        if (poll(&pfd, 1, -1) < 0 && errno != EINTR) {
+            snprintf(ev->u.error, sizeof ev->u.error, "poll: %s", strerror(errno));
+            return false;
+        }
+        while (engine_next(eng, ev)) {
+            if (ev->type == type)
+                return true;
+            if (ev->type == ENGINE_EVENT_ERROR)
+                return false;
+        }
     }
-    return s ? s : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 }
 
 static int run_exec(int argc, char **argv)
@@ -206,149 +199,109 @@ static int run_exec(int argc, char **argv)
     if (!prompt)
         return cli_error("out of memory");
 
-    struct model *m = NULL;
-    struct sampler *smp = NULL;
-    struct tokens ids = {0}, gen = {0};
-    float *logits = NULL;
+    char path[4096];
+    const char *model_file = cli_resolve_model(o.model, path, sizeof path);
+    struct model_params mp;
+    cli_model_params(&o, KV_TYPE_F16, &mp);
+    struct engine *eng = NULL;
+    struct tokens gen = {0};
     char err[512] = "";
     int status = 1;
-    if (cli_load_model(&o, KV_TYPE_F16, &m))
-        goto out;
-    const struct tokenizer *tok = model_tokenizer(m);
-    const struct model_info *in = model_info(m);
-    bool starts_in_reasoning = false;
-    if (raw) {
-        rc = tokenizer_encode(tok, prompt, prompt_len, tokenizer_add_bos(tok), true, &ids, err,
-                              sizeof err);
-    } else {
-        struct chat_msg msgs[2];
-        size_t n_msgs = 0;
-        if (o.system)
-            msgs[n_msgs++] = (struct chat_msg){CHAT_ROLE_SYSTEM, o.system};
-        msgs[n_msgs++] = (struct chat_msg){CHAT_ROLE_USER, prompt};
-        enum chat_format fmt = CHAT_FORMAT_DEEPSEEK_R1;
-        struct gguf_str tmpl = {0};
-        if (gguf_get_str(model_gguf(m), "tokenizer.chat_template", &tmpl, err, sizeof err) == 0 &&
-            chat_detect(tmpl.ptr, (size_t)tmpl.len, &fmt, err, sizeof err))
-            fprintf(stderr, "ponder: warning: %s; using the DeepSeek-R1 format\n", err);
-        rc = chat_render(fmt, tok, msgs, n_msgs, true, &ids, NULL, err, sizeof err);
-        starts_in_reasoning = chat_prompt_opens_reasoning(fmt);
-    }
-    if (rc) {
+    if ((rc = engine_open(&eng, err, sizeof err))) {
         cli_error("%s", err);
-        goto out;
-    }
-    if (ids.n == 0) {
-        cli_error("the prompt gives no tokens");
-        goto out;
-    }
-    if (ids.n >= (size_t)in->n_ctx) {
-        cli_error("the prompt has %zu tokens; the context holds %d (use --ctx)", ids.n, in->n_ctx);
-        goto out;
-    }
-    struct sampler_params sp;
-    sampler_params_default(&sp);
-    sp.temperature = o.temp;
-    sp.top_k = o.top_k;
-    sp.top_p = o.top_p;
-    sp.min_p = o.min_p;
-    sp.repeat_penalty = o.repeat_penalty;
-    sp.repeat_last_n = o.repeat_last_n;
-    sp.seed = o.seed_set ? o.seed : random_seed();
-    if ((rc = sampler_init(&sp, in->n_vocab, &smp, err, sizeof err))) {
-        cli_error("%s", err);
-        goto out;
-    }
-    logits = malloc((size_t)in->n_vocab * sizeof(float));
-    if (!logits) {
-        cli_error("out of memory");
         goto out;
     }
     struct sigaction sa = {.sa_handler = on_sigint};
     sigaction(SIGINT, &sa, NULL);
 
-    double t0 = now_s();
-    if ((rc = model_decode(m, ids.ids, (int)ids.n, logits, false, err, sizeof err))) {
-        cli_error("%s", err);
+    struct engine_event ev;
+    engine_load(eng, model_file, &mp);
+    if (!wait_for(eng, ENGINE_EVENT_LOADED, &ev)) {
+        cli_error("%s", ev.u.error);
         goto out;
     }
-    double t_prompt = now_s() - t0, t_first = 0;
-    int max = o.max_tokens >= 0 ? o.max_tokens : in->n_ctx - (int)ids.n;
-    if (max > in->n_ctx - (int)ids.n)
-        max = in->n_ctx - (int)ids.n;
-    struct reason rs;
-    reason_init(&rs, starts_in_reasoning);
-    struct detok dt;
-    detok_init(&dt);
-    const char *stop = "length";
-    double t1 = now_s();
-    for (int i = 0; i < max; i++) {
-        if (interrupted) {
-            stop = "interrupted";
+    if (o.verbose)
+        cli_print_plan(&ev.u.loaded, model_file);
+
+    struct chat_msg msgs[2];
+    size_t n_msgs = 0;
+    if (o.system && !raw)
+        msgs[n_msgs++] = (struct chat_msg){CHAT_ROLE_SYSTEM, o.system};
+    msgs[n_msgs++] = (struct chat_msg){CHAT_ROLE_USER, prompt};
+    struct engine_generate_params gp = {.max_tokens = o.max_tokens, .raw = raw};
+    sampler_params_default(&gp.sampler);
+    gp.sampler.temperature = o.temp;
+    gp.sampler.top_k = o.top_k;
+    gp.sampler.top_p = o.top_p;
+    gp.sampler.min_p = o.min_p;
+    gp.sampler.repeat_penalty = o.repeat_penalty;
+    gp.sampler.repeat_last_n = o.repeat_last_n;
+    gp.sampler.seed = o.seed_set ? o.seed : 0;
+    if (o.seed_set && o.seed == 0)
+        gp.sampler.seed = 1;  /* 0 asks the engine for a random seed */
+    if (!engine_generate(eng, msgs, n_msgs, &gp)) {
+        cli_error("out of memory");
+        goto out;
+    }
+    bool failed = false, stopping = false;
+    for (;;) {
+        if (interrupted && !stopping) {
+            engine_stop(eng);
+            stopping = true;
+        }
+        struct pollfd pfd = {.fd = engine_fd(eng), .events = POLLIN};
+        if (poll(&pfd, 1, 200) < 0 && errno != EINTR)
             break;
-        }
-        int32_t id = sampler_sample(smp, logits, in->n_vocab);
-        sampler_accept(smp, id);
-        if (i == 0)
-            t_first = now_s() - t0;
-        if (tokenizer_is_eog(tok, id)) {
-            stop = "end";
-            break;
-        }
-        if (tokens_push(&gen, id)) {
-            cli_error("out of memory");
-            goto out;
-        }
-        if (!print_ids) {
-            char piece[256], text[256 + 8];
-            int len = tokenizer_piece(tok, id, false, piece, sizeof piece);
-            if (len > (int)sizeof piece)
-                len = sizeof piece;
-            if (len > 0) {
-                size_t n = detok_push(&dt, piece, (size_t)len, text);
-                reason_push(&rs, text, n, emit, &out);
+        bool finished = false;
+        while (engine_next(eng, &ev)) {
+            if (ev.type == ENGINE_EVENT_TOKEN) {
+                if (print_ids && ev.u.token.first && tokens_push(&gen, ev.u.token.id))
+                    failed = true;
+                if (!print_ids && ev.u.token.len) {
+                    struct reason_span sp = {ev.u.token.kind, ev.u.token.text, ev.u.token.len,
+                                             ev.u.token.leading};
+                    emit(&out, &sp);
+                }
+            } else if (ev.type == ENGINE_EVENT_ERROR) {
+                cli_error("%s", ev.u.error);
+                failed = true;
+            } else if (ev.type == ENGINE_EVENT_DONE) {
+                finished = true;
+                break;
             }
         }
-        if (i + 1 == max)
+        if (finished)
             break;
-        if ((rc = model_decode(m, &id, 1, logits, false, err, sizeof err))) {
-            cli_error("%s", err);
-            goto out;
-        }
     }
-    double t_gen = now_s() - t1;
     if (print_ids) {
         for (size_t i = 0; i < gen.n; i++)
             printf("%s%d", i ? " " : "", gen.ids[i]);
         putchar('\n');
     } else {
-        char text[16];
-        size_t n = detok_flush(&dt, text);
-        if (n)
-            reason_push(&rs, text, n, emit, &out);
-        reason_flush(&rs, emit, &out);
         if (out.in_reasoning && out.reasoning == REASONING_SHOW)
-            fputs("\n</think>\n", stdout);
+            fputs("\n</think>", stdout);
         putchar('\n');
     }
     if (fflush(stdout)) {
         cli_error("writing the output: %s", strerror(errno));
         goto out;
     }
+    if (failed)
+        goto out;
+    const struct engine_stats *st = &ev.u.done.stats;
     if (o.verbose)
         fprintf(stderr,
-                "\nprompt: %zu tokens in %.2f s (%.1f t/s); first token after %.2f s; "
-                "generated %zu tokens in %.2f s (%.1f t/s); stop: %s; seed %llu\n",
-                ids.n, t_prompt, (double)ids.n / (t_prompt > 0 ? t_prompt : 1e-9), t_first, gen.n,
-                t_gen, (double)gen.n / (t_gen > 0 ? t_gen : 1e-9), stop,
-                (unsigned long long)sp.seed);
+                "prompt: %d tokens in %.0f ms (%.1f t/s); first token after %.0f ms; "
+                "reasoning %d tokens in %.0f ms, answer %d tokens in %.0f ms (%.1f t/s); "
+                "stop: %s; seed %llu\n",
+                st->prompt_tokens, st->prompt_ms, st->prompt_tps, st->first_token_ms,
+                st->reasoning_tokens, st->reasoning_ms, st->answer_tokens, st->answer_ms,
+                st->gen_tps, engine_stop_name(ev.u.done.stop),
+                (unsigned long long)st->sampler.seed);
     status = interrupted ? 130 : 0;
 out:
-    free(logits);
-    sampler_free(smp);
-    tokens_free(&ids);
+    engine_close(eng);
     tokens_free(&gen);
-    model_free(m);
     free(prompt);
     return status;
 }

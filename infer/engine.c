@@ -1,0 +1,583 @@
+/* The engine thread: requests in a mutex + condvar queue, events in a second
+ * queue with a byte on a pipe per event, so a UI can poll() for them.  The
+ * worker owns the model; no lock is held across a forward pass. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "infer/engine.h"
+#include "infer/gguf.h"
+#include "infer/tokenizer.h"
+
+enum request_type { REQUEST_LOAD, REQUEST_GENERATE, REQUEST_UNLOAD };
+
+struct request {
+    struct request *next;
+    enum request_type type;
+    uint64_t id;
+    char *path;                         /* load */
+    struct model_params params;
+    struct chat_msg *msgs;              /* generate: contents owned */
+    size_t n_msgs;
+    struct engine_generate_params gp;
+};
+
+struct event_node {
+    struct event_node *next;
+    struct engine_event ev;
+};
+
+struct engine {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    struct request *req_head, *req_tail;
+    struct event_node *ev_head, *ev_tail;
+    uint64_t next_id;
+    bool quit;
+    atomic_bool stop;
+    int pipe_r, pipe_w;
+
+    /* worker-owned */
+    struct model *model;
+    double load_ms;
+    float *logits;
+};
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static void request_free(struct request *r)
+{
+    if (!r)
+        return;
+    free(r->path);
+    for (size_t i = 0; i < r->n_msgs; i++)
+        free((char *)r->msgs[i].content);
+    free(r->msgs);
+    free(r);
+}
+
+/* ---- events ---- */
+
+static void post(struct engine *e, const struct engine_event *ev)
+{
+    struct event_node *n = malloc(sizeof *n);
+    if (!n)
+        return;     /* out of memory: the event is lost, the UI keeps working */
+    n->next = NULL;
+    n->ev = *ev;
+    pthread_mutex_lock(&e->lock);
+    if (e->ev_tail)
+        e->ev_tail->next = n;
+    else
+        e->ev_head = n;
+    e->ev_tail = n;
+    pthread_mutex_unlock(&e->lock);
+    char b = 1;
+    ssize_t w;
+    do
+        w = write(e->pipe_w, &b, 1);
+    while (w < 0 && errno == EINTR);
+    /* EAGAIN: the pipe is full of wake-ups already; the queue still holds the event */
+}
+
+static void post_error(struct engine *e, uint64_t id, const char *msg)
+{
+    struct engine_event ev = {.type = ENGINE_EVENT_ERROR, .request = id};
+    snprintf(ev.u.error, sizeof ev.u.error, "%s", msg);
+    post(e, &ev);
+}
+
+bool engine_next(struct engine *e, struct engine_event *ev)
+{
+    char buf[64];
+    while (read(e->pipe_r, buf, sizeof buf) > 0)
+        ;
+    pthread_mutex_lock(&e->lock);
+    struct event_node *n = e->ev_head;
+    if (n) {
+        e->ev_head = n->next;
+        if (!e->ev_head)
+            e->ev_tail = NULL;
+    }
+    bool more = e->ev_head != NULL;
+    pthread_mutex_unlock(&e->lock);
+    if (more) {
+        char b = 1;
+        if (write(e->pipe_w, &b, 1) < 0) {
+            /* full: readable anyway */
+        }
+    }
+    if (!n)
+        return false;
+    *ev = n->ev;
+    free(n);
+    return true;
+}
+
+/* ---- load ---- */
+
+static void do_load(struct engine *e, struct request *r)
+{
+    struct engine_event ev = {.type = ENGINE_EVENT_LOAD_PROGRESS, .request = r->id};
+    snprintf(ev.u.progress.phase, sizeof ev.u.progress.phase, "opening");
+    post(e, &ev);
+    model_free(e->model);
+    e->model = NULL;
+    free(e->logits);
+    e->logits = NULL;
+    char err[512] = "";
+    double t0 = now_ms();
+    int rc = model_load(r->path, &r->params, &e->model, err, sizeof err);
+    if (!rc && !(e->logits = malloc((size_t)model_info(e->model)->n_vocab * sizeof(float)))) {
+        model_free(e->model);
+        e->model = NULL;
+        rc = ENOMEM;
+        snprintf(err, sizeof err, "out of memory");
+    }
+    if (rc) {
+        post_error(e, r->id, err[0] ? err : strerror(rc));
+        return;
+    }
+    e->load_ms = now_ms() - t0;
+    ev.u.progress.fraction = 1.0f;
+    snprintf(ev.u.progress.phase, sizeof ev.u.progress.phase, "ready");
+    post(e, &ev);
+    struct engine_event done = {.type = ENGINE_EVENT_LOADED, .request = r->id};
+    done.u.loaded = *model_info(e->model);
+    post(e, &done);
+}
+
+/* ---- generate ---- */
+
+struct gen {
+    struct engine *e;
+    uint64_t id;
+    int32_t token;
+    bool first;             /* no event was posted yet for this token */
+    enum engine_phase phase;
+    double t_switch;        /* when the answer began */
+};
+
+static void post_phase(struct gen *g, enum engine_phase p)
+{
+    g->phase = p;
+    struct engine_event ev = {.type = ENGINE_EVENT_PHASE, .request = g->id};
+    ev.u.phase = p;
+    post(g->e, &ev);
+}
+
+/* Length of the longest prefix of s (at most max bytes) that ends at a
+ * UTF-8 character boundary. */
+static size_t utf8_cut(const char *s, size_t len, size_t max)
+{
+    if (len <= max)
+        return len;
+    size_t n = max;
+    while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+        n--;
+    return n ? n : max;
+}
+
+static void on_span(void *ctx, const struct reason_span *sp)
+{
+    struct gen *g = ctx;
+    if (sp->kind == REASON_KIND_ANSWER && g->phase != ENGINE_PHASE_ANSWERING && !sp->leading) {
+        g->t_switch = now_ms();
+        post_phase(g, ENGINE_PHASE_ANSWERING);
+    }
+    for (size_t off = 0; off < sp->len;) {
+        size_t n = utf8_cut(sp->text + off, sp->len - off, ENGINE_TEXT_MAX);
+        struct engine_event ev = {.type = ENGINE_EVENT_TOKEN, .request = g->id};
+        ev.u.token.id = g->token;
+        ev.u.token.first = g->first;
+        g->first = false;
+        ev.u.token.kind = sp->kind;
+        ev.u.token.leading = sp->leading;
+        ev.u.token.len = n;
+        memcpy(ev.u.token.text, sp->text + off, n);
+        post(g->e, &ev);
+        off += n;
+    }
+}
+
+static uint64_t pick_seed(void)
+{
+    uint64_t s = 0;
+    int fd = open("/dev/urandom", O_RDONLY);
+    if (fd >= 0) {
+        if (read(fd, &s, sizeof s) != (ssize_t)sizeof s)
+            s = 0;
+        close(fd);
+    }
+    if (!s) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        s = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid();
+    }
+    return s;
+}
+
+/* Renders the request into prompt ids; sets *reasoning when the prompt opens
+ * a think block. */
+static int render(struct engine *e, struct request *r, struct tokens *ids, bool *reasoning,
+                  char *err, size_t errlen)
+{
+    const struct tokenizer *tok = model_tokenizer(e->model);
+    *reasoning = false;
+    if (r->gp.raw) {
+        const char *text = r->n_msgs ? r->msgs[r->n_msgs - 1].content : "";
+        return tokenizer_encode(tok, text, strlen(text), tokenizer_add_bos(tok), true, ids, err,
+                                errlen);
+    }
+    enum chat_format fmt = CHAT_FORMAT_DEEPSEEK_R1;
+    struct gguf_str tmpl;
+    char ignored[256];
+    /* a model without a recognised template is run in the R1 format */
+    if (gguf_get_str(model_gguf(e->model), "tokenizer.chat_template", &tmpl, ignored,
+                     sizeof ignored) == 0)
+        (void)chat_detect(tmpl.ptr, (size_t)tmpl.len, &fmt, ignored, sizeof ignored);
+    *reasoning = chat_prompt_opens_reasoning(fmt);
+    return chat_render(fmt, tok, r->msgs, r->n_msgs, true, ids, NULL, err, errlen);
+}
+
+static void do_generate(struct engine *e, struct request *r)
+{
+    struct engine_event done = {.type = ENGINE_EVENT_DONE, .request = r->id};
+    struct engine_stats *st = &done.u.done.stats;
+    done.u.done.stop = ENGINE_STOP_ERROR;
+    char err[512] = "";
+    struct tokens ids = {0};
+    struct sampler *smp = NULL;
+    struct gen g = {.e = e, .id = r->id};
+    if (!e->model) {
+        post_error(e, r->id, "no model is loaded");
+        goto out;
+    }
+    const struct model_info *in = model_info(e->model);
+    const struct tokenizer *tok = model_tokenizer(e->model);
+    bool reasoning;
+    int rc = render(e, r, &ids, &reasoning, err, sizeof err);
+    if (!rc && ids.n == 0)
+        rc = EINVAL, snprintf(err, sizeof err, "the prompt gives no tokens");
+    if (!rc && ids.n >= (size_t)in->n_ctx)
+        rc = ENOSPC, snprintf(err, sizeof err,
+                              "the conversation has %zu tokens; the context holds %d", ids.n,
+                              in->n_ctx);
+    struct sampler_params sp = r->gp.sampler;
+    if (!sp.seed)
+        sp.seed = pick_seed();
+    if (!rc)
+        rc = sampler_init(&sp, in->n_vocab, &smp, err, sizeof err);
+    if (rc) {
+        post_error(e, r->id, err);
+        goto out;
+    }
+    snprintf(st->backend, sizeof st->backend, "%s", in->backend);
+    snprintf(st->device, sizeof st->device, "%s", in->device);
+    st->threads = in->n_threads;
+    st->n_ctx = in->n_ctx;
+    st->layers_on_device = 0;
+    st->sampler = sp;
+    st->load_ms = e->load_ms;
+    e->load_ms = 0;     /* counted once, in the first run after a load */
+
+    post_phase(&g, ENGINE_PHASE_READING);
+    double t0 = now_ms();
+    int kept = model_keep_prefix(e->model, ids.ids, (int)ids.n);
+    st->prompt_cached = kept;
+    st->prompt_tokens = (int)ids.n - kept;
+    for (int done_n = kept; done_n < (int)ids.n;) {
+        int chunk = (int)ids.n - done_n < 512 ? (int)ids.n - done_n : 512;
+        bool last = done_n + chunk == (int)ids.n;
+        rc = model_decode(e->model, ids.ids + done_n, chunk, last ? e->logits : NULL, false, err,
+                          sizeof err);
+        if (rc) {
+            post_error(e, r->id, err);
+            model_clear(e->model);
+            goto out;
+        }
+        done_n += chunk;
+        if (!last && atomic_load(&e->stop)) {
+            done.u.done.stop = ENGINE_STOP_USER;
+            goto out;
+        }
+    }
+    double t1 = now_ms();
+    st->prompt_ms = t1 - t0;
+    st->prompt_tps = st->prompt_tokens / (st->prompt_ms > 0 ? st->prompt_ms / 1e3 : 1e-9);
+
+    struct reason rs;
+    reason_init(&rs, reasoning);
+    struct detok dt;
+    detok_init(&dt);
+    post_phase(&g, reasoning ? ENGINE_PHASE_THINKING : ENGINE_PHASE_ANSWERING);
+    g.t_switch = reasoning ? 0 : t1;
+    int max = r->gp.max_tokens >= 0 ? r->gp.max_tokens : in->n_ctx;
+    enum engine_stop stop = ENGINE_STOP_LENGTH;
+    for (int i = 0; i < max; i++) {
+        if (atomic_load(&e->stop)) {
+            stop = ENGINE_STOP_USER;
+            break;
+        }
+        int32_t id = sampler_sample(smp, e->logits, in->n_vocab);
+        sampler_accept(smp, id);
+        if (i == 0)
+            st->first_token_ms = now_ms() - t0;
+        if (tokenizer_is_eog(tok, id)) {
+            stop = ENGINE_STOP_END;
+            break;
+        }
+        if (reason_kind_now(&rs) == REASON_KIND_REASONING)
+            st->reasoning_tokens++;
+        else
+            st->answer_tokens++;
+        char piece[256], text[256 + 8];
+        int len = tokenizer_piece(tok, id, false, piece, sizeof piece);
+        if (len > (int)sizeof piece)
+            len = sizeof piece;
+        g.token = id;
+        g.first = true;
+        if (len > 0) {
+            size_t n = detok_push(&dt, piece, (size_t)len, text);
+            if (n)
+                reason_push(&rs, text, n, on_span, &g);
+        }
+        if (g.first) {
+            struct engine_event ev = {.type = ENGINE_EVENT_TOKEN, .request = r->id};
+            ev.u.token.id = id;
+            ev.u.token.first = true;
+            ev.u.token.kind = reason_kind_now(&rs);
+            post(e, &ev);
+        }
+        if (model_n_past(e->model) >= in->n_ctx) {
+            stop = ENGINE_STOP_CONTEXT;
+            break;
+        }
+        if (i + 1 == max)
+            break;
+        rc = model_decode(e->model, &id, 1, e->logits, false, err, sizeof err);
+        if (rc) {
+            post_error(e, r->id, err);
+            stop = ENGINE_STOP_ERROR;
+            break;
+        }
+    }
+    char tail[16];
+    size_t n = detok_flush(&dt, tail);
+    if (n)
+        reason_push(&rs, tail, n, on_span, &g);
+    reason_flush(&rs, on_span, &g);
+    double t2 = now_ms();
+    if (g.phase == ENGINE_PHASE_ANSWERING && g.t_switch > 0) {
+        st->reasoning_ms = g.t_switch - t1;
+        st->answer_ms = t2 - g.t_switch;
+    } else {
+        st->reasoning_ms = t2 - t1;
+    }
+    int gen_n = st->reasoning_tokens + st->answer_tokens;
+    st->gen_tps = gen_n / ((t2 - t1) > 0 ? (t2 - t1) / 1e3 : 1e-9);
+    done.u.done.stop = stop;
+out:
+    sampler_free(smp);
+    tokens_free(&ids);
+    post(e, &done);
+}
+
+/* ---- the worker ---- */
+
+static void *worker(void *arg)
+{
+    struct engine *e = arg;
+    for (;;) {
+        pthread_mutex_lock(&e->lock);
+        while (!e->quit && !e->req_head)
+            pthread_cond_wait(&e->wake, &e->lock);
+        if (e->quit) {
+            pthread_mutex_unlock(&e->lock);
+            break;
+        }
+        struct request *r = e->req_head;
+        e->req_head = r->next;
+        if (!e->req_head)
+            e->req_tail = NULL;
+        pthread_mutex_unlock(&e->lock);
+
+        switch (r->type) {
+        case REQUEST_LOAD:
+            do_load(e, r);
+            break;
+        case REQUEST_GENERATE:
+            atomic_store(&e->stop, false);
+            do_generate(e, r);
+            break;
+        case REQUEST_UNLOAD: {
+            model_free(e->model);
+            e->model = NULL;
+            struct engine_event ev = {.type = ENGINE_EVENT_UNLOADED, .request = r->id};
+            post(e, &ev);
+            break;
+        }
+        }
+        request_free(r);
+    }
+    return NULL;
+}
+
+static uint64_t enqueue(struct engine *e, struct request *r)
+{
+    pthread_mutex_lock(&e->lock);
+    r->id = ++e->next_id;
+    if (e->req_tail)
+        e->req_tail->next = r;
+    else
+        e->req_head = r;
+    e->req_tail = r;
+    uint64_t id = r->id;
+    pthread_cond_signal(&e->wake);
+    pthread_mutex_unlock(&e->lock);
+    return id;
+}
+
+uint64_t engine_load(struct engine *e, const char *path, const struct model_params *p)
+{
+    struct request *r = calloc(1, sizeof *r);
+    if (!r || !(r->path = strdup(path))) {
+        free(r);
+        return 0;
+    }
+    r->type = REQUEST_LOAD;
+    r->params = *p;
+    return enqueue(e, r);
+}
+
+uint64_t engine_generate(struct engine *e, const struct chat_msg *msgs, size_t n,
+                         const struct engine_generate_params *gp)
+{
+    struct request *r = calloc(1, sizeof *r);
+    if (!r)
+        return 0;
+    r->type = REQUEST_GENERATE;
+    r->gp = *gp;
+    r->msgs = calloc(n ? n : 1, sizeof *r->msgs);
+    if (!r->msgs) {
+        free(r);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        r->msgs[i].role = msgs[i].role;
+        r->msgs[i].content = strdup(msgs[i].content ? msgs[i].content : "");
+        r->n_msgs = i + 1;
+        if (!r->msgs[i].content) {
+            request_free(r);
+            return 0;
+        }
+    }
+    return enqueue(e, r);
+}
+
+uint64_t engine_unload(struct engine *e)
+{
+    struct request *r = calloc(1, sizeof *r);
+    if (!r)
+        return 0;
+    r->type = REQUEST_UNLOAD;
+    return enqueue(e, r);
+}
+
+void engine_stop(struct engine *e)
+{
+    atomic_store(&e->stop, true);
+}
+
+int engine_fd(const struct engine *e) { return e->pipe_r; }
+
+int engine_open(struct engine **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    struct engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        snprintf(err, errlen, "out of memory");
+        return ENOMEM;
+    }
+    int fds[2];
+    if (pipe(fds)) {
+        int rc = errno;
+        snprintf(err, errlen, "cannot create the engine's pipe: %s", strerror(rc));
+        free(e);
+        return rc;
+    }
+    e->pipe_r = fds[0];
+    e->pipe_w = fds[1];
+    fcntl(e->pipe_r, F_SETFL, fcntl(e->pipe_r, F_GETFL) | O_NONBLOCK);
+    fcntl(e->pipe_w, F_SETFL, fcntl(e->pipe_w, F_GETFL) | O_NONBLOCK);
+    fcntl(e->pipe_r, F_SETFD, FD_CLOEXEC);
+    fcntl(e->pipe_w, F_SETFD, FD_CLOEXEC);
+    atomic_init(&e->stop, false);
+    pthread_mutex_init(&e->lock, NULL);
+    pthread_cond_init(&e->wake, NULL);
+    int rc = pthread_create(&e->thread, NULL, worker, e);
+    if (rc) {
+        snprintf(err, errlen, "cannot start the engine thread: %s", strerror(rc));
+        close(e->pipe_r);
+        close(e->pipe_w);
+        pthread_mutex_destroy(&e->lock);
+        pthread_cond_destroy(&e->wake);
+        free(e);
+        return rc;
+    }
+    *out = e;
+    return 0;
+}
+
+void engine_close(struct engine *e)
+{
+    if (!e)
+        return;
+    atomic_store(&e->stop, true);
+    pthread_mutex_lock(&e->lock);
+    e->quit = true;
+    pthread_cond_signal(&e->wake);
+    pthread_mutex_unlock(&e->lock);
+    pthread_join(e->thread, NULL);
+    while (e->req_head) {
+        struct request *r = e->req_head;
+        e->req_head = r->next;
+        request_free(r);
+    }
+    while (e->ev_head) {
+        struct event_node *n = e->ev_head;
+        e->ev_head = n->next;
+        free(n);
+    }
+    model_free(e->model);
+    free(e->logits);
+    close(e->pipe_r);
+    close(e->pipe_w);
+    pthread_mutex_destroy(&e->lock);
+    pthread_cond_destroy(&e->wake);
+    free(e);
+}
+
+const char *engine_stop_name(enum engine_stop s)
+{
+    switch (s) {
+    case ENGINE_STOP_END: return "end";
+    case ENGINE_STOP_LENGTH: return "length";
+    case ENGINE_STOP_CONTEXT: return "context";
+    case ENGINE_STOP_USER: return "interrupted";
+    case ENGINE_STOP_ERROR: return "error";
+    }
+    return "?";
+}

@@ -1042,9 +1042,8 @@ static int bpe_piece(struct enc *e, const char *s, size_t n)
         int32_t id = t->byte_tok[(unsigned char)s[0]];
         return id >= 0 ? tokens_push(e->out, id) : emit_bytes(e, s, 1);
     }
-    size_t heap_cap = e->sym_cap * 3;
-    if (n > e->sym_cap) {
-        size_t cap = e->sym_cap, hcap = heap_cap;
+    if (n > e->sym_cap) {   /* a merge pushes at most two pairs: 3n bigrams in all */
+        size_t cap = e->sym_cap, hcap = 3 * e->sym_cap;
         if (grow((void **)&e->sym, &cap, n, sizeof *e->sym) ||
             grow((void **)&e->heap, &hcap, 3 * n, sizeof *e->heap))
             return ENOMEM;
@@ -1200,7 +1199,7 @@ static int encode(const struct tokenizer *t, const char *text, size_t len, bool 
         rc = 0;
         goto out;
     }
-    if (len >= UINT32_MAX / 4) {
+    if (len > INT32_MAX / 16) {    /* keeps every index an int32 and every buffer size a size_t */
         rc = fail(err, errlen, ENOMEM, "text of %zu bytes is too long to tokenize", len);
         goto out;
     }

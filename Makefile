@@ -97,7 +97,7 @@ run: deps ponder
 	./ponder
 
 bench: ponder tools
-	sh tools/bench.sh
+	BUILD=$(BUILD) sh tools/bench.sh
 
 install: ponder
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/ponder/models

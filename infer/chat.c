@@ -114,16 +114,15 @@ static int find_token(const struct tokenizer *t, const char *s, int32_t *id, cha
     return 0;
 }
 
-/* Message text as plain text.  The plain rule matches no added token at all;
- * tokenizer_encode with parse_special false still matches USER_DEFINED ones
- * (<think>, </think>), so text holding those differs from the plain rule
- * until the tokenizer offers a plain mode. */
+/* Message text as plain text: the plain rule matches no added token at all
+ * (tokenizer_encode with parse_special false would still match USER_DEFINED
+ * ones such as <think>), so a user who types "<think>" gets ordinary text. */
 static int encode_plain(const struct tokenizer *t, const char *s, size_t len, struct tokens *ids,
                         char *err, size_t errlen)
 {
     if (len == 0)
         return 0;
-    return tokenizer_encode(t, s, len, false, false, ids, err, errlen);
+    return tokenizer_encode_plain(t, s, len, ids, err, errlen);
 }
 
 /* A scaffolding span: its control token's id, and its text. */

@@ -23,7 +23,7 @@
 #define MM_CHUNKS_PER_THREAD 4
 #define MM_COLS_MIN 8
 #define MM_COLS_MAX 64
-#define MM_X_TILE_BYTES (256 * 1024)
+#define MM_X_TILE_BYTES (1024 * 1024)
 /* Below this many weight bytes x tokens the whole product runs on the
  * caller: waking the pool would cost more than it saves. */
 #define MM_SERIAL_BYTES (32 * 1024)
@@ -147,11 +147,14 @@ static void mm_plan(struct mm_job *j, int nth)
         j->cols = j->n_tok <= max ? j->n_tok : even_split(j->n_tok, max, 4);
     }
     int64_t n_ctiles = (j->n_tok + j->cols - 1) / j->cols;
-    /* Rows: enough chunks for every thread to take several in each column
-     * tile, in multiples of 8 (the kernels' register tiles). */
-    int64_t want = j->n_out / ((int64_t)nth * MM_CHUNKS_PER_THREAD);
-    int64_t rows = clamp64(want / 8 * 8, MM_ROWS_MIN, MM_ROWS_MAX);
-    j->rows = j->n_out <= rows ? j->n_out : even_split(j->n_out, rows, 8);
+    /* Rows: in multiples of 16 (the kernels' register tiles; AVX-512
+     * decodes weights for prompts in groups of 16 rows), as many as 64 while
+     * every thread still gets MM_CHUNKS_PER_THREAD tiles or more. */
+    int64_t rows = MM_ROWS_MAX;
+    while (rows > MM_ROWS_MIN &&
+           n_ctiles * ((j->n_out + rows - 1) / rows) < (int64_t)nth * MM_CHUNKS_PER_THREAD)
+        rows /= 2;
+    j->rows = j->n_out <= rows ? j->n_out : even_split(j->n_out, rows, 16);
     j->n_rchunks = (j->n_out + j->rows - 1) / j->rows;
     j->n_tiles = n_ctiles * j->n_rchunks;
 }

@@ -9,7 +9,8 @@
 #define PONDER_VERSION "0.1.0"
 #endif
 
-static const struct cmd *const commands[] = {&cmd_run, &cmd_tokenize, &cmd_eval, &cmd_bench};
+static const struct cmd *const commands[] = {&cmd_run, &cmd_tokenize, &cmd_eval, &cmd_bench,
+                                               &cmd_history, &cmd_stats};
 
 /* Commands of the design that later work will add. */
 static const char *const planned[] = {"chat", "devices", "models", "history", "stats", "fit",

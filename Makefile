@@ -14,14 +14,14 @@ export PONDER_TESTDATA
 
 # POSIX 2008 + the ncursesw wide-char API
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_XOPEN_SOURCE=700 -D_DEFAULT_SOURCE -Wall -Wextra -Wpedantic \
+override CFLAGS += -std=c11 -D_XOPEN_SOURCE=700 -D_DEFAULT_SOURCE -Wall -Wextra -Wpedantic \
            -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla \
            -pthread -MMD -MP -I.
 ifeq ($(CI),true)
-CFLAGS  += -Werror
+override CFLAGS += -Werror
 endif
 ifdef SAN
-CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+override CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
 LDLIBS  += -lsqlite3 -lvulkan -lutf8proc -ljansson -lm -pthread
@@ -44,8 +44,8 @@ TOOL_SRC    := $(wildcard tools/*.c)
 TOOL_BIN    := $(TOOL_SRC:tools/%.c=$(BUILD)/tools/%)
 
 # SIMD kernels get their own instruction sets; cpu_select() picks at run time.
-$(BUILD)/infer/cpu/cpu_avx2.o:   CFLAGS += -mavx2 -mfma -mf16c
-$(BUILD)/infer/cpu/cpu_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512dq \
+$(BUILD)/infer/cpu/cpu_avx2.o:   override CFLAGS += -mavx2 -mfma -mf16c
+$(BUILD)/infer/cpu/cpu_avx512.o: override CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512dq \
                                            -mavx512vnni -mavx2 -mfma -mf16c
 
 .PHONY: all check asan deps run bench install clean tests tools
@@ -77,8 +77,8 @@ $(BUILD)/tools/%: $(BUILD)/tools/%.o $(FX_OBJ) $(BUILD)/libponder.a
 tests: $(TEST_BIN)
 tools: $(TOOL_BIN)
 
-check: ponder tests tools
-	@PONDER=./ponder BUILD=$(BUILD) sh tests/run.sh $(TEST_BIN)
+check: $(BUILD)/ponder tests tools
+	@PONDER=$(BUILD)/ponder BUILD=$(BUILD) sh tests/run.sh $(TEST_BIN)
 
 asan:
 	$(MAKE) BUILD=build-asan SAN=1 CFLAGS="-O1 -g" check

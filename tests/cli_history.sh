@@ -87,6 +87,7 @@ expect_exit 0 "the default store is created" env XDG_DATA_HOME="$tmp/xdg" "$POND
 check "mode 0600 in a 0700 folder" sh -c "test \$(stat -c %a '$tmp/xdg/ponder/ponder.db') = 600 && test \$(stat -c %a '$tmp/xdg/ponder') = 700"
 
 # a writer killed with SIGKILL mid-reply: the next start recovers its text
+: > "$tmp/stream"
 "$CW" stream "$tmp/s.db" > "$tmp/stream" 2>&1 &
 pid=$!
 i=0

@@ -69,11 +69,14 @@ AI __m256 f_load8(enum fkind k, const void *row, int64_t i)
 
 AI float f_load1(enum fkind k, const void *row, int64_t i)
 {
-    if (k == FK_F32)
-        return ((const float *)row)[i];
-    if (k == FK_F16)
-        return f16_to_f32(((const uint16_t *)row)[i]);
-    return bf16_to_f32(((const uint16_t *)row)[i]);
+    if (k == FK_F32) {
+        float f;
+        memcpy(&f, (const float *)row + i, sizeof f);
+        return f;
+    }
+    uint16_t h;
+    memcpy(&h, (const uint16_t *)row + i, sizeof h);
+    return k == FK_F16 ? f16_to_f32(h) : bf16_to_f32(h);
 }
 
 AI void f_tile(enum fkind k, const int RM, const int RN, int64_t n, const uint8_t *w, size_t ws,
@@ -411,8 +414,9 @@ AI void k_scales_4k(struct kunpack *u, const uint8_t *scales)
     t[1] = (t[2] & 0x0f0f0f0fu) | (((t[0] >> 6) & 0x03030303u) << 4);
     t[2] = mins03;
     t[0] &= 0x3f3f3f3fu;
-    /* bytes 0-7: scales, 8-15: mins */
-    const __m128i v = _mm_loadu_si128((const __m128i *)t);
+    /* bytes 0-7: scales, 8-15: mins; built in registers, not through t[]
+     * (a 16-byte load of four 4-byte stores stalls on store forwarding) */
+    const __m128i v = _mm_setr_epi32((int)t[0], (int)t[1], (int)t[2], (int)t[3]);
     const __m128i mdup = _mm_shuffle_epi8(v, _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13,
                                                            14, 14, 15, 15));
     u->mc = _mm256_cvtepu8_epi16(mdup);
@@ -453,8 +457,8 @@ AI void k_unpack(enum kkind k, const uint8_t *p, struct kunpack *u)
         a[3] = ((a[1] >> 4) & 0x0f0f0f0fu) | (((t >> 6) & 0x03030303u) << 4);
         a[0] = (a[0] & 0x0f0f0f0fu) | (((t >> 0) & 0x03030303u) << 4);
         a[1] = (a[1] & 0x0f0f0f0fu) | (((t >> 2) & 0x03030303u) << 4);
-        const __m256i s16 = _mm256_sub_epi16(
-            _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)a)), _mm256_set1_epi16(32));
+        const __m128i av = _mm_setr_epi32((int)a[0], (int)a[1], (int)a[2], (int)a[3]);
+        const __m256i s16 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(av), _mm256_set1_epi16(32));
         k_scales16(u, s16);
         u->mc = _mm256_slli_epi16(s16, 2);
         u->d = f16_to_f32(b->d);

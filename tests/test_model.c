@@ -110,7 +110,7 @@ static void check_model(const char *name, enum cpu_isa isa)
         free(ids);
     }
     printf("  %-16s %-8s max |diff| %.3g (tolerance %g), top-1 checked at %d of %d steps\n", name,
-           isa == CPU_ISA_PORTABLE ? "portable" : model_info(m)->device, worst, tol, top1_checked,
+           model_info(m)->device, worst, tol, top1_checked,
            steps_checked);
     free(logits);
     model_free(m);
@@ -142,11 +142,16 @@ MODEL_TEST(tl_f16, "tl-f16")
 MODEL_TEST(tl_q8_0, "tl-q8_0")
 MODEL_TEST(tl_q4_k_m, "tl-q4_k_m")
 
-static void test_portable_kernels_match_llama_cpp_too(void **state)
+static void test_portable_and_avx2_kernels_match_llama_cpp_too(void **state)
 {
     (void)state;
     check_model("tq-q4_k_m", CPU_ISA_PORTABLE);
     check_model("tl-f32", CPU_ISA_PORTABLE);
+    if (cpu_detect() >= CPU_ISA_AVX2) {
+        check_model("tq-q8_0", CPU_ISA_AVX2);
+        check_model("tl-q4_k_m", CPU_ISA_AVX2);
+        check_model("tq-f16", CPU_ISA_AVX2);
+    }
 }
 
 static void test_prefix_reuse_gives_the_same_logits(void **state)
@@ -360,7 +365,7 @@ int main(void)
         cmocka_unit_test(test_tl_f16_matches_llama_cpp),
         cmocka_unit_test(test_tl_q8_0_matches_llama_cpp),
         cmocka_unit_test(test_tl_q4_k_m_matches_llama_cpp),
-        cmocka_unit_test(test_portable_kernels_match_llama_cpp_too),
+        cmocka_unit_test(test_portable_and_avx2_kernels_match_llama_cpp_too),
         cmocka_unit_test(test_prefix_reuse_gives_the_same_logits),
         cmocka_unit_test(test_context_overflow_is_an_error_not_a_crash),
         cmocka_unit_test(test_deepseek2_is_refused_clearly),

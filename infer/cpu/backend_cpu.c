@@ -20,6 +20,9 @@ struct arena_block {
     unsigned char *data;
 };
 
+typedef float (*dot_fn)(const float *a, const float *b, int n);
+typedef void (*axpy_fn)(float a, const float *x, float *y, int n);
+
 struct cpu_backend {
     struct backend base;
     struct pool *pool;
@@ -40,6 +43,8 @@ struct cpu_backend {
     float *k_wide, *v_wide;     /* F16 cache: one layer's rows widened to F32 */
     size_t att_stride;
     float *f16_table;           /* 65536 entries: f16 bits -> float */
+    dot_fn dot;                 /* attention loops for this CPU */
+    axpy_fn axpy;
 
     /* rope table cache: cos/sin for positions rope_pos0.. */
     float *rope_cs;
@@ -214,17 +219,37 @@ static int cpu_matmul_op(struct backend *b, struct btensor *dst, const struct we
     return 0;
 }
 
+/* Element-wise jobs split over the pool: dst = silu(a) * b, or dst += a. */
+struct ew_job {
+    float *dst;
+    const float *a, *b;
+    int64_t n;
+    bool swiglu;
+};
+
+static void ew_worker(void *arg, int ith, int nth)
+{
+    struct ew_job *j = arg;
+    int64_t lo = j->n * ith / nth, hi = j->n * (ith + 1) / nth;
+    if (j->swiglu) {
+        for (int64_t i = lo; i < hi; i++) {
+            float g = j->a[i];
+            j->dst[i] = g / (1.0f + expf(-g)) * j->b[i];
+        }
+    } else {
+        for (int64_t i = lo; i < hi; i++)
+            j->dst[i] += j->a[i];
+    }
+}
+
 static int cpu_swiglu(struct backend *b, struct btensor *dst, const struct btensor *gate,
                       const struct btensor *up)
 {
     struct cpu_backend *c = cb(b);
     if (gate->ne0 != up->ne0 || gate->ne1 != up->ne1 || dst->ne0 != gate->ne0)
         return fail(c, EINVAL, "swiglu: shape mismatch");
-    int64_t n = gate->ne0 * gate->ne1;
-    for (int64_t i = 0; i < n; i++) {
-        float g = gate->data[i];
-        dst->data[i] = g / (1.0f + expf(-g)) * up->data[i];
-    }
+    struct ew_job j = {dst->data, gate->data, up->data, gate->ne0 * gate->ne1, true};
+    pool_run(c->pool, ew_worker, &j);
     return 0;
 }
 
@@ -233,9 +258,8 @@ static int cpu_add(struct backend *b, struct btensor *dst, const struct btensor 
     struct cpu_backend *c = cb(b);
     if (dst->ne0 != src->ne0 || dst->ne1 != src->ne1)
         return fail(c, EINVAL, "add: shape mismatch");
-    int64_t n = dst->ne0 * dst->ne1;
-    for (int64_t i = 0; i < n; i++)
-        dst->data[i] += src->data[i];
+    struct ew_job j = {dst->data, src->data, NULL, dst->ne0 * dst->ne1, false};
+    pool_run(c->pool, ew_worker, &j);
     return 0;
 }
 
@@ -428,7 +452,10 @@ struct att_job {
     float scale;
 };
 
-static float dot_f32(const float *a, const float *b, int n)
+/* The attention loops: a dot product and y += a*x over one head's values.
+ * Each has an AVX-512 and an AVX2 version chosen once by cpu_select()'s ISA;
+ * the plain loops are the reference. */
+static float dot_plain(const float *a, const float *b, int n)
 {
     float s[8] = {0};
     int i = 0;
@@ -439,6 +466,72 @@ static float dot_f32(const float *a, const float *b, int n)
         s[0] += a[i] * b[i];
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
+
+static void axpy_plain(float a, const float *x, float *y, int n)
+{
+    for (int i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+__attribute__((target("avx512f"))) static float dot_avx512(const float *a, const float *b, int n)
+{
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
+    }
+    for (; i + 16 <= n; i += 16)
+        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    for (; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+__attribute__((target("avx512f"))) static void axpy_avx512(float a, const float *x, float *y, int n)
+{
+    __m512 va = _mm512_set1_ps(a);
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] += a * x[i];
+}
+
+__attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, int n)
+{
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    }
+    for (; i + 8 <= n; i += 8)
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    __m256 v = _mm256_add_ps(acc0, acc1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float s = _mm_cvtss_f32(h);
+    for (; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+__attribute__((target("avx2,fma"))) static void axpy_avx2(float a, const float *x, float *y, int n)
+{
+    __m256 va = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] += a * x[i];
+}
+#endif
 
 static void att_worker(void *arg, int ith, int nth)
 {
@@ -458,7 +551,7 @@ static void att_worker(void *arg, int ith, int nth)
         const float *k = j->k + (int64_t)g * j->head_dim;
         float mx = -INFINITY;
         for (int s = 0; s <= pos; s++) {
-            float d = dot_f32(q, k + s * kw, j->head_dim) * j->scale;
+            float d = c->dot(q, k + s * kw, j->head_dim) * j->scale;
             scores[s] = d;
             if (d > mx)
                 mx = d;
@@ -473,10 +566,7 @@ static void att_worker(void *arg, int ith, int nth)
         memset(out, 0, (size_t)j->v_dim * sizeof(float));
         const float *v = j->v + (int64_t)g * j->v_dim;
         for (int s = 0; s <= pos; s++) {
-            float a = scores[s] * inv;
-            const float *vr = v + s * vw;
-            for (int i = 0; i < j->v_dim; i++)
-                out[i] += a * vr[i];
+            c->axpy(scores[s] * inv, v + s * vw, out, j->v_dim);
         }
     }
 }
@@ -575,6 +665,17 @@ int cpu_backend_create(int n_threads, enum cpu_isa max, struct backend **out, ch
     }
     c->base.ops = &cpu_ops;
     cpu_select(&c->kernels, max);
+    c->dot = dot_plain;
+    c->axpy = axpy_plain;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (c->kernels.isa == CPU_ISA_AVX512) {
+        c->dot = dot_avx512;
+        c->axpy = axpy_avx512;
+    } else if (c->kernels.isa == CPU_ISA_AVX2) {
+        c->dot = dot_avx2;
+        c->axpy = axpy_avx2;
+    }
+#endif
     cpu_scratch_init(&c->scratch);
     int rc = pool_create(n_threads < 1 ? 1 : n_threads, &c->pool);
     if (rc) {

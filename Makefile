@@ -24,7 +24,7 @@ ifdef SAN
 override CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
-LDLIBS  += -lsqlite3 -lvulkan -lutf8proc -ljansson -lm -pthread
+LDLIBS  += -lncursesw -lreadline -lsqlite3 -lvulkan -lutf8proc -ljansson -lm -pthread
 
 DEPS_DEB = build-essential pkg-config libncurses-dev libreadline-dev libsqlite3-dev \
            libvulkan-dev glslc mesa-vulkan-drivers vulkan-validationlayers \

@@ -416,7 +416,8 @@ static int median_tps(struct store *s, sqlite3_stmt *st, int64_t conv, double *o
         rc = store_db_fail(s, err, errlen, "listing conversations");
         goto out;
     }
-    qsort(v, n, sizeof *v, cmp_double);
+    if (n)
+        qsort(v, n, sizeof *v, cmp_double);
     *out = store_percentile(v, n, 0.5);
 out:
     free(v);

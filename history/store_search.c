@@ -116,7 +116,8 @@ static int cmp_double(const void *a, const void *b)
 
 static void series_pct(struct series *x, double *median, double *p95)
 {
-    qsort(x->v, x->n, sizeof *x->v, cmp_double);
+    if (x->n)
+        qsort(x->v, x->n, sizeof *x->v, cmp_double);
     *median = store_percentile(x->v, x->n, 0.5);
     *p95 = store_percentile(x->v, x->n, 0.95);
 }

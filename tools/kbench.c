@@ -122,8 +122,11 @@ static float rnd(void)
 static void usage(void)
 {
     fprintf(stderr, "usage: kbench [--type T] [--rows R] [--cols C] [-t THREADS] [--mb MB] [--reps N]\n"
+                    "              [--isa portable|avx2|avx512] [--no-sweep]\n"
                     "  R x C weights (default 8960 x 1536, the 1.5B ffn), cycled over copies\n"
-                    "  totalling MB megabytes (default 512) so the weights come from memory\n");
+                    "  totalling MB megabytes (default 512) so the weights come from memory;\n"
+                    "  --isa caps the kernels (default: the best this CPU runs); --no-sweep\n"
+                    "  skips the plain memory-read sweep\n");
     exit(2);
 }
 
@@ -134,8 +137,14 @@ int main(int argc, char **argv)
     long nth = sysconf(_SC_NPROCESSORS_ONLN);
     double mb = 512;
     int reps = 3;
+    enum cpu_isa isa = CPU_ISA_COUNT;
+    int sweep = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--no-sweep")) {
+            sweep = 0;
+            continue;
+        }
         if (!v)
             usage();
         if (!strcmp(a, "--type"))
@@ -150,6 +159,8 @@ int main(int argc, char **argv)
             mb = atof(v);
         else if (!strcmp(a, "--reps"))
             reps = atoi(v);
+        else if (!strcmp(a, "--isa"))
+            isa = !strcmp(v, "portable") ? CPU_ISA_PORTABLE : !strcmp(v, "avx2") ? CPU_ISA_AVX2 : CPU_ISA_COUNT;
         else
             usage();
         i++;
@@ -158,13 +169,13 @@ int main(int argc, char **argv)
         usage();
 
     struct cpu_kernels k;
-    cpu_select(&k, CPU_ISA_COUNT);
+    cpu_select(&k, isa);
     printf("kernels: %s; weights %lld x %lld; threads 1 and %ld\n", k.isa_name, (long long)rows,
            (long long)cols, nth);
 
     char err[256];
     double bw1 = 0, bwt = 0;
-    if (membw_read(1, 0, 3, &bw1, err, sizeof err) || membw_read((int)nth, 0, 3, &bwt, err, sizeof err))
+    if (sweep && (membw_read(1, 0, 3, &bw1, err, sizeof err) || membw_read((int)nth, 0, 3, &bwt, err, sizeof err)))
         fprintf(stderr, "kbench: %s\n", err);
     printf("memory read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (%ld threads)\n", bw1, bwt, nth);
     printf("%-5s %8s | %22s | %22s | %20s\n", "type", "MB/mat", "tg GB/s 1t (% of bw)",

@@ -58,6 +58,11 @@ const char *const store_migrations[STORE_SCHEMA_VERSION] = {
     "  part INTEGER NOT NULL,"          /* 0 answer, 1 reasoning */
     "  text TEXT NOT NULL);"
     "CREATE INDEX chunks_message ON chunks(message_id, id);"
+    /* a piece for a reply that ended (or another ponder recovered) would
+     * never be folded in: refuse it */
+    "CREATE TRIGGER chunks_streaming_only BEFORE INSERT ON chunks"
+    "  WHEN (SELECT status FROM messages WHERE id = new.message_id) IS NOT 'streaming'"
+    "  BEGIN SELECT RAISE(ABORT, 'the reply is not streaming'); END;"
     "CREATE TABLE runs("
     "  id INTEGER PRIMARY KEY,"
     "  message_id INTEGER REFERENCES messages(id) ON DELETE CASCADE,"

@@ -35,7 +35,9 @@
 
 struct store;
 
-/* The schema version this ponder writes. */
+/* The schema version this ponder writes.  A new column (the thinking budget
+ * of a run, say) is a new entry at the end of store_migrations[] in store.c
+ * and one more here; struct store_run grows at its end. */
 #define STORE_SCHEMA_VERSION 2
 
 enum store_flags {

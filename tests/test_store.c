@@ -529,6 +529,10 @@ static void test_reply_streams_then_completes_with_its_run(void **state)
                      ENOENT);
     assert_int_equal(store_reply_append(s, 9999, STORE_PART_ANSWER, "x", 1, err, sizeof err),
                      EINVAL);
+    assert_int_equal(store_reply_append(s, msg, STORE_PART_ANSWER, "x", 1, err, sizeof err),
+                     EINVAL);
+    assert_non_null(strstr(err, "not streaming"));
+    assert_int_equal(q_int(s, "SELECT count(*) FROM chunks"), 0);
 
     /* an error ends a reply with its message; a run may stand alone */
     OK(store_reply_begin(s, conv, model, &msg, err, sizeof err));

@@ -188,7 +188,7 @@ AI void leg_tile(enum leg t, int MR, int NR, int64_t nb, const uint8_t *w, size_
  * tiles above spend that on one row.  vpdpbusd multiplies u8 by s8: the
  * activations are staged as x + 128, which adds 128 * sum(w) per row and
  * block; the sums start from minus that. */
-#define PP_MIN_COLS 8
+#define PP_MIN_COLS 4
 #define PP_COLS 64   /* columns per pass */
 #define PP_KB 16     /* blocks per pass (activation staging: 32 KiB) */
 #define PP_RG 4      /* groups of 16 rows per pass */
@@ -535,7 +535,7 @@ AI void kq_tile(enum kq t, int MR, int NR, int64_t nb, const uint8_t *w, size_t 
  * signed: no offset), 4 converts and 4 fmas with the per-row scales d*s[i]
  * of the chunk's four 16-groups, for 16 rows.  The min term is 8 vpdpwssd of
  * the rows' (m[2i], m[2i+1]) pairs with the column's bsums pairs. */
-#define KPP_MIN_COLS 16
+#define KPP_MIN_COLS 6
 
 AI void kq_pp(enum kq t, int64_t nb, int nr, int nc, const uint8_t *w, size_t ws, const uint8_t *x,
               size_t xs, float *y, size_t ldy)

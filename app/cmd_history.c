@@ -109,7 +109,10 @@ static int print_hit(void *ctx, const struct store_hit *h)
 {
     struct search_ctx *x = ctx;
     x->n++;
-    printf("%lld  %-9s  %s: ", (long long)h->conv_id, h->in_reasoning ? "reasoning" : "answer",
+    const char *where = h->in_reasoning                ? "reasoning"
+                        : h->role == STORE_ROLE_ASSISTANT ? "answer"
+                                                          : store_role_name(h->role);
+    printf("%lld  %-9s  %s: ", (long long)h->conv_id, where,
            h->title[0] ? h->title : "(untitled)");
     for (const char *p = h->snippet; *p; p++) {
         if (*p == STORE_MARK_ON[0])

@@ -34,6 +34,7 @@ check "no reasoning" hasnt "horsefly"
 
 expect_exit 0 "search an answer" "$PONDER" history search stripes --db "$DB"
 check "found in conversation 1's answer" has "^1  answer .*Why do zebras have stripes?: .*\*\*stripes\*\*"
+check "and in its question" has "^1  user .*Why do zebras have stripes?: Why do zebras have \*\*stripes\*\*?"
 expect_exit 0 "search reasoning only" "$PONDER" history search horsefly --in reasoning --db "$DB"
 check "found in reasoning" has "^1  reasoning"
 expect_exit 0 "search answers only misses reasoning" "$PONDER" history search horsefly --in answers --db "$DB"

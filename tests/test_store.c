@@ -92,6 +92,10 @@ static void test_open_creates_private_wal_file_and_folders(void **state)
     assert_int_equal(st.st_mode & 0777, 0600);
     assert_int_equal(stat(tpath("a/b"), &st), 0);
     assert_int_equal(st.st_mode & 0777, 0700);
+    char wal[300];
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    assert_int_equal(stat(wal, &st), 0);       /* SQLite's side files are as private */
+    assert_int_equal(st.st_mode & 0777, 0600);
     sqlite3_stmt *q;
     assert_int_equal(sqlite3_prepare_v2(s->db, "PRAGMA journal_mode", -1, &q, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);

@@ -571,6 +571,10 @@ int store_fold_reply(struct store *s, int64_t msg, enum store_status status, con
     st = NULL;
     if ((rc = store_read_chunks(s, msg, &a, &r, err, errlen)))
         goto out;
+    if (a.n > INT32_MAX || r.n > INT32_MAX) {
+        rc = store_fail(err, errlen, EFBIG, "message %lld is too long", (long long)msg);
+        goto out;
+    }
     if ((rc = store_prepare(s,
                             "UPDATE messages SET answer = ?2, reasoning = ?3, status = ?4,"
                             " error = ?5, writer = '' WHERE id = ?1",
@@ -581,10 +585,6 @@ int store_fold_reply(struct store *s, int64_t msg, enum store_status status, con
     sqlite3_bind_text(st, 3, r.p ? r.p : "", (int)r.n, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, store_status_name(status), -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 5, error_text ? error_text : "", -1, SQLITE_STATIC);
-    if (a.n > INT32_MAX || r.n > INT32_MAX) {
-        rc = store_fail(err, errlen, EFBIG, "message %lld is too long", (long long)msg);
-        goto out;
-    }
     if (sqlite3_step(st) != SQLITE_DONE) {
         rc = store_db_fail(s, err, errlen, "completing a reply");
         goto out;

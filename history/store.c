@@ -129,7 +129,7 @@ static int code_of(int rc)
     case SQLITE_CORRUPT:
     case SQLITE_NOTADB: return EBADMSG;
     case SQLITE_FULL: return ENOSPC;
-    case SQLITE_CANTOPEN: return ENOENT;
+    case SQLITE_CANTOPEN: return EACCES;   /* we stat()ed the file: a side file failed */
     case SQLITE_CONSTRAINT:
     case SQLITE_MISMATCH:
     case SQLITE_RANGE:

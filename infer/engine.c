@@ -343,7 +343,7 @@ static void do_generate(struct engine *e, struct request *r)
             st->reasoning_tokens++;
         else
             st->answer_tokens++;
-        char piece[256], text[256 + 8];
+        char piece[256], text[DETOK_OUT_MAX(256)];
         int len = tokenizer_piece(tok, id, false, piece, sizeof piece);
         if (len > (int)sizeof piece)
             len = sizeof piece;

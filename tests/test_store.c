@@ -253,6 +253,61 @@ static void test_damaged_or_foreign_files_are_reported(void **state)
     assert_non_null(strstr(err, "not ponder's"));
 }
 
+/* A store whose pages (not its header) are damaged: opening or reading it
+ * reports EBADMSG and says the file is damaged; nothing crashes. */
+static void test_damaged_pages_are_reported(void **state)
+{
+    (void)state;
+    const char *path = tpath("pages.db");
+    char err[256] = "";
+    struct store *s = NULL;
+    int64_t conv;
+    OK(store_open(path, STORE_CREATE, &s, err, sizeof err));
+    for (int i = 0; i < 50; i++) {
+        OK(store_conv_create(s, NULL, &conv, err, sizeof err));
+        OK(store_message_add(s, conv, STORE_ROLE_USER, "some words to fill the pages with text",
+                             "and some reasoning", 0, NULL, err, sizeof err));
+    }
+    store_close(s);     /* the last close checkpoints the WAL into the file */
+    size_t n;
+    char *db = fx_read_file(path, &n);
+    assert_non_null(db);
+    assert_true(n > 4 * 4096);
+    for (size_t i = 4096; i < n; i++)   /* every page but the first */
+        db[i] = (char)(i * 131 + 7);
+    FILE *f = fopen(path, "wb");
+    fwrite(db, 1, n, f);
+    fclose(f);
+    free(db);
+    int rc = store_open(path, 0, &s, err, sizeof err);
+    if (rc == 0) {      /* the header survived: reading finds the damage */
+        struct store_conv *c = NULL;
+        rc = store_conv_load(s, conv, &c, err, sizeof err);
+        store_conv_free(c);
+        store_close(s);
+    }
+    if (rc != EBADMSG)
+        fail_msg("damaged pages: got %d (%s)", rc, err);
+    assert_non_null(strstr(err, "damaged"));
+    assert_non_null(strstr(err, path));
+}
+
+static void test_read_only_open_wants_the_current_schema(void **state)
+{
+    (void)state;
+    const char *path = tpath("v1ro.db");
+    raw_exec(path, store_migrations[0]);
+    raw_exec(path, "PRAGMA user_version = 1");
+    char err[256] = "";
+    struct store *s = NULL;
+    assert_int_equal(store_open(path, STORE_READONLY, &s, err, sizeof err), ENOTSUP);
+    assert_non_null(strstr(err, "needs upgrading"));
+    OK(store_open(path, 0, &s, err, sizeof err));
+    store_close(s);
+    OK(store_open(path, STORE_READONLY, &s, err, sizeof err));
+    store_close(s);
+}
+
 static void test_read_only_store_reports_writes_clearly(void **state)
 {
     (void)state;
@@ -1132,6 +1187,8 @@ int main(void)
         cmocka_unit_test(test_migration_upgrades_v1_with_data_intact),
         cmocka_unit_test(test_newer_schema_is_refused_untouched),
         cmocka_unit_test(test_damaged_or_foreign_files_are_reported),
+        cmocka_unit_test(test_damaged_pages_are_reported),
+        cmocka_unit_test(test_read_only_open_wants_the_current_schema),
         cmocka_unit_test(test_read_only_store_reports_writes_clearly),
         cmocka_unit_test(test_conversation_rename_pin_delete_undo_purge),
         cmocka_unit_test(test_title_comes_from_first_user_message_never_reasoning),

@@ -214,7 +214,7 @@ const char *store_col_text(sqlite3_stmt *st, int col)
     return t ? (const char *)t : "";
 }
 
-int buf_add(struct buf *b, const char *s, size_t n)
+int store_buf_add(struct store_buf *b, const char *s, size_t n)
 {
     size_t need;
     if (ckd_add_size(&need, b->n, n) || ckd_add_size(&need, need, 1))
@@ -237,12 +237,12 @@ int buf_add(struct buf *b, const char *s, size_t n)
     return 0;
 }
 
-int buf_str(struct buf *b, const char *s)
+int store_buf_str(struct store_buf *b, const char *s)
 {
-    return buf_add(b, s, strlen(s));
+    return store_buf_add(b, s, strlen(s));
 }
 
-int buf_printf(struct buf *b, const char *fmt, ...)
+int store_buf_printf(struct store_buf *b, const char *fmt, ...)
 {
     char small[256];
     va_list ap;
@@ -252,19 +252,19 @@ int buf_printf(struct buf *b, const char *fmt, ...)
     if (n < 0)
         return EINVAL;
     if ((size_t)n < sizeof small)
-        return buf_add(b, small, (size_t)n);
+        return store_buf_add(b, small, (size_t)n);
     char *big = malloc((size_t)n + 1);
     if (!big)
         return ENOMEM;
     va_start(ap, fmt);
     vsnprintf(big, (size_t)n + 1, fmt, ap);
     va_end(ap);
-    int rc = buf_add(b, big, (size_t)n);
+    int rc = store_buf_add(b, big, (size_t)n);
     free(big);
     return rc;
 }
 
-void buf_free(struct buf *b)
+void store_buf_free(struct store_buf *b)
 {
     free(b->p);
     b->p = NULL;
@@ -522,7 +522,7 @@ void store_close(struct store *s)
 
 /* ---- replies: chunks, folding, recovery ---- */
 
-int store_read_chunks(struct store *s, int64_t msg, struct buf *answer, struct buf *reasoning,
+int store_read_chunks(struct store *s, int64_t msg, struct store_buf *answer, struct store_buf *reasoning,
                       char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
@@ -533,10 +533,10 @@ int store_read_chunks(struct store *s, int64_t msg, struct buf *answer, struct b
     sqlite3_bind_int64(st, 1, msg);
     int step;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        struct buf *b = sqlite3_column_int(st, 0) ? reasoning : answer;
+        struct store_buf *b = sqlite3_column_int(st, 0) ? reasoning : answer;
         const void *t = sqlite3_column_text(st, 1);
         size_t n = (size_t)sqlite3_column_bytes(st, 1);
-        if (b && t && buf_add(b, t, n)) {
+        if (b && t && store_buf_add(b, t, n)) {
             rc = store_fail(err, errlen, ENOMEM, "out of memory");
             goto out;
         }
@@ -551,7 +551,7 @@ out:
 int store_fold_reply(struct store *s, int64_t msg, enum store_status status, const char *error_text,
                      char *err, size_t errlen)
 {
-    struct buf a = {0}, r = {0};
+    struct store_buf a = {0}, r = {0};
     sqlite3_stmt *st = NULL;
     int rc;
     if ((rc = store_prepare(s, "SELECT answer, reasoning FROM messages WHERE id = ?", &st, err,
@@ -562,8 +562,8 @@ int store_fold_reply(struct store *s, int64_t msg, enum store_status status, con
         rc = store_fail(err, errlen, ENOENT, "no message %lld", (long long)msg);
         goto out;
     }
-    if (buf_add(&a, store_col_text(st, 0), (size_t)sqlite3_column_bytes(st, 0)) ||
-        buf_add(&r, store_col_text(st, 1), (size_t)sqlite3_column_bytes(st, 1))) {
+    if (store_buf_add(&a, store_col_text(st, 0), (size_t)sqlite3_column_bytes(st, 0)) ||
+        store_buf_add(&r, store_col_text(st, 1), (size_t)sqlite3_column_bytes(st, 1))) {
         rc = store_fail(err, errlen, ENOMEM, "out of memory");
         goto out;
     }
@@ -598,8 +598,8 @@ int store_fold_reply(struct store *s, int64_t msg, enum store_status status, con
         rc = store_db_fail(s, err, errlen, "completing a reply");
 out:
     sqlite3_finalize(st);
-    buf_free(&a);
-    buf_free(&r);
+    store_buf_free(&a);
+    store_buf_free(&r);
     return rc;
 }
 

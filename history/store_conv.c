@@ -623,11 +623,11 @@ int store_conv_load(struct store *s, int64_t id, struct store_conv **out, char *
         m->model_name = dup_col(st, 6);
         m->error = dup_col(st, 8);
         if (m->status == STORE_STATUS_STREAMING) {
-            struct buf a = {0}, r = {0};
-            if (buf_str(&a, store_col_text(st, 3)) || buf_str(&r, store_col_text(st, 4)) ||
+            struct store_buf a = {0}, r = {0};
+            if (store_buf_str(&a, store_col_text(st, 3)) || store_buf_str(&r, store_col_text(st, 4)) ||
                 (rc = store_read_chunks(s, m->id, &a, &r, err, errlen))) {
-                buf_free(&a);
-                buf_free(&r);
+                store_buf_free(&a);
+                store_buf_free(&r);
                 rc = rc ? rc : store_fail(err, errlen, ENOMEM, "out of memory");
                 goto out;
             }

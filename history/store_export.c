@@ -29,46 +29,46 @@ static size_t trimmed(const char *t)
     return n;
 }
 
-static int md_body(struct buf *b, const char *text)
+static int md_body(struct store_buf *b, const char *text)
 {
     size_t n = trimmed(text);
-    int rc = buf_add(b, text, n);
-    return rc ? rc : buf_str(b, "\n\n");
+    int rc = store_buf_add(b, text, n);
+    return rc ? rc : store_buf_str(b, "\n\n");
 }
 
-static int export_md(const struct store_conv *c, unsigned flags, struct buf *b)
+static int export_md(const struct store_conv *c, unsigned flags, struct store_buf *b)
 {
     char when[64];
     fmt_time(when, sizeof when, c->created, false);
-    int rc = buf_printf(b, "# %s\n\n*Conversation %lld, started %s, %zu message%s.*\n\n",
+    int rc = store_buf_printf(b, "# %s\n\n*Conversation %lld, started %s, %zu message%s.*\n\n",
                         c->title[0] ? c->title : "Untitled conversation", (long long)c->id, when,
                         c->n, c->n == 1 ? "" : "s");
     for (size_t i = 0; !rc && i < c->n; i++) {
         const struct store_message *m = &c->msgs[i];
         if (m->role == STORE_ROLE_ASSISTANT && m->model_name[0])
-            rc = buf_printf(b, "## Assistant (%s)\n\n", m->model_name);
+            rc = store_buf_printf(b, "## Assistant (%s)\n\n", m->model_name);
         else
-            rc = buf_printf(b, "## %s\n\n", m->role == STORE_ROLE_SYSTEM ? "System"
+            rc = store_buf_printf(b, "## %s\n\n", m->role == STORE_ROLE_SYSTEM ? "System"
                                              : m->role == STORE_ROLE_USER ? "User"
                                                                           : "Assistant");
         if (!rc && (flags & STORE_EXPORT_REASONING) && trimmed(m->reasoning) > 0) {
-            rc = buf_str(b, "<details>\n<summary>Reasoning</summary>\n\n");
+            rc = store_buf_str(b, "<details>\n<summary>Reasoning</summary>\n\n");
             if (!rc)
                 rc = md_body(b, m->reasoning);
             if (!rc)
-                rc = buf_str(b, "</details>\n\n");
+                rc = store_buf_str(b, "</details>\n\n");
         }
         if (!rc && trimmed(m->answer) > 0)
             rc = md_body(b, m->answer);
         if (!rc && m->status == STORE_STATUS_INTERRUPTED)
-            rc = buf_str(b, "*(interrupted)*\n\n");
+            rc = store_buf_str(b, "*(interrupted)*\n\n");
         if (!rc && m->status == STORE_STATUS_STREAMING)
-            rc = buf_str(b, "*(still being written)*\n\n");
+            rc = store_buf_str(b, "*(still being written)*\n\n");
         if (!rc && m->status == STORE_STATUS_ERROR)
-            rc = buf_printf(b, "*(error: %s)*\n\n", m->error);
+            rc = store_buf_printf(b, "*(error: %s)*\n\n", m->error);
         if (!rc && m->has_run) {
             const struct store_run *r = &m->run;
-            rc = buf_printf(b, "*%lld tokens at %.1f tokens/s, %s on %s*\n\n",
+            rc = store_buf_printf(b, "*%lld tokens at %.1f tokens/s, %s on %s*\n\n",
                             (long long)(r->reasoning_tokens + r->answer_tokens), r->gen_tps,
                             r->backend[0] ? r->backend : "?", r->device[0] ? r->device : "?");
         }
@@ -102,40 +102,40 @@ static size_t utf8_len(const unsigned char *p)
 }
 
 /* A JSON string; invalid UTF-8 becomes U+FFFD. */
-static int json_str(struct buf *b, const char *s)
+static int json_str(struct store_buf *b, const char *s)
 {
-    int rc = buf_str(b, "\"");
+    int rc = store_buf_str(b, "\"");
     const unsigned char *p = (const unsigned char *)s;
     while (!rc && *p) {
         if (*p == '"' || *p == '\\') {
             char e[2] = {'\\', (char)*p};
-            rc = buf_add(b, e, 2);
+            rc = store_buf_add(b, e, 2);
             p++;
         } else if (*p < 0x20) {
             const char *e = *p == '\n' ? "\\n" : *p == '\t' ? "\\t" : *p == '\r' ? "\\r"
                           : *p == '\b' ? "\\b" : *p == '\f' ? "\\f" : NULL;
-            rc = e ? buf_str(b, e) : buf_printf(b, "\\u%04x", *p);
+            rc = e ? store_buf_str(b, e) : store_buf_printf(b, "\\u%04x", *p);
             p++;
         } else {
             size_t n = utf8_len(p);
             if (n) {
-                rc = buf_add(b, (const char *)p, n);
+                rc = store_buf_add(b, (const char *)p, n);
                 p += n;
             } else {
-                rc = buf_str(b, "\\ufffd");
+                rc = store_buf_str(b, "\\ufffd");
                 p++;
             }
         }
     }
-    return rc ? rc : buf_str(b, "\"");
+    return rc ? rc : store_buf_str(b, "\"");
 }
 
 /* The shortest decimal that reads back as the same double (as_float: as the
  * same float, for settings that were floats), or null when not finite. */
-static int json_num(struct buf *b, double v, bool as_float)
+static int json_num(struct store_buf *b, double v, bool as_float)
 {
     if (!isfinite(v))
-        return buf_str(b, "null");
+        return store_buf_str(b, "null");
     char s[40];
     /* plain digits for everyday magnitudes: 180, not 1.8e+02 */
     bool plain = fabs(v) >= 1e-5 && fabs(v) < 1e15;
@@ -145,39 +145,39 @@ static int json_num(struct buf *b, double v, bool as_float)
         if ((as_float ? (float)back == (float)v : back == v) && (!plain || !strchr(s, 'e')))
             break;
     }
-    return buf_str(b, s);
+    return store_buf_str(b, s);
 }
 
-static int json_key(struct buf *b, int indent, const char *key, bool first)
+static int json_key(struct store_buf *b, int indent, const char *key, bool first)
 {
-    int rc = buf_printf(b, "%s\n%*s", first ? "" : ",", indent, "");
+    int rc = store_buf_printf(b, "%s\n%*s", first ? "" : ",", indent, "");
     if (!rc)
         rc = json_str(b, key);
-    return rc ? rc : buf_str(b, ": ");
+    return rc ? rc : store_buf_str(b, ": ");
 }
 
-static int json_kv_str(struct buf *b, int indent, const char *key, const char *v, bool first)
+static int json_kv_str(struct store_buf *b, int indent, const char *key, const char *v, bool first)
 {
     int rc = json_key(b, indent, key, first);
     return rc ? rc : json_str(b, v);
 }
 
-static int json_kv_int(struct buf *b, int indent, const char *key, long long v)
+static int json_kv_int(struct store_buf *b, int indent, const char *key, long long v)
 {
     int rc = json_key(b, indent, key, false);
-    return rc ? rc : buf_printf(b, "%lld", v);
+    return rc ? rc : store_buf_printf(b, "%lld", v);
 }
 
-static int json_kv_num(struct buf *b, int indent, const char *key, double v, bool as_float)
+static int json_kv_num(struct store_buf *b, int indent, const char *key, double v, bool as_float)
 {
     int rc = json_key(b, indent, key, false);
     return rc ? rc : json_num(b, v, as_float);
 }
 
-static int json_run(struct buf *b, const struct store_run *r)
+static int json_run(struct store_buf *b, const struct store_run *r)
 {
     const int in = 8;
-    int rc = buf_str(b, "{");
+    int rc = store_buf_str(b, "{");
     if (!rc) rc = json_kv_str(b, in, "backend", r->backend, true);
     if (!rc) rc = json_kv_str(b, in, "device", r->device, false);
     if (!rc) rc = json_kv_str(b, in, "driver", r->driver, false);
@@ -201,48 +201,48 @@ static int json_run(struct buf *b, const struct store_run *r)
     if (!rc) rc = json_kv_num(b, in, "min_p", r->min_p, true);
     if (!rc) rc = json_kv_num(b, in, "repeat_penalty", r->repeat_penalty, true);
     if (!rc) rc = json_key(b, in, "seed", false);
-    if (!rc) rc = buf_printf(b, "%llu", (unsigned long long)r->seed);
-    if (!rc) rc = buf_str(b, "\n      }");
+    if (!rc) rc = store_buf_printf(b, "%llu", (unsigned long long)r->seed);
+    if (!rc) rc = store_buf_str(b, "\n      }");
     return rc;
 }
 
-static int export_json(const struct store_conv *c, unsigned flags, struct buf *b)
+static int export_json(const struct store_conv *c, unsigned flags, struct store_buf *b)
 {
     char t[64];
-    int rc = buf_str(b, "{");
+    int rc = store_buf_str(b, "{");
     if (!rc) rc = json_key(b, 2, "id", true);
-    if (!rc) rc = buf_printf(b, "%lld", (long long)c->id);
+    if (!rc) rc = store_buf_printf(b, "%lld", (long long)c->id);
     if (!rc) rc = json_kv_str(b, 2, "title", c->title, false);
     fmt_time(t, sizeof t, c->created, true);
     if (!rc) rc = json_kv_str(b, 2, "created", t, false);
     fmt_time(t, sizeof t, c->updated, true);
     if (!rc) rc = json_kv_str(b, 2, "updated", t, false);
     if (!rc) rc = json_key(b, 2, "pinned", false);
-    if (!rc) rc = buf_str(b, c->pinned ? "true" : "false");
+    if (!rc) rc = store_buf_str(b, c->pinned ? "true" : "false");
     if (!rc) rc = json_key(b, 2, "messages", false);
-    if (!rc) rc = buf_str(b, c->n ? "[" : "[]");
+    if (!rc) rc = store_buf_str(b, c->n ? "[" : "[]");
     for (size_t i = 0; !rc && i < c->n; i++) {
         const struct store_message *m = &c->msgs[i];
-        rc = buf_str(b, i ? ",\n    {" : "\n    {");
+        rc = store_buf_str(b, i ? ",\n    {" : "\n    {");
         if (!rc) rc = json_kv_str(b, 6, "role", store_role_name(m->role), true);
         if (!rc) rc = json_kv_str(b, 6, "status", store_status_name(m->status), false);
         fmt_time(t, sizeof t, m->created, true);
         if (!rc) rc = json_kv_str(b, 6, "created", t, false);
         if (!rc) rc = json_key(b, 6, "model", false);
-        if (!rc) rc = m->model_name[0] ? json_str(b, m->model_name) : buf_str(b, "null");
+        if (!rc) rc = m->model_name[0] ? json_str(b, m->model_name) : store_buf_str(b, "null");
         if (!rc)
             rc = json_kv_str(b, 6, "reasoning",
                              flags & STORE_EXPORT_REASONING ? m->reasoning : "", false);
         if (!rc) rc = json_kv_str(b, 6, "answer", m->answer, false);
         if (!rc) rc = json_kv_str(b, 6, "error", m->error, false);
         if (!rc) rc = json_key(b, 6, "run", false);
-        if (!rc) rc = m->has_run ? json_run(b, &m->run) : buf_str(b, "null");
-        if (!rc) rc = buf_str(b, "\n    }");
+        if (!rc) rc = m->has_run ? json_run(b, &m->run) : store_buf_str(b, "null");
+        if (!rc) rc = store_buf_str(b, "\n    }");
     }
     if (!rc && c->n)
-        rc = buf_str(b, "\n  ]");
+        rc = store_buf_str(b, "\n  ]");
     if (!rc)
-        rc = buf_str(b, "\n}\n");
+        rc = store_buf_str(b, "\n}\n");
     return rc;
 }
 
@@ -252,7 +252,7 @@ int store_export(struct store *s, int64_t conv, enum store_export_format fmt, un
     if (fmt != STORE_EXPORT_MARKDOWN && fmt != STORE_EXPORT_JSON)
         return store_fail(err, errlen, EINVAL, "export as Markdown or JSON");
     struct store_conv *c = NULL;
-    struct buf b = {0};
+    struct store_buf b = {0};
     int rc = store_conv_load(s, conv, &c, err, errlen);
     if (rc)
         return rc;
@@ -262,7 +262,7 @@ int store_export(struct store *s, int64_t conv, enum store_export_format fmt, un
     else if (b.n && (fwrite(b.p, 1, b.n, f) != b.n || fflush(f) != 0))
         rc = store_fail(err, errlen, errno ? errno : EIO, "writing the export: %s",
                         strerror(errno ? errno : EIO));
-    buf_free(&b);
+    store_buf_free(&b);
     store_conv_free(c);
     return rc;
 }

@@ -39,19 +39,19 @@ int store_commit(struct store *s, char *err, size_t errlen);
 void store_rollback(struct store *s);
 int64_t store_now(struct store *s);
 
-/* A growable byte buffer; buf_* return ENOMEM on failure. */
-struct buf {
+/* A growable byte buffer; store_buf_* return ENOMEM on failure. */
+struct store_buf {
     char *p;
     size_t n, cap;
 };
-int buf_add(struct buf *b, const char *s, size_t n);
-int buf_str(struct buf *b, const char *s);
-int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void buf_free(struct buf *b);
+int store_buf_add(struct store_buf *b, const char *s, size_t n);
+int store_buf_str(struct store_buf *b, const char *s);
+int store_buf_printf(struct store_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void store_buf_free(struct store_buf *b);
 
 /* The committed chunks of a STREAMING message appended to answer and
  * reasoning (either may be NULL to skip). */
-int store_read_chunks(struct store *s, int64_t msg, struct buf *answer, struct buf *reasoning,
+int store_read_chunks(struct store *s, int64_t msg, struct store_buf *answer, struct store_buf *reasoning,
                       char *err, size_t errlen);
 /* Inside a transaction: folds the chunks into the message, deletes them and
  * sets its status. */

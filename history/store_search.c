@@ -8,10 +8,10 @@
 
 /* text -> an FTS5 query in which every word is a quoted string (so nothing
  * the user types is FTS5 syntax), limited to a column when asked. */
-static int fts_query(const char *text, enum store_search_in in, struct buf *q)
+static int fts_query(const char *text, enum store_search_in in, struct store_buf *q)
 {
     static const char *const prefix[] = {"(", "{answer} : (", "{reasoning} : ("};
-    int rc = buf_str(q, prefix[in]);
+    int rc = store_buf_str(q, prefix[in]);
     bool any = false;
     const char *p = text;
     while (!rc && *p) {
@@ -19,17 +19,17 @@ static int fts_query(const char *text, enum store_search_in in, struct buf *q)
             p++;
         if (!*p)
             break;
-        rc = buf_str(q, any ? " \"" : "\"");
+        rc = store_buf_str(q, any ? " \"" : "\"");
         while (!rc && *p && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
-            rc = *p == '"' ? buf_add(q, "\"\"", 2) : buf_add(q, p, 1);
+            rc = *p == '"' ? store_buf_add(q, "\"\"", 2) : store_buf_add(q, p, 1);
             p++;
         }
         if (!rc)
-            rc = buf_str(q, "\"");
+            rc = store_buf_str(q, "\"");
         any = true;
     }
     if (!rc)
-        rc = buf_str(q, ")");
+        rc = store_buf_str(q, ")");
     return rc ? rc : any ? 0 : EINVAL;
 }
 
@@ -39,11 +39,11 @@ int store_search(struct store *s, const char *text, enum store_search_in in, int
 {
     if ((unsigned)in > STORE_SEARCH_REASONING)
         return store_fail(err, errlen, EINVAL, "search in answers, reasoning or all");
-    struct buf q = {0};
+    struct store_buf q = {0};
     sqlite3_stmt *st = NULL;
     int rc = fts_query(text ? text : "", in, &q);
     if (rc) {
-        buf_free(&q);
+        store_buf_free(&q);
         return rc == EINVAL ? store_fail(err, errlen, EINVAL, "nothing to search for")
                             : store_fail(err, errlen, rc, "out of memory");
     }
@@ -83,7 +83,7 @@ int store_search(struct store *s, const char *text, enum store_search_in in, int
         rc = store_db_fail(s, err, errlen, "searching");
 out:
     sqlite3_finalize(st);
-    buf_free(&q);
+    store_buf_free(&q);
     return rc;
 }
 

@@ -395,35 +395,49 @@ AI size_t k_wbytes(enum kkind k)
 }
 
 /* Scale vectors from 16 int16 scales, one per 16 values. */
+/* Scale vectors from 16 int16 scales, one per 16 values: chunk k (values
+ * 32k..32k+31) takes scale 2k in its low lane and 2k+1 in its high lane. */
 AI void k_scales16(struct kunpack *u, __m256i s16)
 {
-    const __m256i pick = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
-                                          2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+    const __m256i lo = _mm256_permute2x128_si256(s16, s16, 0x00);
+    const __m256i hi = _mm256_permute2x128_si256(s16, s16, 0x11);
 #pragma GCC unroll 8
-    for (int k = 0; k < 8; k++)
-        u->sv[k] = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(s16, _mm256_set1_epi32(k)), pick);
+    for (int k = 0; k < 8; k++) {
+        const int b = 4 * (k & 3);
+        const __m256i pick = _mm256_set_m128i(_mm_set1_epi16((short)(((b + 3) << 8) | (b + 2))),
+                                              _mm_set1_epi16((short)(((b + 1) << 8) | b)));
+        u->sv[k] = _mm256_shuffle_epi8(k < 4 ? lo : hi, pick);
+    }
 }
 
-/* Q4_K / Q5_K: 8 scales and 8 mins of 6 bits in 12 bytes, one per 32 values. */
+/* Q4_K / Q5_K: 8 scales and 8 mins of 6 bits in 12 bytes, one per 32 values:
+ *   j < 4:  sc = q[j] & 63,                        m = q[j+4] & 63
+ *   j >= 4: sc = q[j+4] & 15 | (q[j-4] >> 6) << 4,  m = q[j+4] >> 4 | (q[j] >> 6) << 4
+ * unpacked with shuffles into bytes 0-7 (scales) and 8-15 (mins).  The
+ * 16-byte load reads 4 bytes of the block's next field (qs or qh). */
 AI void k_scales_4k(struct kunpack *u, const uint8_t *scales)
 {
-    uint32_t t[4];
-    memcpy(t, scales, 12);
-    t[3] = ((t[2] >> 4) & 0x0f0f0f0fu) | (((t[1] >> 6) & 0x03030303u) << 4);
-    const uint32_t mins03 = t[1] & 0x3f3f3f3fu;
-    t[1] = (t[2] & 0x0f0f0f0fu) | (((t[0] >> 6) & 0x03030303u) << 4);
-    t[2] = mins03;
-    t[0] &= 0x3f3f3f3fu;
-    /* bytes 0-7: scales, 8-15: mins; built in registers, not through t[]
-     * (a 16-byte load of four 4-byte stores stalls on store forwarding) */
-    const __m128i v = _mm_setr_epi32((int)t[0], (int)t[1], (int)t[2], (int)t[3]);
+    const __m128i q = _mm_loadu_si128((const __m128i *)scales);
+    const __m128i a = _mm_shuffle_epi8(q, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7,
+                                                        8, 9, 10, 11));
+    const __m128i b = _mm_shuffle_epi8(q, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1,
+                                                        4, 5, 6, 7));
+    const __m128i sel = _mm_blendv_epi8(a, _mm_srli_epi16(a, 4),
+                                        _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                                      -1, -1, -1, -1));
+    const __m128i low = _mm_and_si128(sel, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15,
+                                                         63, 63, 63, 63, 15, 15, 15, 15));
+    const __m128i top = _mm_and_si128(_mm_srli_epi16(b, 2),
+                                      _mm_setr_epi8(0, 0, 0, 0, 0x30, 0x30, 0x30, 0x30,
+                                                    0, 0, 0, 0, 0x30, 0x30, 0x30, 0x30));
+    const __m128i v = _mm_or_si128(low, top);
     const __m128i mdup = _mm_shuffle_epi8(v, _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13,
                                                            14, 14, 15, 15));
     u->mc = _mm256_cvtepu8_epi16(mdup);
-    const __m256i s16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(v));
+    const __m256i vv = _mm256_broadcastsi128_si256(v);
 #pragma GCC unroll 8
-    for (int k = 0; k < 8; k++)
-        u->sv[k] = _mm256_shuffle_epi8(s16, _mm256_set1_epi16((short)(0x0100 + 0x0202 * k)));
+    for (int k = 0; k < 8; k++)   /* int16 scale k, zero-extended, in every lane */
+        u->sv[k] = _mm256_shuffle_epi8(vv, _mm256_set1_epi16((short)(0x8000 | k)));
 }
 
 AI void k_unpack(enum kkind k, const uint8_t *p, struct kunpack *u)

@@ -36,7 +36,9 @@ static const int col_counts[] = { 1, 2, 3, 4, 5, 8, 9, 16, 33, 65 };
 #define MAX_COLS 65
 /* Padding after each row and column, so a kernel that ignores the stride
  * reads the wrong data; sentinels between outputs catch stray writes. */
+#ifndef PAD
 #define PAD 64
+#endif
 #define LDY_EXTRA 3
 #define SENTINEL -12345.0f
 

@@ -1,6 +1,6 @@
-/* AVX-512 (F/BW/VL/DQ + VNNI) kernels: register-tiled gemm for every weight
- * type (int8 dot products with vpdpbusd / vpmaddubsw + vpdpwssd, one float
- * scale per block) and the Q8_0/Q8_1/Q8_K activation quantizers. */
+/* AVX-512 VNNI kernels: gemm for every weight type as register tiles (generation)
+ * and as transposed 16-row blocks (prompts), and the Q8_0/Q8_1/Q8_K activation
+ * quantizers.  The prompt kernels stage up to 56 KiB on the stack. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -633,29 +633,29 @@ AI __m512 fp_load(enum fp t, const uint8_t *w, int64_t i, __mmask16 m)
 AI void fp_tile(enum fp t, int MR, int NR, int64_t n, const uint8_t *w, size_t ws,
                 const uint8_t *x, size_t xs, float *y, size_t ldy)
 {
-    __m512 acc[4][4];
-#pragma GCC unroll 4
+    __m512 acc[8][8];
+#pragma GCC unroll 8
     for (int r = 0; r < MR; r++)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int c = 0; c < NR; c++)
             acc[r][c] = _mm512_setzero_ps();
     for (int64_t i = 0; i < n; i += 16) {
         __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
-        __m512 wv[4];
-#pragma GCC unroll 4
+        __m512 wv[8];
+#pragma GCC unroll 8
         for (int r = 0; r < MR; r++)
             wv[r] = fp_load(t, w + r * ws, i, m);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int c = 0; c < NR; c++) {
             __m512 xv = _mm512_maskz_loadu_ps(m, x + c * xs + 4 * i);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int r = 0; r < MR; r++)
                 acc[r][c] = _mm512_fmadd_ps(wv[r], xv, acc[r][c]);
         }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < MR; r++)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int c = 0; c < NR; c++)
             y[c * ldy + r] = _mm512_reduce_add_ps(acc[r][c]);
 }

@@ -301,10 +301,12 @@ AI void leg_pp(enum leg t, int64_t nb, int nr, int nc, const uint8_t *w, size_t 
                             }
                         }
                         tr16(R);
-                        leg_pp_block(hm, R, leg_pp_corr(R), _mm512_load_ps(d0), _mm512_load_ps(m0), ncc, xu,
+                        leg_pp_block(hm, R, leg_pp_corr(R), _mm512_load_ps(d0),
+                                     hm ? _mm512_load_ps(m0) : _mm512_setzero_ps(), ncc, xu,
                                      dxf, sxf, b, acc[g]);
                         if (!one)
-                            leg_pp_block(hm, R + 8, leg_pp_corr(R + 8), _mm512_load_ps(d1), _mm512_load_ps(m1),
+                            leg_pp_block(hm, R + 8, leg_pp_corr(R + 8), _mm512_load_ps(d1),
+                                         hm ? _mm512_load_ps(m1) : _mm512_setzero_ps(),
                                          ncc, xu, dxf, sxf, b + 1, acc[g]);
                     }
                 }

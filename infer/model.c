@@ -10,6 +10,7 @@
 #include "infer/gguf.h"
 #include "infer/model_impl.h"
 #include "infer/tokenizer.h"
+#include "infer/vulkan/vk.h"
 
 static const struct arch *const arches[] = {&arch_qwen2, &arch_llama};
 
@@ -173,9 +174,121 @@ static void fill_info(struct model *m)
     in->n_vocab = hp->n_vocab;
     in->n_ctx_train = hp->n_ctx_train;
     in->n_ctx = m->n_ctx;
-    in->backend = m->be->ops->name;
-    in->device = m->be->ops->device_name(m->be);
+    in->backend = m->gpu ? m->gpu->ops->name : m->be->ops->name;
+    in->device = m->gpu ? m->gpu->ops->device_name(m->gpu) : m->be->ops->device_name(m->be);
+    in->cpu_device = m->be->ops->device_name(m->be);
     in->n_threads = cpu_backend_threads(m->be);
+    in->n_gpu_layers = m->gpu ? m->n_gpu_layers : 0;
+}
+
+/* Device bytes of the weights of layer l (all tensors named blk.<l>.*). */
+static uint64_t layer_gpu_bytes(const struct model *m, int l)
+{
+    char prefix[32];
+    int len = snprintf(prefix, sizeof prefix, "blk.%d.", l);
+    uint64_t sum = 0;
+    for (int64_t i = 0; i < gguf_n_tensors(m->g); i++) {
+        const struct gguf_tensor *t = gguf_tensor(m->g, i);
+        if (!strncmp(t->name, prefix, (size_t)len))
+            sum += vk_weight_bytes(t->type, t->n_elements, t->n_dims == 1);
+    }
+    return sum;
+}
+
+/* Uploads the weights the device will use, so that loading pays for it
+ * rather than the first reply. */
+static int upload_weights(struct model *m, char *err, size_t errlen)
+{
+    char prefix[32];
+    for (int l = 0; l < m->n_gpu_layers; l++) {
+        int len = snprintf(prefix, sizeof prefix, "blk.%d.", l);
+        for (int64_t i = 0; i < gguf_n_tensors(m->g); i++) {
+            const struct gguf_tensor *t = gguf_tensor(m->g, i);
+            if (strncmp(t->name, prefix, (size_t)len))
+                continue;
+            struct weight w = {.t = t, .type = t->type, .n_in = t->ne[0],
+                               .n_out = t->n_dims == 1 ? 1 : t->ne[1], .data = t->data,
+                               .row_bytes = quant_row_bytes(t->type, t->ne[0])};
+            int rc = vk_backend_upload(m->gpu, &w, err, errlen);
+            if (rc)
+                return rc;
+        }
+    }
+    if (m->info.output_on_gpu) {
+        int rc = vk_backend_upload(m->gpu, &m->output_norm, err, errlen);
+        if (!rc)
+            rc = vk_backend_upload(m->gpu, &m->output, err, errlen);
+        return rc;
+    }
+    return 0;
+}
+
+/* The memory plan: how many layers go to the device (the first ones), and
+ * the device backend.  AUTO falls back to the CPU with a note. */
+static int plan_gpu(struct model *m, const struct model_params *p, const struct kv_shape *kv,
+                    char *err, size_t errlen)
+{
+    struct model_info *in = &m->info;
+    if (p->backend == MODEL_BACKEND_CPU)
+        return 0;
+    struct vk_options vo = {.device = p->device, .validation = p->gpu_validation,
+                            .cache_dir = p->cache_dir};
+    char verr[256] = "";
+    int rc = vk_backend_create(&vo, &m->gpu, verr, sizeof verr);
+    if (rc) {
+        if (p->backend == MODEL_BACKEND_VULKAN)
+            return fail(err, errlen, rc, "--backend vulkan: %s", verr);
+        snprintf(in->gpu_note, sizeof in->gpu_note, "no GPU: %.140s", verr);
+        return 0;
+    }
+    const struct hparams *hp = &m->hp;
+    const struct vk_device_desc *d = vk_backend_desc(m->gpu);
+    uint64_t budget = vk_device_budget(d);
+    uint64_t kv_layer = (uint64_t)kv->n_ctx * (uint64_t)(kv->k_width + kv->v_width) *
+                        (kv->type == KV_TYPE_F16 ? 2u : 4u);
+    int64_t per_tok = 3 * (int64_t)hp->n_embd + 3 * (int64_t)hp->n_head * hp->head_dim +
+                      2 * (int64_t)hp->n_head_kv * hp->head_dim + 2 * (int64_t)hp->n_ff +
+                      hp->n_vocab;
+    uint64_t used = vk_scratch_bytes(m->n_batch, per_tok);
+    uint64_t out_bytes = vk_weight_bytes(m->output.type, (int64_t)hp->n_vocab * hp->n_embd, false) +
+                         (uint64_t)hp->n_embd * 4;
+    int want = p->n_gpu_layers < 0 || p->n_gpu_layers > hp->n_layer ? hp->n_layer : p->n_gpu_layers;
+    int ngl = 0;
+    for (; ngl < want; ngl++) {
+        uint64_t add = layer_gpu_bytes(m, ngl) + kv_layer;
+        if (p->n_gpu_layers < 0 && budget && used + add > budget)
+            break;
+        used += add;
+    }
+    in->output_on_gpu = ngl == hp->n_layer;
+    if (in->output_on_gpu)
+        used += out_bytes;
+    in->gpu_bytes = used;
+    in->gpu_budget = budget;
+    if (ngl == 0) {
+        snprintf(in->gpu_note, sizeof in->gpu_note, "%.60s: no layer fits in %.1f GB", d->name,
+                 (double)budget / 1e9);
+        m->gpu->ops->free(m->gpu);
+        m->gpu = NULL;
+        return 0;
+    }
+    m->n_gpu_layers = ngl;
+    struct kv_shape gkv = *kv;
+    gkv.n_layer = ngl;
+    if (m->gpu->ops->kv_init(m->gpu, &gkv) || upload_weights(m, err, errlen)) {
+        if (!err[0] || m->gpu->ops->error(m->gpu)[0])
+            snprintf(err, errlen, "%s", m->gpu->ops->error(m->gpu));
+        rc = ENOMEM;
+        if (p->backend == MODEL_BACKEND_VULKAN)
+            return rc;
+        snprintf(in->gpu_note, sizeof in->gpu_note, "%.50s: %.80s; running on the CPU", d->name, err);
+        err[0] = 0;
+        m->gpu->ops->free(m->gpu);
+        m->gpu = NULL;
+        m->n_gpu_layers = 0;
+        in->output_on_gpu = false;
+    }
+    return 0;
 }
 
 int model_load(const char *path, const struct model_params *p, struct model **out, char *err,
@@ -219,13 +332,18 @@ int model_load(const char *path, const struct model_params *p, struct model **ou
         .v_width = (int64_t)m->hp.n_head_kv * m->hp.head_dim,
         .type = p->kv_type,
     };
-    rc = m->be->ops->kv_init(m->be, &kv);
+    err[0] = 0;
+    rc = plan_gpu(m, p, &kv, err, errlen);
+    if (rc)
+        goto out;
+    kv.n_layer = m->hp.n_layer - m->n_gpu_layers;  /* the CPU's share */
+    rc = kv.n_layer > 0 ? m->be->ops->kv_init(m->be, &kv) : 0;
     if (rc) {
         snprintf(err, errlen, "%s", m->be->ops->error(m->be));
         goto out;
     }
     m->info.kv_type = p->kv_type;
-    m->info.kv_bytes = (uint64_t)kv.n_layer * (uint64_t)n_ctx * (uint64_t)(kv.k_width + kv.v_width) *
+    m->info.kv_bytes = (uint64_t)m->hp.n_layer * (uint64_t)n_ctx * (uint64_t)(kv.k_width + kv.v_width) *
                        (p->kv_type == KV_TYPE_F16 ? 2u : 4u);
     fill_info(m);
 out:
@@ -243,6 +361,8 @@ void model_free(struct model *m)
         return;
     if (m->arch && m->arch->free)
         m->arch->free(m);
+    if (m->gpu)
+        m->gpu->ops->free(m->gpu);
     if (m->be)
         m->be->ops->free(m->be);
     tokenizer_free(m->tok);

@@ -19,12 +19,23 @@ struct gguf;
 struct tokenizer;
 struct model;
 
+/* Where the layers run.  CPU is 0 so that a zeroed model_params keeps
+ * everything on the CPU; AUTO uses a Vulkan device when one opens and falls
+ * back to the CPU otherwise; VULKAN without a device is an error (ENODEV). */
+enum model_backend { MODEL_BACKEND_CPU = 0, MODEL_BACKEND_AUTO, MODEL_BACKEND_VULKAN };
+
 struct model_params {
     int n_ctx;              /* 0: min(4096, the model's training context) */
     int n_threads;          /* >= 1 */
     int n_batch;            /* tokens per forward pass; 0: 512 */
     enum kv_type kv_type;
     enum cpu_isa max_isa;   /* CPU_ISA_COUNT: the best this CPU has */
+    /* the device, used unless backend is MODEL_BACKEND_CPU */
+    enum model_backend backend;
+    int device;             /* Vulkan device index (ponder devices); -1: the default */
+    int n_gpu_layers;       /* layers on the device, the first ones; < 0: as many as fit */
+    bool gpu_validation;    /* Vulkan validation layer (tests) */
+    const char *cache_dir;  /* pipeline cache directory, or NULL */
 };
 
 struct model_info {
@@ -39,9 +50,16 @@ struct model_info {
     int n_ctx;              /* this instance's context */
     enum kv_type kv_type;
     uint64_t kv_bytes;      /* the whole cache */
-    const char *backend;    /* "cpu" */
-    const char *device;     /* "avx512", "avx2", "portable" */
+    const char *backend;    /* "cpu", or "vulkan" when layers run on a device */
+    const char *device;     /* "avx512", "avx2", "portable", or the GPU's name */
     int n_threads;
+    /* the memory plan */
+    int n_gpu_layers;       /* the first n_gpu_layers layers run on the device */
+    bool output_on_gpu;     /* the output norm and matrix too (all layers there) */
+    uint64_t gpu_bytes;     /* weights + KV cache planned on the device */
+    uint64_t gpu_budget;    /* the device's memory budget, 0 when unknown */
+    const char *cpu_device; /* the CPU kernels, for the layers left on the CPU */
+    char gpu_note[160];     /* why AUTO stayed on the CPU, or "" */
 };
 
 /* 0, or ENOENT (no such file), EBADMSG (malformed: the message names the key

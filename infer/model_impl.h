@@ -35,7 +35,9 @@ struct model {
     const struct arch *arch;
     struct hparams hp;
     struct model_info info;
-    struct backend *be;
+    struct backend *be;     /* the CPU backend (weights are checked against it) */
+    struct backend *gpu;    /* the device backend, or NULL */
+    int n_gpu_layers;       /* layers 0 .. n_gpu_layers-1 run on gpu */
     void *layers;           /* the architecture's per-layer weights */
     struct weight tok_embd, output_norm, output;
     int n_ctx, n_batch, n_past;

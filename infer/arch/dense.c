@@ -154,17 +154,14 @@ void dense_free(struct model *m)
             return fail(err, errlen, ENOMEM, "out of memory for activations");      \
     } while (0)
 
-int dense_forward(struct model *m, const int32_t *ids, int n, int pos0, float *logits, bool all,
-                  char *err, size_t errlen)
+/* Layers l0 .. l1-1 on backend be, whose KV cache holds them from kv0. */
+static int run_layers(struct model *m, struct backend *be, struct btensor *x, int l0, int l1,
+                      int kv0, int n, int pos0, char *err, size_t errlen)
 {
     const struct hparams *hp = &m->hp;
-    struct backend *be = m->be;
     const struct dense_layer *layers = m->layers;
     int64_t q_w = (int64_t)hp->n_head * hp->head_dim, kv_w = (int64_t)hp->n_head_kv * hp->head_dim;
-    struct btensor *x, *cur, *q, *k, *v, *att, *g, *u;
-
-    be->ops->reset(be);
-    ALLOC(x, hp->n_embd, n);
+    struct btensor *cur, *q, *k, *v, *att, *g, *u;
     ALLOC(cur, hp->n_embd, n);
     ALLOC(q, q_w, n);
     ALLOC(k, kv_w, n);
@@ -172,12 +169,8 @@ int dense_forward(struct model *m, const int32_t *ids, int n, int pos0, float *l
     ALLOC(att, q_w, n);
     ALLOC(g, hp->n_ff, n);
     ALLOC(u, hp->n_ff, n);
-    for (int i = 0; i < n; i++)
-        m->pos[i] = pos0 + i;
     float scale = 1.0f / sqrtf((float)hp->head_dim);
-
-    CHECK(be->ops->get_rows(be, x, &m->tok_embd, ids, n));
-    for (int l = 0; l < hp->n_layer; l++) {
+    for (int l = l0; l < l1; l++) {
         const struct dense_layer *L = &layers[l];
         CHECK(be->ops->rms_norm(be, cur, x, &L->attn_norm, hp->eps));
         CHECK(be->ops->matmul(be, q, &L->wq, &L->bq, cur));
@@ -185,8 +178,8 @@ int dense_forward(struct model *m, const int32_t *ids, int n, int pos0, float *l
         CHECK(be->ops->matmul(be, v, &L->wv, &L->bv, cur));
         CHECK(be->ops->rope(be, q, hp->head_dim, &hp->rope, m->pos));
         CHECK(be->ops->rope(be, k, hp->head_dim, &hp->rope, m->pos));
-        CHECK(be->ops->kv_store(be, l, k, v, pos0));
-        CHECK(be->ops->attention(be, att, q, l, hp->n_head, hp->n_head_kv, hp->head_dim,
+        CHECK(be->ops->kv_store(be, l - kv0, k, v, pos0));
+        CHECK(be->ops->attention(be, att, q, l - kv0, hp->n_head, hp->n_head_kv, hp->head_dim,
                                  hp->head_dim, pos0, scale));
         CHECK(be->ops->matmul(be, cur, &L->wo, NULL, att));
         CHECK(be->ops->add(be, x, cur));
@@ -196,6 +189,44 @@ int dense_forward(struct model *m, const int32_t *ids, int n, int pos0, float *l
         CHECK(be->ops->swiglu(be, g, g, u));
         CHECK(be->ops->matmul(be, cur, &L->down, NULL, g));
         CHECK(be->ops->add(be, x, cur));
+    }
+    return 0;
+}
+
+/* The first n_gpu_layers layers run on the device backend, the rest on the
+ * CPU; the residual stream crosses once, device to host. */
+int dense_forward(struct model *m, const int32_t *ids, int n, int pos0, float *logits, bool all,
+                  char *err, size_t errlen)
+{
+    const struct hparams *hp = &m->hp;
+    int ngl = m->gpu ? m->n_gpu_layers : 0;
+    struct backend *be = ngl > 0 ? m->gpu : m->be;
+    struct btensor *x;
+
+    m->be->ops->reset(m->be);
+    if (m->gpu)
+        m->gpu->ops->reset(m->gpu);
+    ALLOC(x, hp->n_embd, n);
+    for (int i = 0; i < n; i++)
+        m->pos[i] = pos0 + i;
+
+    CHECK(be->ops->get_rows(be, x, &m->tok_embd, ids, n));
+    int rc;
+    if (ngl > 0 && (rc = run_layers(m, m->gpu, x, 0, ngl, 0, n, pos0, err, errlen)))
+        return rc;
+    if (ngl < hp->n_layer) {
+        if (ngl > 0) {   /* cross to the CPU: its tensors are host memory */
+            struct btensor *hx;
+            be = m->be;
+            ALLOC(hx, hp->n_embd, n);
+            if (m->gpu->ops->read(m->gpu, x, 0, n, hx->data)) {
+                snprintf(err, errlen, "%s", m->gpu->ops->error(m->gpu));
+                return EIO;
+            }
+            x = hx;
+        }
+        if ((rc = run_layers(m, m->be, x, ngl, hp->n_layer, ngl, n, pos0, err, errlen)))
+            return rc;
     }
     if (!logits)
         return 0;

@@ -1,0 +1,1283 @@
+/* The Vulkan backend: backend.h's operations recorded into one command
+ * buffer per forward pass (submitted when the host needs a result), weights
+ * uploaded once to device memory in a shader-friendly layout. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "infer/ckd.h"
+#include "infer/quant.h"
+#include "infer/vulkan/push.h"
+#include "infer/vulkan/shaders.h"
+#include "infer/vulkan/vk_impl.h"
+
+#define N_BINDINGS 6
+#define MAX_TENSORS 256
+#define MAX_SETS 1024
+#define ARENA_BLOCK ((VkDeviceSize)64 << 20)
+#define STAGING_SIZE ((VkDeviceSize)64 << 20)
+#define SCORES_FLOATS ((size_t)8 << 20)     /* attention scratch: 32 MiB */
+
+struct vk_buf {
+    VkBuffer buf;
+    VkDeviceMemory mem;
+    VkDeviceSize size;
+    void *map;                  /* host-visible memory stays mapped */
+};
+
+/* Device layouts of a weight: F32 rows, F16 rows, Q8 (int8 quants, then a
+ * float scale per 32) for Q8_0; every other type is dequantized to F16 at
+ * upload.  Vectors (norms, biases) are F32. */
+enum wfmt { WFMT_F32, WFMT_F16, WFMT_Q8 };
+
+struct wchunk {
+    struct vk_buf b;
+    int64_t row0, rows;
+    uint32_t scale_off;         /* Q8: word offset of the scales */
+};
+
+struct vk_weight {
+    const void *key;            /* the host data pointer */
+    enum wfmt fmt;
+    int64_t n_in, n_out;
+    int n_chunks;
+    struct wchunk *chunks;
+};
+
+struct vk_tensor {
+    struct btensor t;           /* first: the arena hands out &t */
+    int block;
+    uint32_t off;               /* floats from the start of the block */
+};
+
+struct vk_backend {
+    struct backend base;
+    struct vk_inst vi;
+    struct vk_device_desc desc;
+    char err[256];
+    char cache_path[512];
+
+    VkPhysicalDevice pd;
+    VkDevice dev;
+    VkQueue queue;
+    VkPhysicalDeviceMemoryProperties mp;
+    VkDeviceSize max_range, align;
+
+    VkDescriptorSetLayout dsl;
+    VkPipelineLayout layout;
+    VkPipelineCache cache;
+    VkPipeline pipes[VK_SHADER_COUNT];
+    VkDescriptorPool dpool;
+    uint32_t sets_used;
+    VkCommandPool cpool;
+    VkCommandBuffer cmd;
+    VkFence fence;
+    bool recording, lost;
+
+    struct vk_buf staging, dummy;
+    VkDeviceSize staging_used;
+
+    /* activation arena */
+    struct vk_buf *blocks;
+    int n_blocks, cur_block;
+    VkDeviceSize cur_used;
+    struct vk_tensor tensors[MAX_TENSORS];
+    int n_tensors;
+
+    /* KV cache, one buffer per layer for K and for V, and attention scores */
+    struct kv_shape kv;
+    struct vk_buf *kc, *vc;
+    struct vk_buf scores;
+
+    /* uploaded weights, open addressing on the host data pointer */
+    struct vk_weight *wt;
+    size_t wt_cap, wt_n;
+
+    float *host_rows;           /* scratch for dequantized rows */
+    size_t host_rows_cap;
+};
+
+static struct vk_backend *vb(struct backend *b) { return (struct vk_backend *)b; }
+static struct vk_tensor *vt(const struct btensor *t) { return (struct vk_tensor *)(uintptr_t)t; }
+
+static int fail(struct vk_backend *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(struct vk_backend *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof c->err, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static int vkfail(struct vk_backend *c, VkResult r, const char *what)
+{
+    if (r == VK_ERROR_DEVICE_LOST)
+        c->lost = true;
+    int code = r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY ? ENOMEM : EIO;
+    return fail(c, code, "vulkan: %s: %s", what, vk_result_text(r));
+}
+
+/* ---- memory ---- */
+
+static int find_type(const struct vk_backend *c, uint32_t bits, VkMemoryPropertyFlags want,
+                     VkMemoryPropertyFlags avoid)
+{
+    for (uint32_t i = 0; i < c->mp.memoryTypeCount; i++)
+        if ((bits & (1u << i)) && (c->mp.memoryTypes[i].propertyFlags & want) == want &&
+            !(c->mp.memoryTypes[i].propertyFlags & avoid))
+            return (int)i;
+    return -1;
+}
+
+/* host: a host-visible coherent buffer (mapped); else device-local. */
+static int buf_create(struct vk_backend *c, struct vk_buf *b, VkDeviceSize size, bool host)
+{
+    memset(b, 0, sizeof *b);
+    VkBufferCreateInfo bi = {
+        .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
+        .size = size,
+        .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+                 VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+        .sharingMode = VK_SHARING_MODE_EXCLUSIVE,
+    };
+    VkResult r = vkCreateBuffer(c->dev, &bi, NULL, &b->buf);
+    if (r != VK_SUCCESS)
+        return vkfail(c, r, "create buffer");
+    VkMemoryRequirements req;
+    vkGetBufferMemoryRequirements(c->dev, b->buf, &req);
+    const VkMemoryPropertyFlags hv = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT |
+                                     VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+    int t = host ? find_type(c, req.memoryTypeBits, hv | VK_MEMORY_PROPERTY_HOST_CACHED_BIT, 0)
+                 : find_type(c, req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT, 0);
+    if (t < 0)
+        t = find_type(c, req.memoryTypeBits, hv, 0);
+    if (t < 0) {
+        vkDestroyBuffer(c->dev, b->buf, NULL);
+        b->buf = VK_NULL_HANDLE;
+        return fail(c, ENOMEM, "vulkan: no memory type for a buffer of %llu bytes",
+                    (unsigned long long)size);
+    }
+    VkMemoryAllocateInfo ai = {
+        .sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO,
+        .allocationSize = req.size,
+        .memoryTypeIndex = (uint32_t)t,
+    };
+    r = vkAllocateMemory(c->dev, &ai, NULL, &b->mem);
+    if (r == VK_SUCCESS)
+        r = vkBindBufferMemory(c->dev, b->buf, b->mem, 0);
+    if (r == VK_SUCCESS && (c->mp.memoryTypes[t].propertyFlags & hv) == hv)
+        r = vkMapMemory(c->dev, b->mem, 0, VK_WHOLE_SIZE, 0, &b->map);
+    if (r != VK_SUCCESS) {
+        if (b->mem)
+            vkFreeMemory(c->dev, b->mem, NULL);
+        vkDestroyBuffer(c->dev, b->buf, NULL);
+        memset(b, 0, sizeof *b);
+        return vkfail(c, r, "allocate device memory");
+    }
+    b->size = size;
+    return 0;
+}
+
+static void buf_free(struct vk_backend *c, struct vk_buf *b)
+{
+    if (b->buf)
+        vkDestroyBuffer(c->dev, b->buf, NULL);
+    if (b->mem)
+        vkFreeMemory(c->dev, b->mem, NULL);
+    memset(b, 0, sizeof *b);
+}
+
+/* ---- recording and submission ---- */
+
+static int begin(struct vk_backend *c)
+{
+    if (c->lost)
+        return fail(c, EIO, "vulkan: the device was lost");
+    if (c->recording)
+        return 0;
+    VkCommandBufferBeginInfo bi = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+        .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
+    };
+    VkResult r = vkBeginCommandBuffer(c->cmd, &bi);
+    if (r != VK_SUCCESS)
+        return vkfail(c, r, "begin command buffer");
+    c->recording = true;
+    return 0;
+}
+
+static void barrier(struct vk_backend *c, VkPipelineStageFlags dst_stage, VkAccessFlags dst_access)
+{
+    VkMemoryBarrier mb = {
+        .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+        .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+        .dstAccessMask = dst_access,
+    };
+    vkCmdPipelineBarrier(c->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+                         dst_stage, 0, 1, &mb, 0, NULL, 0, NULL);
+}
+
+/* Submits what was recorded and waits for it; then the staging ring and the
+ * descriptor sets are free again. */
+static int flush(struct vk_backend *c)
+{
+    if (!c->recording)
+        return 0;
+    c->recording = false;
+    barrier(c, VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
+    VkResult r = vkEndCommandBuffer(c->cmd);
+    if (r != VK_SUCCESS)
+        return vkfail(c, r, "end command buffer");
+    VkSubmitInfo si = {
+        .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+        .commandBufferCount = 1,
+        .pCommandBuffers = &c->cmd,
+    };
+    r = vkQueueSubmit(c->queue, 1, &si, c->fence);
+    if (r == VK_SUCCESS)
+        r = vkWaitForFences(c->dev, 1, &c->fence, VK_TRUE, UINT64_MAX);
+    if (r != VK_SUCCESS)
+        return vkfail(c, r, "submit");
+    vkResetFences(c->dev, 1, &c->fence);
+    vkResetCommandPool(c->dev, c->cpool, 0);
+    vkResetDescriptorPool(c->dev, c->dpool, 0);
+    c->sets_used = 0;
+    c->staging_used = 0;
+    return 0;
+}
+
+/* Space in the staging ring for bytes (aligned), flushing when full. */
+static int staging_get(struct vk_backend *c, VkDeviceSize bytes, VkDeviceSize *off)
+{
+    bytes = (bytes + 255) & ~(VkDeviceSize)255;
+    if (bytes > c->staging.size)
+        return fail(c, ENOMEM, "vulkan: %llu bytes exceed the staging buffer",
+                    (unsigned long long)bytes);
+    if (c->staging_used + bytes > c->staging.size) {
+        int rc = flush(c);
+        if (rc)
+            return rc;
+    }
+    *off = c->staging_used;
+    c->staging_used += bytes;
+    return begin(c);
+}
+
+static int dispatch(struct vk_backend *c, enum vk_shader s, const VkBuffer bufs[N_BINDINGS],
+                    const struct vk_push *p, uint32_t gx, uint32_t gy, uint32_t gz)
+{
+    if (gx == 0 || gy == 0 || gz == 0)
+        return 0;
+    if (c->sets_used == MAX_SETS) {
+        int rc = flush(c);
+        if (rc)
+            return rc;
+    }
+    int rc = begin(c);
+    if (rc)
+        return rc;
+    VkDescriptorSetAllocateInfo ai = {
+        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+        .descriptorPool = c->dpool,
+        .descriptorSetCount = 1,
+        .pSetLayouts = &c->dsl,
+    };
+    VkDescriptorSet set;
+    VkResult r = vkAllocateDescriptorSets(c->dev, &ai, &set);
+    if (r != VK_SUCCESS)
+        return vkfail(c, r, "allocate descriptor set");
+    c->sets_used++;
+    VkDescriptorBufferInfo info[N_BINDINGS];
+    VkWriteDescriptorSet w[N_BINDINGS];
+    for (int i = 0; i < N_BINDINGS; i++) {
+        info[i] = (VkDescriptorBufferInfo){bufs[i] ? bufs[i] : c->dummy.buf, 0, VK_WHOLE_SIZE};
+        w[i] = (VkWriteDescriptorSet){
+            .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+            .dstSet = set,
+            .dstBinding = (uint32_t)i,
+            .descriptorCount = 1,
+            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            .pBufferInfo = &info[i],
+        };
+    }
+    vkUpdateDescriptorSets(c->dev, N_BINDINGS, w, 0, NULL);
+    vkCmdBindPipeline(c->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, c->pipes[s]);
+    vkCmdBindDescriptorSets(c->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, c->layout, 0, 1, &set, 0, NULL);
+    vkCmdPushConstants(c->cmd, c->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof *p, p);
+    vkCmdDispatch(c->cmd, gx, gy, gz);
+    barrier(c, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+            VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
+                VK_ACCESS_TRANSFER_WRITE_BIT);
+    return 0;
+}
+
+static void copy(struct vk_backend *c, VkBuffer src, VkDeviceSize so, VkBuffer dst, VkDeviceSize dof,
+                 VkDeviceSize n)
+{
+    VkBufferCopy region = {so, dof, n};
+    vkCmdCopyBuffer(c->cmd, src, dst, 1, &region);
+    barrier(c, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+            VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
+                VK_ACCESS_TRANSFER_WRITE_BIT);
+}
+
+static uint32_t groups(int64_t n, uint32_t per) { return (uint32_t)((n + per - 1) / per); }
+
+/* ---- weights ---- */
+
+static size_t wt_slot(const struct vk_backend *c, const void *key)
+{
+    size_t h = (size_t)((uintptr_t)key >> 4) * 0x9E3779B97F4A7C15ull;
+    size_t i = h & (c->wt_cap - 1);
+    while (c->wt[i].key && c->wt[i].key != key)
+        i = (i + 1) & (c->wt_cap - 1);
+    return i;
+}
+
+static int wt_grow(struct vk_backend *c)
+{
+    size_t cap = c->wt_cap ? c->wt_cap * 2 : 256;
+    struct vk_weight *old = c->wt;
+    size_t old_cap = c->wt_cap;
+    c->wt = calloc(cap, sizeof *c->wt);
+    if (!c->wt) {
+        c->wt = old;
+        return fail(c, ENOMEM, "out of memory");
+    }
+    c->wt_cap = cap;
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i].key)
+            c->wt[wt_slot(c, old[i].key)] = old[i];
+    free(old);
+    return 0;
+}
+
+static float *host_rows(struct vk_backend *c, size_t n)
+{
+    if (n > c->host_rows_cap) {
+        float *p = realloc(c->host_rows, n * sizeof(float));
+        if (!p)
+            return NULL;
+        c->host_rows = p;
+        c->host_rows_cap = n;
+    }
+    return c->host_rows;
+}
+
+/* Writes rows [r0, r0+n) of w in format fmt to dst (chunk layout, chunk of
+ * `rows` rows starting at chunk_row0). */
+static int convert_rows(struct vk_backend *c, const struct weight *w, enum wfmt fmt, int64_t r0,
+                        int64_t n, int64_t chunk_row0, int64_t chunk_rows, unsigned char *dst)
+{
+    const struct quant_traits *tr = quant_traits(w->type);
+    int64_t k = w->n_in;
+    float *tmp = host_rows(c, (size_t)k);
+    if (!tr || !tmp)
+        return fail(c, ENOMEM, "out of memory");
+    for (int64_t r = r0; r < r0 + n; r++) {
+        const unsigned char *src = (const unsigned char *)w->data + (size_t)r * w->row_bytes;
+        int64_t lr = r - chunk_row0;
+        if (fmt == WFMT_Q8) {
+            const struct block_q8_0 *bl = (const struct block_q8_0 *)src;
+            int8_t *q = (int8_t *)dst + (size_t)lr * (size_t)k;
+            float *sc = (float *)(dst + (size_t)chunk_rows * (size_t)k) + (size_t)lr * (size_t)(k / 32);
+            for (int64_t b = 0; b < k / 32; b++) {
+                memcpy(q + b * 32, bl[b].qs, 32);
+                sc[b] = quant_f16_to_f32(bl[b].d);
+            }
+        } else if (fmt == WFMT_F16 && w->type == QUANT_TYPE_F16) {
+            memcpy(dst + (size_t)lr * (size_t)k * 2, src, (size_t)k * 2);
+        } else {
+            tr->dequantize(src, tmp, k);
+            if (fmt == WFMT_F32) {
+                memcpy(dst + (size_t)lr * (size_t)k * 4, tmp, (size_t)k * 4);
+            } else {
+                quant_f16 *h = (quant_f16 *)(dst + (size_t)lr * (size_t)k * 2);
+                for (int64_t i = 0; i < k; i++)
+                    h[i] = quant_f32_to_f16(tmp[i]);
+            }
+        }
+    }
+    return 0;
+}
+
+static int upload_chunk(struct vk_backend *c, const struct weight *w, struct vk_weight *vw,
+                        struct wchunk *ch, size_t row_dev)
+{
+    VkDeviceSize bytes = (VkDeviceSize)ch->rows * row_dev;
+    int rc = buf_create(c, &ch->b, bytes, false);
+    if (rc)
+        return rc;
+    if (ch->b.map)      /* unified memory: write in place */
+        return convert_rows(c, w, vw->fmt, ch->row0, ch->rows, ch->row0, ch->rows, ch->b.map);
+    if (vw->fmt == WFMT_Q8) {
+        /* the scales follow all of the chunk's quants: convert the chunk
+         * in host memory, then stage it in pieces */
+        unsigned char *tmp = malloc((size_t)bytes);
+        if (!tmp)
+            return fail(c, ENOMEM, "out of memory");
+        rc = convert_rows(c, w, vw->fmt, ch->row0, ch->rows, ch->row0, ch->rows, tmp);
+        for (VkDeviceSize done = 0; !rc && done < bytes;) {
+            VkDeviceSize n = bytes - done < c->staging.size ? bytes - done : c->staging.size, off;
+            if (!(rc = staging_get(c, n, &off))) {
+                memcpy((unsigned char *)c->staging.map + off, tmp + done, (size_t)n);
+                copy(c, c->staging.buf, off, ch->b.buf, done, n);
+                rc = flush(c);
+            }
+            done += n;
+        }
+        free(tmp);
+        return rc;
+    }
+    int64_t per = (int64_t)(c->staging.size / row_dev);
+    for (int64_t r = 0; r < ch->rows; r += per) {
+        int64_t n = ch->rows - r < per ? ch->rows - r : per;
+        VkDeviceSize off;
+        if ((rc = staging_get(c, (VkDeviceSize)n * row_dev, &off)))
+            return rc;
+        unsigned char *dst = (unsigned char *)c->staging.map + off;
+        if ((rc = convert_rows(c, w, vw->fmt, ch->row0 + r, n, ch->row0 + r, n, dst)))
+            return rc;
+        copy(c, c->staging.buf, off, ch->b.buf, (VkDeviceSize)r * row_dev, (VkDeviceSize)n * row_dev);
+        if ((rc = flush(c)))
+            return rc;
+    }
+    return 0;
+}
+
+/* The device copy of w, uploaded on first use. */
+static int weight_get(struct vk_backend *c, const struct weight *w, struct vk_weight **out)
+{
+    if (!w->data || w->n_in <= 0 || w->n_out <= 0)
+        return fail(c, EINVAL, "vulkan: empty weight");
+    if (c->wt_n * 2 >= c->wt_cap) {
+        int rc = wt_grow(c);
+        if (rc)
+            return rc;
+    }
+    size_t slot = wt_slot(c, w->data);
+    struct vk_weight *vw = &c->wt[slot];
+    if (vw->key) {
+        *out = vw;
+        return 0;
+    }
+    bool vector = w->n_out == 1;
+    if (!vector && w->n_in % 32)
+        return fail(c, ENOTSUP, "vulkan: rows of %lld values (not a multiple of 32)",
+                    (long long)w->n_in);
+    enum wfmt fmt = WFMT_F16;
+    if (vector || w->type == QUANT_TYPE_F32 || w->type == QUANT_TYPE_BF16)
+        fmt = WFMT_F32;
+    else if (w->type == QUANT_TYPE_Q8_0)
+        fmt = WFMT_Q8;
+    size_t row_dev = fmt == WFMT_F32 ? (size_t)w->n_in * 4
+                   : fmt == WFMT_F16 ? (size_t)w->n_in * 2
+                                     : (size_t)w->n_in + (size_t)w->n_in / 32 * 4;
+    VkDeviceSize limit = c->max_range;
+    if (c->desc.max_alloc && c->desc.max_alloc < limit)
+        limit = c->desc.max_alloc;
+    if (row_dev > limit)
+        return fail(c, ENOTSUP, "vulkan: one row of %zu bytes exceeds the device's buffer range",
+                    row_dev);
+    int64_t per = (int64_t)(limit / row_dev);
+    int n_chunks = (int)((w->n_out + per - 1) / per);
+    struct vk_weight nw = {.key = w->data, .fmt = fmt, .n_in = w->n_in, .n_out = w->n_out,
+                           .n_chunks = n_chunks, .chunks = calloc((size_t)n_chunks, sizeof(struct wchunk))};
+    if (!nw.chunks)
+        return fail(c, ENOMEM, "out of memory");
+    int rc = 0;
+    for (int i = 0; !rc && i < n_chunks; i++) {
+        struct wchunk *ch = &nw.chunks[i];
+        ch->row0 = (int64_t)i * per;
+        ch->rows = w->n_out - ch->row0 < per ? w->n_out - ch->row0 : per;
+        ch->scale_off = (uint32_t)((size_t)ch->rows * (size_t)w->n_in / 4);
+        rc = upload_chunk(c, w, &nw, ch, row_dev);
+    }
+    if (rc) {
+        for (int i = 0; i < n_chunks; i++)
+            buf_free(c, &nw.chunks[i].b);
+        free(nw.chunks);
+        return rc;
+    }
+    *vw = nw;
+    c->wt_n++;
+    *out = vw;
+    return 0;
+}
+
+uint64_t vk_weight_bytes(enum quant_type t, int64_t n, bool vector)
+{
+    if (n <= 0)
+        return 0;
+    if (vector || t == QUANT_TYPE_F32 || t == QUANT_TYPE_BF16)
+        return (uint64_t)n * 4;
+    if (t == QUANT_TYPE_Q8_0)
+        return (uint64_t)n + (uint64_t)n / 8;
+    return (uint64_t)n * 2;
+}
+
+uint64_t vk_scratch_bytes(int64_t tokens, int64_t floats_per_token)
+{
+    return STAGING_SIZE + SCORES_FLOATS * 4 + (uint64_t)tokens * (uint64_t)floats_per_token * 4 +
+           ARENA_BLOCK;
+}
+
+uint64_t vk_device_budget(const struct vk_device_desc *d)
+{
+    uint64_t best = 0, budget = 0;
+    for (int h = 0; h < d->n_heaps; h++)
+        if (d->heap_device_local[h] && d->heap_size[h] >= best) {
+            best = d->heap_size[h];
+            budget = d->heap_budget[h];
+        }
+    return budget ? budget : best / 5 * 4;
+}
+
+int vk_backend_upload(struct backend *b, const struct weight *w, char *err, size_t errlen)
+{
+    struct vk_backend *c = vb(b);
+    struct vk_weight *vw;
+    int rc = weight_get(c, w, &vw);
+    if (rc)
+        snprintf(err, errlen, "%s", c->err);
+    return rc;
+}
+
+void vk_backend_drop_weights(struct backend *b)
+{
+    struct vk_backend *c = vb(b);
+    if (c->recording)
+        flush(c);
+    for (size_t i = 0; i < c->wt_cap; i++) {
+        for (int j = 0; c->wt[i].key && j < c->wt[i].n_chunks; j++)
+            buf_free(c, &c->wt[i].chunks[j].b);
+        free(c->wt[i].chunks);
+    }
+    free(c->wt);
+    c->wt = NULL;
+    c->wt_cap = c->wt_n = 0;
+}
+
+/* ---- arena ---- */
+
+static struct btensor *vk_alloc(struct backend *b, int64_t ne0, int64_t ne1)
+{
+    struct vk_backend *c = vb(b);
+    size_t bytes;
+    if (c->n_tensors >= MAX_TENSORS || ne0 <= 0 || ne1 <= 0 ||
+        ckd_mul_size(&bytes, (size_t)ne0, (size_t)ne1) || ckd_mul_size(&bytes, bytes, 4))
+        return NULL;
+    VkDeviceSize need = ((VkDeviceSize)bytes + 255) & ~(VkDeviceSize)255;
+    if (need > c->max_range)
+        return NULL;
+    while (c->cur_block < c->n_blocks && c->cur_used + need > c->blocks[c->cur_block].size) {
+        c->cur_block++;
+        c->cur_used = 0;
+    }
+    if (c->cur_block == c->n_blocks) {
+        struct vk_buf *nb = realloc(c->blocks, (size_t)(c->n_blocks + 1) * sizeof *nb);
+        if (!nb)
+            return NULL;
+        c->blocks = nb;
+        VkDeviceSize size = need > ARENA_BLOCK ? need : ARENA_BLOCK;
+        if (size > c->max_range)
+            size = c->max_range;
+        if (buf_create(c, &c->blocks[c->n_blocks], size, false))
+            return NULL;
+        c->n_blocks++;
+        c->cur_used = 0;
+    }
+    struct vk_tensor *t = &c->tensors[c->n_tensors++];
+    t->t.ne0 = ne0;
+    t->t.ne1 = ne1;
+    t->t.data = NULL;
+    t->block = c->cur_block;
+    t->off = (uint32_t)(c->cur_used / 4);
+    c->cur_used += need;
+    return &t->t;
+}
+
+static void vk_reset(struct backend *b)
+{
+    struct vk_backend *c = vb(b);
+    c->n_tensors = 0;
+    c->cur_block = 0;
+    c->cur_used = 0;
+}
+
+static struct btensor *vk_rows(struct backend *b, const struct btensor *src, int64_t row0, int64_t n)
+{
+    struct vk_backend *c = vb(b);
+    if (c->n_tensors >= MAX_TENSORS || row0 < 0 || n <= 0 || row0 + n > src->ne1)
+        return NULL;
+    struct vk_tensor *t = &c->tensors[c->n_tensors++];
+    *t = *vt(src);
+    t->t.ne1 = n;
+    t->off += (uint32_t)(row0 * src->ne0);
+    return &t->t;
+}
+
+static VkBuffer tbuf(struct vk_backend *c, const struct btensor *t) { return c->blocks[vt(t)->block].buf; }
+static uint32_t toff(const struct btensor *t) { return vt(t)->off; }
+
+/* ---- operations ---- */
+
+static int vk_get_rows(struct backend *b, struct btensor *dst, const struct weight *w,
+                       const int32_t *ids, int64_t n)
+{
+    struct vk_backend *c = vb(b);
+    const struct quant_traits *tr = quant_traits(w->type);
+    if (dst->ne0 != w->n_in || dst->ne1 < n || !tr)
+        return fail(c, EINVAL, "get_rows: shape mismatch");
+    size_t row = (size_t)w->n_in * 4;
+    int64_t per = (int64_t)(c->staging.size / row);
+    for (int64_t i = 0; i < n; i += per) {
+        int64_t m = n - i < per ? n - i : per;
+        VkDeviceSize off;
+        int rc = staging_get(c, (VkDeviceSize)m * row, &off);
+        if (rc)
+            return rc;
+        for (int64_t j = 0; j < m; j++) {
+            int32_t id = ids[i + j];
+            if (id < 0 || id >= w->n_out)
+                return fail(c, EINVAL, "get_rows: id %d out of range", id);
+            tr->dequantize((const unsigned char *)w->data + (size_t)id * w->row_bytes,
+                           (float *)((unsigned char *)c->staging.map + off) + (size_t)j * (size_t)w->n_in,
+                           w->n_in);
+        }
+        copy(c, c->staging.buf, off, tbuf(c, dst), ((VkDeviceSize)toff(dst) + (VkDeviceSize)i * (VkDeviceSize)w->n_in) * 4,
+             (VkDeviceSize)m * row);
+    }
+    return 0;
+}
+
+static int vk_rms_norm(struct backend *b, struct btensor *dst, const struct btensor *src,
+                       const struct weight *g, float eps)
+{
+    struct vk_backend *c = vb(b);
+    if (dst->ne0 != src->ne0 || dst->ne1 < src->ne1 || g->n_in != src->ne0)
+        return fail(c, EINVAL, "rms_norm: shape mismatch");
+    struct vk_weight *vg;
+    int rc = weight_get(c, g, &vg);
+    if (rc)
+        return rc;
+    struct vk_push p = {.u = {(uint32_t)src->ne0, toff(src), toff(dst), 0}, .f = {eps}};
+    VkBuffer bufs[N_BINDINGS] = {tbuf(c, src), tbuf(c, dst), vg->chunks[0].b.buf};
+    return dispatch(c, VK_SHADER_RMS_NORM, bufs, &p, (uint32_t)src->ne1, 1, 1);
+}
+
+static int vk_matmul(struct backend *b, struct btensor *dst, const struct weight *w,
+                     const struct weight *bias, const struct btensor *src)
+{
+    struct vk_backend *c = vb(b);
+    if (src->ne0 != w->n_in || dst->ne0 != w->n_out || dst->ne1 < src->ne1)
+        return fail(c, EINVAL, "matmul: shape mismatch (%lld x %lld weight, %lld input)",
+                    (long long)w->n_out, (long long)w->n_in, (long long)src->ne0);
+    struct vk_weight *vw, *vbias = NULL;
+    int rc = weight_get(c, w, &vw);
+    if (!rc && bias && bias->t)
+        rc = weight_get(c, bias, &vbias);
+    if (rc)
+        return rc;
+    enum vk_shader s1 = vw->fmt == WFMT_F32 ? VK_SHADER_MATMUL_F32_1
+                      : vw->fmt == WFMT_F16 ? VK_SHADER_MATMUL_F16_1 : VK_SHADER_MATMUL_Q8_1;
+    enum vk_shader s8 = (enum vk_shader)(s1 + 1);
+    int64_t n_tok = src->ne1, full = n_tok / 8 * 8, rem = n_tok - full;
+    for (int i = 0; i < vw->n_chunks; i++) {
+        const struct wchunk *ch = &vw->chunks[i];
+        struct vk_push p = {.u = {(uint32_t)w->n_in, (uint32_t)ch->rows, (uint32_t)n_tok,
+                                  (uint32_t)ch->row0, toff(src), toff(dst), (uint32_t)dst->ne0, 0,
+                                  vbias != NULL, ch->scale_off, 0}};
+        VkBuffer bufs[N_BINDINGS] = {ch->b.buf, tbuf(c, src), tbuf(c, dst),
+                                     vbias ? vbias->chunks[0].b.buf : VK_NULL_HANDLE};
+        uint32_t gx = groups(ch->rows, 64);
+        if (full && (rc = dispatch(c, s8, bufs, &p, gx, (uint32_t)(full / 8), 1)))
+            return rc;
+        p.u[10] = (uint32_t)full;
+        if (rem && (rc = dispatch(c, rem >= 3 ? s8 : s1, bufs, &p, gx, rem >= 3 ? 1 : (uint32_t)rem, 1)))
+            return rc;
+    }
+    return 0;
+}
+
+static float yarn_corr_dim(int n_rot, int n_ctx_orig, float n_turns, float base)
+{
+    return (float)n_rot * logf((float)n_ctx_orig / (n_turns * 2.0f * (float)M_PI)) /
+           (2.0f * logf(base));
+}
+
+/* The cos/sin table, formed exactly as the CPU backend forms it. */
+static void rope_table(const struct rope_params *p, int pos0, int n, float *out)
+{
+    int half = p->n_rot / 2;
+    float theta_scale = powf(p->freq_base, -2.0f / (float)p->n_rot);
+    float corr0 = 0, corr1 = 0;
+    if (p->ext_factor != 0.0f) {
+        float start = floorf(yarn_corr_dim(p->n_rot, p->n_ctx_orig, p->beta_fast, p->freq_base));
+        float end = ceilf(yarn_corr_dim(p->n_rot, p->n_ctx_orig, p->beta_slow, p->freq_base));
+        corr0 = start > 0 ? start : 0;
+        corr1 = end < (float)(p->n_rot - 1) ? end : (float)(p->n_rot - 1);
+    }
+    for (int t = 0; t < n; t++) {
+        float theta_base = (float)(pos0 + t);
+        float *cs = out + (size_t)t * (size_t)half * 2;
+        for (int i = 0; i < half; i++) {
+            float ff = p->freq_factors ? p->freq_factors[i] : 1.0f;
+            float theta_extrap = theta_base / ff;
+            float theta = p->freq_scale * theta_extrap;
+            float mscale = p->attn_factor;
+            if (p->ext_factor != 0.0f) {
+                float y = ((float)i - corr0) / fmaxf(0.001f, corr1 - corr0);
+                float ramp = (1.0f - fminf(1.0f, fmaxf(0.0f, y))) * p->ext_factor;
+                theta = theta * (1.0f - ramp) + theta_extrap * ramp;
+                mscale *= 1.0f + 0.1f * logf(1.0f / p->freq_scale);
+            }
+            cs[2 * i] = cosf(theta) * mscale;
+            cs[2 * i + 1] = sinf(theta) * mscale;
+            theta_base *= theta_scale;
+        }
+    }
+}
+
+static int vk_rope(struct backend *b, struct btensor *x, int head_dim, const struct rope_params *p,
+                   const int32_t *pos)
+{
+    struct vk_backend *c = vb(b);
+    if (head_dim <= 0 || x->ne0 % head_dim || p->n_rot > head_dim || p->n_rot % 2 || p->n_rot < 2)
+        return fail(c, EINVAL, "rope: bad head size");
+    int64_t n = x->ne1;
+    for (int64_t t = 1; t < n; t++)
+        if (pos[t] != pos[0] + t)
+            return fail(c, EINVAL, "rope: positions must be consecutive");
+    int half = p->n_rot / 2;
+    VkDeviceSize off;
+    int rc = staging_get(c, (VkDeviceSize)n * (VkDeviceSize)half * 8, &off);
+    if (rc)
+        return rc;
+    rope_table(p, pos[0], (int)n, (float *)((unsigned char *)c->staging.map + off));
+    int64_t n_head = x->ne0 / head_dim;
+    struct vk_push pc = {.u = {(uint32_t)half, (uint32_t)head_dim, (uint32_t)n_head, (uint32_t)x->ne0,
+                               toff(x), p->mode == ROPE_MODE_NEOX, (uint32_t)(off / 4), (uint32_t)n}};
+    VkBuffer bufs[N_BINDINGS] = {tbuf(c, x), c->staging.buf};
+    return dispatch(c, VK_SHADER_ROPE, bufs, &pc, groups(n * n_head * half, 64), 1, 1);
+}
+
+static void kv_free(struct vk_backend *c)
+{
+    for (int l = 0; c->kc && l < c->kv.n_layer; l++) {
+        buf_free(c, &c->kc[l]);
+        buf_free(c, &c->vc[l]);
+    }
+    free(c->kc);
+    free(c->vc);
+    c->kc = c->vc = NULL;
+    buf_free(c, &c->scores);
+    c->kv.n_layer = 0;
+}
+
+static int vk_kv_init(struct backend *b, const struct kv_shape *s)
+{
+    struct vk_backend *c = vb(b);
+    int rc = flush(c);
+    if (rc)
+        return rc;
+    kv_free(c);
+    if (s->type == KV_TYPE_F16 && ((s->k_width | s->v_width) & 1))
+        return fail(c, ENOTSUP, "vulkan: an F16 KV cache needs even widths");
+    size_t el = s->type == KV_TYPE_F16 ? 2 : 4;
+    c->kc = calloc((size_t)s->n_layer, sizeof *c->kc);
+    c->vc = calloc((size_t)s->n_layer, sizeof *c->vc);
+    if (!c->kc || !c->vc) {
+        free(c->kc);
+        free(c->vc);
+        c->kc = c->vc = NULL;
+        return fail(c, ENOMEM, "out of memory");
+    }
+    c->kv = *s;
+    for (int l = 0; l < s->n_layer; l++) {
+        size_t kb, vbytes;
+        if (ckd_mul_size(&kb, (size_t)s->n_ctx, (size_t)s->k_width) || ckd_mul_size(&kb, kb, el) ||
+            ckd_mul_size(&vbytes, (size_t)s->n_ctx, (size_t)s->v_width) ||
+            ckd_mul_size(&vbytes, vbytes, el) || kb > c->max_range || vbytes > c->max_range) {
+            kv_free(c);
+            return fail(c, ENOMEM, "vulkan: a KV cache of %d tokens exceeds the buffer range",
+                        s->n_ctx);
+        }
+        if ((rc = buf_create(c, &c->kc[l], kb, false)) || (rc = buf_create(c, &c->vc[l], vbytes, false))) {
+            kv_free(c);
+            return fail(c, rc, "vulkan: out of device memory for a KV cache of %d tokens", s->n_ctx);
+        }
+    }
+    if ((rc = buf_create(c, &c->scores, SCORES_FLOATS * 4, false))) {
+        kv_free(c);
+        return rc;
+    }
+    return 0;
+}
+
+static int vk_kv_store(struct backend *b, int layer, const struct btensor *k, const struct btensor *v,
+                       int pos0)
+{
+    struct vk_backend *c = vb(b);
+    if (layer < 0 || layer >= c->kv.n_layer || k->ne0 != c->kv.k_width ||
+        v->ne0 != c->kv.v_width || k->ne1 != v->ne1)
+        return fail(c, EINVAL, "kv_store: shape mismatch");
+    if (pos0 < 0 || pos0 + k->ne1 > c->kv.n_ctx)
+        return fail(c, ENOSPC, "the context is full (%d tokens)", c->kv.n_ctx);
+    int rc = begin(c);
+    if (rc)
+        return rc;
+    const struct btensor *src[2] = {k, v};
+    const struct vk_buf *dst[2] = {&c->kc[layer], &c->vc[layer]};
+    for (int m = 0; m < 2; m++) {
+        uint64_t n = (uint64_t)src[m]->ne0 * (uint64_t)src[m]->ne1;
+        uint64_t d0 = (uint64_t)pos0 * (uint64_t)src[m]->ne0;
+        if (c->kv.type == KV_TYPE_F32) {
+            copy(c, tbuf(c, src[m]), (VkDeviceSize)toff(src[m]) * 4, dst[m]->buf, d0 * 4, n * 4);
+            continue;
+        }
+        struct vk_push p = {.u = {(uint32_t)(n / 2), toff(src[m]), 0, (uint32_t)(d0 / 2)}};
+        VkBuffer bufs[N_BINDINGS] = {tbuf(c, src[m]), VK_NULL_HANDLE, dst[m]->buf};
+        uint32_t g = groups((int64_t)(n / 2), 256);
+        if ((rc = dispatch(c, VK_SHADER_TO_F16, bufs, &p, g < 65535 ? g : 65535, 1, 1)))
+            return rc;
+    }
+    return 0;
+}
+
+static int vk_attention(struct backend *b, struct btensor *dst, const struct btensor *q, int layer,
+                        int n_head, int n_head_kv, int head_dim, int v_dim, int pos0, float scale)
+{
+    struct vk_backend *c = vb(b);
+    if (layer < 0 || layer >= c->kv.n_layer || n_head_kv <= 0 || n_head % n_head_kv ||
+        q->ne0 != (int64_t)n_head * head_dim || dst->ne0 != (int64_t)n_head * v_dim ||
+        (int64_t)n_head_kv * head_dim > c->kv.k_width || (int64_t)n_head_kv * v_dim > c->kv.v_width ||
+        (c->kv.type == KV_TYPE_F16 && (head_dim & 1)))
+        return fail(c, EINVAL, "attention: shape mismatch");
+    if (pos0 < 0 || pos0 + q->ne1 > c->kv.n_ctx)
+        return fail(c, ENOSPC, "the context is full (%d tokens)", c->kv.n_ctx);
+    uint32_t stride = (uint32_t)c->kv.n_ctx;
+    int64_t per = (int64_t)(SCORES_FLOATS / ((size_t)n_head * stride));
+    if (per < 1)
+        return fail(c, ENOTSUP, "vulkan: attention over %d positions and %d heads needs a larger "
+                    "scratch", c->kv.n_ctx, n_head);
+    if (per > 65535)
+        per = 65535;
+    for (int64_t t0 = 0; t0 < q->ne1; t0 += per) {
+        int64_t m = q->ne1 - t0 < per ? q->ne1 - t0 : per;
+        struct vk_push p = {.u = {(uint32_t)n_head, (uint32_t)(n_head / n_head_kv), (uint32_t)head_dim,
+                                  (uint32_t)v_dim, (uint32_t)pos0, toff(q), toff(dst),
+                                  (uint32_t)c->kv.k_width, (uint32_t)c->kv.v_width, stride,
+                                  (uint32_t)t0},
+                            .f = {scale}};
+        VkBuffer bufs[N_BINDINGS] = {tbuf(c, q), c->kc[layer].buf, c->vc[layer].buf, c->scores.buf,
+                                     tbuf(c, dst)};
+        int rc = dispatch(c, c->kv.type == KV_TYPE_F16 ? VK_SHADER_ATTENTION_F16 : VK_SHADER_ATTENTION_F32,
+                          bufs, &p, (uint32_t)n_head, (uint32_t)m, 1);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int eltwise(struct vk_backend *c, enum vk_shader s, const struct btensor *dst,
+                   const struct btensor *a, const struct btensor *bb)
+{
+    int64_t n = a->ne0 * a->ne1;
+    struct vk_push p = {.u = {(uint32_t)n, toff(a), bb ? toff(bb) : 0, toff(dst)}};
+    VkBuffer bufs[N_BINDINGS] = {tbuf(c, a), bb ? tbuf(c, bb) : VK_NULL_HANDLE, tbuf(c, dst)};
+    uint32_t g = groups(n, 256);
+    return dispatch(c, s, bufs, &p, g < 65535 ? g : 65535, 1, 1);
+}
+
+static int vk_swiglu(struct backend *b, struct btensor *dst, const struct btensor *gate,
+                     const struct btensor *up)
+{
+    struct vk_backend *c = vb(b);
+    if (gate->ne0 != up->ne0 || gate->ne1 != up->ne1 || dst->ne0 != gate->ne0)
+        return fail(c, EINVAL, "swiglu: shape mismatch");
+    return eltwise(c, VK_SHADER_SWIGLU, dst, gate, up);
+}
+
+static int vk_add(struct backend *b, struct btensor *dst, const struct btensor *src)
+{
+    struct vk_backend *c = vb(b);
+    if (dst->ne0 != src->ne0 || dst->ne1 != src->ne1)
+        return fail(c, EINVAL, "add: shape mismatch");
+    return eltwise(c, VK_SHADER_ADD, dst, src, NULL);
+}
+
+static int vk_read(struct backend *b, const struct btensor *src, int64_t row0, int64_t n, float *out)
+{
+    struct vk_backend *c = vb(b);
+    if (row0 < 0 || n < 0 || row0 + n > src->ne1)
+        return fail(c, EINVAL, "read: rows out of range");
+    size_t row = (size_t)src->ne0 * 4;
+    int64_t per = (int64_t)(c->staging.size / row);
+    if (per < 1)
+        return fail(c, ENOTSUP, "read: a row exceeds the staging buffer");
+    for (int64_t i = 0; i < n; i += per) {
+        int64_t m = n - i < per ? n - i : per;
+        VkDeviceSize off;
+        int rc = staging_get(c, (VkDeviceSize)m * row, &off);
+        if (rc)
+            return rc;
+        copy(c, tbuf(c, src), ((VkDeviceSize)toff(src) + (VkDeviceSize)(row0 + i) * (VkDeviceSize)src->ne0) * 4,
+             c->staging.buf, off, (VkDeviceSize)m * row);
+        if ((rc = flush(c)))
+            return rc;
+        memcpy(out + (size_t)i * (size_t)src->ne0, (unsigned char *)c->staging.map + off,
+               (size_t)m * row);
+    }
+    return 0;
+}
+
+static const char *vk_error(const struct backend *b) { return ((const struct vk_backend *)b)->err; }
+static const char *vk_device_name(const struct backend *b)
+{
+    return ((const struct vk_backend *)b)->desc.name;
+}
+
+/* ---- setup and teardown ---- */
+
+static void save_cache(struct vk_backend *c)
+{
+    if (!c->cache || !c->cache_path[0])
+        return;
+    size_t n = 0;
+    if (vkGetPipelineCacheData(c->dev, c->cache, &n, NULL) != VK_SUCCESS || n == 0)
+        return;
+    void *data = malloc(n);
+    if (data && vkGetPipelineCacheData(c->dev, c->cache, &n, data) == VK_SUCCESS) {
+        char tmp[600];
+        snprintf(tmp, sizeof tmp, "%s.tmp", c->cache_path);
+        FILE *f = fopen(tmp, "wb");
+        if (f) {
+            bool ok = fwrite(data, 1, n, f) == n;
+            ok &= fclose(f) == 0;
+            if (ok)
+                rename(tmp, c->cache_path);
+            else
+                remove(tmp);
+        }
+    }
+    free(data);
+}
+
+static void vk_free(struct backend *b)
+{
+    struct vk_backend *c = vb(b);
+    if (!c)
+        return;
+    if (c->dev) {
+        if (c->recording && !c->lost)
+            flush(c);
+        vkDeviceWaitIdle(c->dev);
+        save_cache(c);
+        kv_free(c);
+        vk_backend_drop_weights(b);
+        for (int i = 0; i < c->n_blocks; i++)
+            buf_free(c, &c->blocks[i]);
+        buf_free(c, &c->staging);
+        buf_free(c, &c->dummy);
+        for (int i = 0; i < VK_SHADER_COUNT; i++)
+            if (c->pipes[i])
+                vkDestroyPipeline(c->dev, c->pipes[i], NULL);
+        if (c->cache)
+            vkDestroyPipelineCache(c->dev, c->cache, NULL);
+        if (c->layout)
+            vkDestroyPipelineLayout(c->dev, c->layout, NULL);
+        if (c->dsl)
+            vkDestroyDescriptorSetLayout(c->dev, c->dsl, NULL);
+        if (c->dpool)
+            vkDestroyDescriptorPool(c->dev, c->dpool, NULL);
+        if (c->fence)
+            vkDestroyFence(c->dev, c->fence, NULL);
+        if (c->cpool)
+            vkDestroyCommandPool(c->dev, c->cpool, NULL);
+        vkDestroyDevice(c->dev, NULL);
+    }
+    free(c->wt);
+    free(c->blocks);
+    free(c->host_rows);
+    vk_inst_destroy(&c->vi);
+    free(c);
+}
+
+static const struct backend_ops vk_ops = {
+    .name = "vulkan",
+    .free = vk_free,
+    .kv_init = vk_kv_init,
+    .alloc = vk_alloc,
+    .reset = vk_reset,
+    .get_rows = vk_get_rows,
+    .rms_norm = vk_rms_norm,
+    .matmul = vk_matmul,
+    .rope = vk_rope,
+    .kv_store = vk_kv_store,
+    .attention = vk_attention,
+    .swiglu = vk_swiglu,
+    .add = vk_add,
+    .read = vk_read,
+    .rows = vk_rows,
+    .error = vk_error,
+    .device_name = vk_device_name,
+};
+
+static int load_cache(struct vk_backend *c, const char *dir)
+{
+    void *data = NULL;
+    size_t n = 0;
+    if (dir && dir[0]) {
+        mkdir(dir, 0755);
+        snprintf(c->cache_path, sizeof c->cache_path, "%s/pipelines-%04x-%04x.bin", dir,
+                 c->desc.vendor_id, c->desc.device_id);
+        FILE *f = fopen(c->cache_path, "rb");
+        if (f) {
+            if (fseek(f, 0, SEEK_END) == 0) {
+                long len = ftell(f);
+                if (len > 0 && len < (64L << 20) && fseek(f, 0, SEEK_SET) == 0 &&
+                    (data = malloc((size_t)len)) && fread(data, 1, (size_t)len, f) == (size_t)len)
+                    n = (size_t)len;
+            }
+            fclose(f);
+        }
+    }
+    VkPipelineCacheCreateInfo ci = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO,
+        .initialDataSize = n,
+        .pInitialData = n ? data : NULL,
+    };
+    VkResult r = vkCreatePipelineCache(c->dev, &ci, NULL, &c->cache);
+    if (r != VK_SUCCESS && n) {     /* a stale or foreign cache: start empty */
+        ci.initialDataSize = 0;
+        ci.pInitialData = NULL;
+        r = vkCreatePipelineCache(c->dev, &ci, NULL, &c->cache);
+    }
+    free(data);
+    return r == VK_SUCCESS ? 0 : vkfail(c, r, "create pipeline cache");
+}
+
+static int make_pipelines(struct vk_backend *c)
+{
+    VkDescriptorSetLayoutBinding lb[N_BINDINGS];
+    for (int i = 0; i < N_BINDINGS; i++)
+        lb[i] = (VkDescriptorSetLayoutBinding){(uint32_t)i, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 1,
+                                               VK_SHADER_STAGE_COMPUTE_BIT, NULL};
+    VkDescriptorSetLayoutCreateInfo dci = {
+        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
+        .bindingCount = N_BINDINGS,
+        .pBindings = lb,
+    };
+    VkResult r = vkCreateDescriptorSetLayout(c->dev, &dci, NULL, &c->dsl);
+    if (r != VK_SUCCESS)
+        return vkfail(c, r, "create descriptor set layout");
+    VkPushConstantRange pr = {VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(struct vk_push)};
+    VkPipelineLayoutCreateInfo lci = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
+        .setLayoutCount = 1,
+        .pSetLayouts = &c->dsl,
+        .pushConstantRangeCount = 1,
+        .pPushConstantRanges = &pr,
+    };
+    if ((r = vkCreatePipelineLayout(c->dev, &lci, NULL, &c->layout)) != VK_SUCCESS)
+        return vkfail(c, r, "create pipeline layout");
+    VkDescriptorPoolSize ps = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, MAX_SETS * N_BINDINGS};
+    VkDescriptorPoolCreateInfo pci = {
+        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
+        .maxSets = MAX_SETS,
+        .poolSizeCount = 1,
+        .pPoolSizes = &ps,
+    };
+    if ((r = vkCreateDescriptorPool(c->dev, &pci, NULL, &c->dpool)) != VK_SUCCESS)
+        return vkfail(c, r, "create descriptor pool");
+    for (int i = 0; i < VK_SHADER_COUNT; i++) {
+        const struct vk_spirv *sp = vk_shader_spirv((enum vk_shader)i);
+        VkShaderModuleCreateInfo mci = {
+            .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
+            .codeSize = sp->size,
+            .pCode = sp->code,
+        };
+        VkShaderModule mod;
+        if ((r = vkCreateShaderModule(c->dev, &mci, NULL, &mod)) != VK_SUCCESS)
+            return vkfail(c, r, sp->name);
+        VkComputePipelineCreateInfo cci = {
+            .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+            .stage = {
+                .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+                .stage = VK_SHADER_STAGE_COMPUTE_BIT,
+                .module = mod,
+                .pName = "main",
+            },
+            .layout = c->layout,
+        };
+        r = vkCreateComputePipelines(c->dev, c->cache, 1, &cci, NULL, &c->pipes[i]);
+        vkDestroyShaderModule(c->dev, mod, NULL);
+        if (r != VK_SUCCESS)
+            return vkfail(c, r, sp->name);
+    }
+    return 0;
+}
+
+static int open_device(struct vk_backend *c, const struct vk_options *o)
+{
+    uint32_t count = 0;
+    VkResult r = vkEnumeratePhysicalDevices(c->vi.instance, &count, NULL);
+    if (r != VK_SUCCESS || count == 0)
+        return fail(c, ENODEV, "no Vulkan device found");
+    VkPhysicalDevice *pds = calloc(count, sizeof *pds);
+    struct vk_device_desc *descs = calloc(count, sizeof *descs);
+    int rc = 0;
+    if (!pds || !descs) {
+        rc = fail(c, ENOMEM, "out of memory");
+        goto out;
+    }
+    r = vkEnumeratePhysicalDevices(c->vi.instance, &count, pds);
+    if (r != VK_SUCCESS && r != VK_INCOMPLETE) {
+        rc = vkfail(c, r, "list devices");
+        goto out;
+    }
+    for (uint32_t i = 0; i < count; i++)
+        vk_probe(pds[i], (int)i, &descs[i]);
+    int pick = o->device >= 0 ? o->device : vk_default_device(descs, (int)count);
+    if (pick < 0 || pick >= (int)count) {
+        rc = fail(c, ENODEV, "no Vulkan device %d (there are %u: see ponder devices)", o->device, count);
+        goto out;
+    }
+    c->pd = pds[pick];
+    c->desc = descs[pick];
+out:
+    free(pds);
+    free(descs);
+    return rc;
+}
+
+int vk_backend_create(const struct vk_options *o, struct backend **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    struct vk_backend *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return ENOMEM;
+    }
+    c->base.ops = &vk_ops;
+    int rc = vk_inst_create(&c->vi, o->validation, err, errlen);
+    if (rc) {
+        free(c);
+        return rc;
+    }
+    if ((rc = open_device(c, o)))
+        goto out;
+    vkGetPhysicalDeviceMemoryProperties(c->pd, &c->mp);
+    c->max_range = c->desc.max_storage_range & ~(VkDeviceSize)255;
+    uint32_t nq = 0;
+    vkGetPhysicalDeviceQueueFamilyProperties(c->pd, &nq, NULL);
+    VkQueueFamilyProperties qf[16];
+    if (nq > 16)
+        nq = 16;
+    vkGetPhysicalDeviceQueueFamilyProperties(c->pd, &nq, qf);
+    uint32_t fam = UINT32_MAX;
+    for (uint32_t i = 0; i < nq && fam == UINT32_MAX; i++)
+        if (qf[i].queueFlags & VK_QUEUE_COMPUTE_BIT)
+            fam = i;
+    if (fam == UINT32_MAX) {
+        rc = fail(c, ENODEV, "%s has no compute queue", c->desc.name);
+        goto out;
+    }
+    float prio = 1.0f;
+    VkDeviceQueueCreateInfo qci = {
+        .sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
+        .queueFamilyIndex = fam,
+        .queueCount = 1,
+        .pQueuePriorities = &prio,
+    };
+    const char *exts[1];
+    uint32_t n_ext = 0;
+    uint32_t n_avail = 0;
+    vkEnumerateDeviceExtensionProperties(c->pd, NULL, &n_avail, NULL);
+    VkExtensionProperties *avail = n_avail ? calloc(n_avail, sizeof *avail) : NULL;
+    if (avail && vkEnumerateDeviceExtensionProperties(c->pd, NULL, &n_avail, avail) == VK_SUCCESS)
+        for (uint32_t i = 0; i < n_avail; i++)
+            if (!strcmp(avail[i].extensionName, "VK_KHR_portability_subset"))
+                exts[n_ext++] = "VK_KHR_portability_subset";
+    free(avail);
+    VkDeviceCreateInfo dci = {
+        .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
+        .queueCreateInfoCount = 1,
+        .pQueueCreateInfos = &qci,
+        .enabledExtensionCount = n_ext,
+        .ppEnabledExtensionNames = exts,
+    };
+    VkResult r = vkCreateDevice(c->pd, &dci, NULL, &c->dev);
+    if (r != VK_SUCCESS) {
+        c->dev = VK_NULL_HANDLE;
+        rc = vkfail(c, r, "create device");
+        goto out;
+    }
+    vkGetDeviceQueue(c->dev, fam, 0, &c->queue);
+    VkCommandPoolCreateInfo cpi = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+        .flags = VK_COMMAND_POOL_CREATE_TRANSIENT_BIT,
+        .queueFamilyIndex = fam,
+    };
+    VkFenceCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    if ((r = vkCreateCommandPool(c->dev, &cpi, NULL, &c->cpool)) != VK_SUCCESS ||
+        (r = vkCreateFence(c->dev, &fci, NULL, &c->fence)) != VK_SUCCESS) {
+        rc = vkfail(c, r, "create command pool");
+        goto out;
+    }
+    VkCommandBufferAllocateInfo cai = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+        .commandPool = c->cpool,
+        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+        .commandBufferCount = 1,
+    };
+    if ((r = vkAllocateCommandBuffers(c->dev, &cai, &c->cmd)) != VK_SUCCESS) {
+        rc = vkfail(c, r, "allocate command buffer");
+        goto out;
+    }
+    VkDeviceSize st = STAGING_SIZE < c->max_range ? STAGING_SIZE : c->max_range;
+    if ((rc = buf_create(c, &c->staging, st, true)) || (rc = buf_create(c, &c->dummy, 256, false)))
+        goto out;
+    if (!c->staging.map) {
+        rc = fail(c, ENOMEM, "vulkan: no host-visible memory for staging");
+        goto out;
+    }
+    if ((rc = load_cache(c, o->cache_dir)) || (rc = make_pipelines(c)))
+        goto out;
+out:
+    if (rc) {
+        snprintf(err, errlen, "%s: %s", c->desc.name[0] ? c->desc.name : "vulkan", c->err);
+        vk_free(&c->base);
+        return rc;
+    }
+    *out = &c->base;
+    return 0;
+}
+
+bool vk_backend_is(const struct backend *b) { return b && b->ops == &vk_ops; }
+
+const struct vk_device_desc *vk_backend_desc(const struct backend *b)
+{
+    return &((const struct vk_backend *)b)->desc;
+}
+
+unsigned vk_backend_validation_messages(const struct backend *b, char *msg, size_t msglen)
+{
+    struct vk_backend *c = (struct vk_backend *)(uintptr_t)b;
+    unsigned n = atomic_load(&c->vi.n_messages);
+    if (msg && msglen)
+        snprintf(msg, msglen, "%s", n ? c->vi.first_message : "");
+    return n;
+}
+
+bool vk_backend_validating(const struct backend *b)
+{
+    return ((const struct vk_backend *)b)->vi.validating;
+}

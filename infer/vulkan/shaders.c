@@ -1,0 +1,59 @@
+/* Embeds the SPIR-V that shaders/shaders.mk made with glslc -mfmt=c (each
+ * .h is a brace-enclosed list of words). */
+#include "infer/vulkan/shaders.h"
+
+static const uint32_t spv_matmul_f32_1[] =
+#include "matmul_f32_1.h"
+    ;
+static const uint32_t spv_matmul_f32_8[] =
+#include "matmul_f32_8.h"
+    ;
+static const uint32_t spv_matmul_f16_1[] =
+#include "matmul_f16_1.h"
+    ;
+static const uint32_t spv_matmul_f16_8[] =
+#include "matmul_f16_8.h"
+    ;
+static const uint32_t spv_matmul_q8_1[] =
+#include "matmul_q8_1.h"
+    ;
+static const uint32_t spv_matmul_q8_8[] =
+#include "matmul_q8_8.h"
+    ;
+static const uint32_t spv_rms_norm[] =
+#include "rms_norm.h"
+    ;
+static const uint32_t spv_rope[] =
+#include "rope.h"
+    ;
+static const uint32_t spv_add[] =
+#include "add.h"
+    ;
+static const uint32_t spv_swiglu[] =
+#include "swiglu.h"
+    ;
+static const uint32_t spv_to_f16[] =
+#include "to_f16.h"
+    ;
+static const uint32_t spv_attention_f32[] =
+#include "attention_f32.h"
+    ;
+static const uint32_t spv_attention_f16[] =
+#include "attention_f16.h"
+    ;
+
+#define SPV(id, arr) [id] = {#arr, arr, sizeof arr}
+static const struct vk_spirv table[VK_SHADER_COUNT] = {
+    SPV(VK_SHADER_MATMUL_F32_1, spv_matmul_f32_1), SPV(VK_SHADER_MATMUL_F32_8, spv_matmul_f32_8),
+    SPV(VK_SHADER_MATMUL_F16_1, spv_matmul_f16_1), SPV(VK_SHADER_MATMUL_F16_8, spv_matmul_f16_8),
+    SPV(VK_SHADER_MATMUL_Q8_1, spv_matmul_q8_1),   SPV(VK_SHADER_MATMUL_Q8_8, spv_matmul_q8_8),
+    SPV(VK_SHADER_RMS_NORM, spv_rms_norm),         SPV(VK_SHADER_ROPE, spv_rope),
+    SPV(VK_SHADER_ADD, spv_add),                   SPV(VK_SHADER_SWIGLU, spv_swiglu),
+    SPV(VK_SHADER_TO_F16, spv_to_f16),             SPV(VK_SHADER_ATTENTION_F32, spv_attention_f32),
+    SPV(VK_SHADER_ATTENTION_F16, spv_attention_f16),
+};
+
+const struct vk_spirv *vk_shader_spirv(enum vk_shader s)
+{
+    return (unsigned)s < VK_SHADER_COUNT ? &table[s] : 0;
+}

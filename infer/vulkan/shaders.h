@@ -1,0 +1,26 @@
+/* The SPIR-V of every shader variant, compiled by glslc at build time
+ * (shaders/shaders.mk) and embedded here. */
+#ifndef PONDER_VK_SHADERS_H
+#define PONDER_VK_SHADERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum vk_shader {
+    VK_SHADER_MATMUL_F32_1, VK_SHADER_MATMUL_F32_8,
+    VK_SHADER_MATMUL_F16_1, VK_SHADER_MATMUL_F16_8,
+    VK_SHADER_MATMUL_Q8_1, VK_SHADER_MATMUL_Q8_8,
+    VK_SHADER_RMS_NORM, VK_SHADER_ROPE, VK_SHADER_ADD, VK_SHADER_SWIGLU, VK_SHADER_TO_F16,
+    VK_SHADER_ATTENTION_F32, VK_SHADER_ATTENTION_F16,
+    VK_SHADER_COUNT
+};
+
+struct vk_spirv {
+    const char *name;
+    const uint32_t *code;
+    size_t size;            /* bytes */
+};
+
+const struct vk_spirv *vk_shader_spirv(enum vk_shader s);
+
+#endif

@@ -1,0 +1,78 @@
+/* The Vulkan backend's public face: list the devices with their limits and
+ * optional features (`ponder devices`), and create a backend (backend.h) on
+ * one of them.  Nothing here needs vulkan.h; only infer/vulkan/ includes it.
+ *
+ * Errors are POSIX codes with one line in err: ENODEV (no Vulkan loader
+ * answer, no device, or no such device index), ENOMEM (host or device
+ * memory), EIO (the driver failed or the device was lost). */
+#ifndef PONDER_VK_H
+#define PONDER_VK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "infer/backend.h"
+
+#define VK_DESC_MAX_HEAPS 8
+
+struct vk_device_desc {
+    int index;
+    char name[256];
+    char type[16];              /* "discrete", "integrated", "virtual", "cpu", "other" */
+    char driver[128];           /* driver name and info, e.g. "llvmpipe Mesa 22.3.6" */
+    uint32_t api_version;       /* VK_MAKE_API_VERSION packing */
+    uint32_t vendor_id, device_id;
+    int n_heaps;
+    uint64_t heap_size[VK_DESC_MAX_HEAPS];
+    uint64_t heap_budget[VK_DESC_MAX_HEAPS];    /* 0 when VK_EXT_memory_budget is absent */
+    bool heap_device_local[VK_DESC_MAX_HEAPS];
+    uint32_t subgroup_size;
+    bool subgroup_arith, subgroup_shuffle;
+    bool storage16, storage8, float16, int8, int_dot, coopmat, memory_budget;
+    uint64_t max_storage_range, max_alloc;
+    uint32_t max_shared, max_push;
+    uint64_t device_local_bytes;    /* the largest device-local heap */
+};
+
+/* Fills up to max descriptions; *n is the number of devices present.
+ * ENODEV when the loader finds no instance or no device. */
+int vk_list_devices(struct vk_device_desc *out, int max, int *n, char *err, size_t errlen);
+/* The device the backend picks by default: the discrete GPU with the most
+ * memory, else integrated, else virtual, else software. -1 when none. */
+int vk_default_device(const struct vk_device_desc *d, int n);
+
+struct vk_options {
+    int device;                 /* index from vk_list_devices, -1 = default */
+    bool validation;            /* enable VK_LAYER_KHRONOS_validation when installed */
+    const char *cache_dir;      /* pipeline cache directory, NULL = none */
+};
+
+/* Bytes a weight of n values of type t takes on the device (the layout the
+ * backend uploads it in). */
+uint64_t vk_weight_bytes(enum quant_type t, int64_t n, bool vector);
+/* Bytes of device memory the backend uses besides weights and KV cache
+ * (staging, attention scratch, activations of a batch of `tokens` rows
+ * of `floats_per_token` floats). */
+uint64_t vk_scratch_bytes(int64_t tokens, int64_t floats_per_token);
+/* Uploads w now (weights are otherwise uploaded on first use). */
+int vk_backend_upload(struct backend *b, const struct weight *w, char *err, size_t errlen);
+/* Forgets every uploaded weight (their device memory is freed): weights
+ * are known by their host address, so a caller that frees or reuses that
+ * memory must call this first. */
+void vk_backend_drop_weights(struct backend *b);
+/* The device memory budget: what VK_EXT_memory_budget reports for the
+ * largest device-local heap, or 80 % of its size. */
+uint64_t vk_device_budget(const struct vk_device_desc *d);
+
+int vk_backend_create(const struct vk_options *o, struct backend **out, char *err, size_t errlen);
+bool vk_backend_is(const struct backend *b);
+/* The device the backend runs on (lives as long as the backend). */
+const struct vk_device_desc *vk_backend_desc(const struct backend *b);
+/* Validation-layer warnings and errors reported so far; the first message
+ * goes into msg when it is not NULL. */
+unsigned vk_backend_validation_messages(const struct backend *b, char *msg, size_t msglen);
+/* Whether the validation layer is active on this backend. */
+bool vk_backend_validating(const struct backend *b);
+
+#endif

@@ -1,0 +1,617 @@
+/* The Vulkan backend on whatever device the loader finds (lavapipe in CI):
+ * each operation against an exact host reference or the CPU backend, every
+ * weight type, odd sizes; whole-model conformance against llama.cpp's
+ * logits; the CPU/GPU layer split; zero validation messages.  Every test
+ * skips with a message when there is no Vulkan device. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "infer/cpu/backend_cpu.h"
+#include "infer/gguf.h"
+#include "infer/model.h"
+#include "infer/quant.h"
+#include "infer/vulkan/vk.h"
+#include "tests/fixture.h"
+
+static bool have_device(void)
+{
+    struct vk_device_desc d[8];
+    int n = 0;
+    char err[256];
+    if (vk_list_devices(d, 8, &n, err, sizeof err) || n == 0) {
+        printf("  skipped: no Vulkan device (%s)\n", err);
+        return false;
+    }
+    return true;
+}
+
+#define NEED_DEVICE()            \
+    do {                         \
+        if (!have_device()) {    \
+            skip();              \
+            return;              \
+        }                        \
+    } while (0)
+
+static struct backend *open_vk(void)
+{
+    struct vk_options o = {.device = -1, .validation = true};
+    struct backend *b = NULL;
+    char err[256];
+    int rc = vk_backend_create(&o, &b, err, sizeof err);
+    if (rc)
+        fail_msg("vk_backend_create: %s", err);
+    return b;
+}
+
+static void close_vk(struct backend *b)
+{
+    char msg[512];
+    unsigned n = vk_backend_validation_messages(b, msg, sizeof msg);
+    b->ops->free(b);
+    if (n)
+        fail_msg("%u validation messages, the first: %s", n, msg);
+}
+
+/* Deterministic values in [-1, 1). */
+static float rnd(uint32_t *s)
+{
+    *s = *s * 1664525u + 1013904223u;
+    return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+static double norm_err(const float *got, const double *want, size_t n)
+{
+    double e = 0, w = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = got[i] - want[i];
+        e += d * d;
+        w += want[i] * want[i];
+        if (got[i] != got[i])
+            return INFINITY;
+    }
+    return sqrt(e / (w > 0 ? w : 1));
+}
+
+/* Upload host floats into a fresh device tensor through the CPU-side path
+ * the backend has: get_rows of an F32 weight whose rows are the values. */
+static struct btensor *put(struct backend *b, const float *v, int64_t ne0, int64_t ne1)
+{
+    struct weight w = {.type = QUANT_TYPE_F32, .n_in = ne0, .n_out = ne1, .data = v,
+                       .row_bytes = (size_t)ne0 * 4};
+    struct btensor *t = b->ops->alloc(b, ne0, ne1);
+    assert_non_null(t);
+    int32_t *ids = malloc((size_t)ne1 * sizeof *ids);
+    for (int64_t i = 0; i < ne1; i++)
+        ids[i] = (int32_t)i;
+    int rc = b->ops->get_rows(b, t, &w, ids, ne1);
+    free(ids);
+    if (rc)
+        fail_msg("get_rows: %s", b->ops->error(b));
+    return t;
+}
+
+static float *get(struct backend *b, const struct btensor *t)
+{
+    float *out = malloc((size_t)(t->ne0 * t->ne1) * sizeof(float));
+    if (b->ops->read(b, t, 0, t->ne1, out))
+        fail_msg("read: %s", b->ops->error(b));
+    return out;
+}
+
+/* ---- matmul, every weight type ---- */
+
+struct mm_case {
+    enum quant_type type;
+    double tol;         /* normalised error vs an exact dot of the dequantized weights */
+};
+
+static const struct mm_case mm_cases[] = {
+    {QUANT_TYPE_F32, 1e-5},  {QUANT_TYPE_F16, 1e-5},  {QUANT_TYPE_BF16, 1e-5},
+    {QUANT_TYPE_Q8_0, 1e-5}, {QUANT_TYPE_Q4_0, 1e-3}, {QUANT_TYPE_Q4_1, 1e-3},
+    {QUANT_TYPE_Q5_0, 1e-3}, {QUANT_TYPE_Q5_1, 1e-3}, {QUANT_TYPE_Q2_K, 1e-3},
+    {QUANT_TYPE_Q3_K, 1e-3}, {QUANT_TYPE_Q4_K, 1e-3}, {QUANT_TYPE_Q5_K, 1e-3},
+    {QUANT_TYPE_Q6_K, 1e-3},
+};
+
+static void check_matmul(struct backend *b, const struct mm_case *c, int64_t n_in, int64_t n_out,
+                         int64_t n_tok, bool with_bias)
+{
+    const struct quant_traits *tr = quant_traits(c->type);
+    assert_non_null(tr);
+    if (!tr->quantize || n_in % tr->block_size)
+        return;
+    uint32_t s = 12345u + (uint32_t)(n_in * 7 + n_out * 3 + n_tok);
+    size_t rb = quant_row_bytes(c->type, n_in);
+    float *wf = malloc((size_t)(n_in * n_out) * sizeof(float));
+    float *deq = malloc((size_t)n_in * sizeof(float));
+    unsigned char *wq = malloc(rb * (size_t)n_out);
+    float *x = malloc((size_t)(n_in * n_tok) * sizeof(float));
+    float *bias = malloc((size_t)n_out * sizeof(float));
+    double *want = malloc((size_t)(n_out * n_tok) * sizeof(double));
+    for (int64_t i = 0; i < n_in * n_out; i++)
+        wf[i] = rnd(&s);
+    for (int64_t i = 0; i < n_in * n_tok; i++)
+        x[i] = rnd(&s);
+    for (int64_t i = 0; i < n_out; i++)
+        bias[i] = rnd(&s);
+    for (int64_t r = 0; r < n_out; r++)
+        tr->quantize(wf + r * n_in, wq + (size_t)r * rb, n_in);
+    for (int64_t r = 0; r < n_out; r++) {
+        tr->dequantize(wq + (size_t)r * rb, deq, n_in);
+        for (int64_t t = 0; t < n_tok; t++) {
+            double a = with_bias ? bias[r] : 0;
+            for (int64_t i = 0; i < n_in; i++)
+                a += (double)deq[i] * x[t * n_in + i];
+            want[t * n_out + r] = a;
+        }
+    }
+    struct weight w = {.type = c->type, .n_in = n_in, .n_out = n_out, .data = wq, .row_bytes = rb};
+    struct weight bw = {.type = QUANT_TYPE_F32, .n_in = n_out, .n_out = 1, .data = bias,
+                        .row_bytes = (size_t)n_out * 4};
+    static const struct gguf_tensor present;    /* bias->t set: the bias exists */
+    bw.t = with_bias ? &present : NULL;
+    b->ops->reset(b);
+    struct btensor *xt = put(b, x, n_in, n_tok);
+    struct btensor *dt = b->ops->alloc(b, n_out, n_tok);
+    assert_non_null(dt);
+    if (b->ops->matmul(b, dt, &w, &bw, xt))
+        fail_msg("matmul %s: %s", tr->name, b->ops->error(b));
+    float *got = get(b, dt);
+    vk_backend_drop_weights(b);     /* wq and bias are freed below */
+    double e = norm_err(got, want, (size_t)(n_out * n_tok));
+    if (!(e <= c->tol))
+        fail_msg("matmul %s %lldx%lld, %lld tokens%s: normalised error %g > %g", tr->name,
+                 (long long)n_out, (long long)n_in, (long long)n_tok, with_bias ? ", bias" : "", e,
+                 c->tol);
+    free(got);
+    free(wf);
+    free(deq);
+    free(wq);
+    free(x);
+    free(bias);
+    free(want);
+}
+
+static void test_matmul_matches_an_exact_dot_for_every_type(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    struct backend *b = open_vk();
+    static const int64_t shapes[][3] = {
+        /* n_in, n_out, n_tok: rows on both sides of the 64-row workgroup,
+         * token counts on both sides of the 8-token tile */
+        {256, 1, 1}, {256, 63, 1}, {256, 65, 2}, {512, 33, 3}, {256, 64, 8},
+        {256, 31, 9}, {768, 17, 17}, {32, 5, 4},
+    };
+    for (size_t c = 0; c < sizeof mm_cases / sizeof mm_cases[0]; c++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            check_matmul(b, &mm_cases[c], shapes[s][0], shapes[s][1], shapes[s][2], s % 2 == 1);
+    close_vk(b);
+}
+
+/* ---- the other operations, against the CPU backend ---- */
+
+struct pair {
+    struct backend *vk, *cpu;
+};
+
+static void cmp_tensors(struct pair *p, const struct btensor *a, const struct btensor *c,
+                        double tol, const char *what)
+{
+    float *ga = get(p->vk, a), *gc = get(p->cpu, c);
+    size_t n = (size_t)(a->ne0 * a->ne1);
+    double *want = malloc(n * sizeof(double));
+    for (size_t i = 0; i < n; i++)
+        want[i] = gc[i];
+    double e = norm_err(ga, want, n);
+    if (!(e <= tol))
+        fail_msg("%s: normalised error %g > %g", what, e, tol);
+    free(ga);
+    free(gc);
+    free(want);
+}
+
+static struct pair open_pair(void)
+{
+    struct pair p = {open_vk(), NULL};
+    char err[256];
+    if (cpu_backend_create(1, CPU_ISA_PORTABLE, &p.cpu, err, sizeof err))
+        fail_msg("cpu backend: %s", err);
+    return p;
+}
+
+static void close_pair(struct pair *p)
+{
+    p->cpu->ops->free(p->cpu);
+    close_vk(p->vk);
+}
+
+static void test_norm_rope_swiglu_add_match_the_cpu(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    struct pair p = open_pair();
+    static const int64_t shapes[][2] = {{128, 1}, {256, 3}, {64, 9}, {1536, 2}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int64_t ne0 = shapes[si][0], ne1 = shapes[si][1];
+        uint32_t s = 99u + (uint32_t)si;
+        float *x = malloc((size_t)(ne0 * ne1) * sizeof(float));
+        float *y = malloc((size_t)(ne0 * ne1) * sizeof(float));
+        float *g = malloc((size_t)ne0 * sizeof(float));
+        for (int64_t i = 0; i < ne0 * ne1; i++) {
+            x[i] = rnd(&s) * 3;
+            y[i] = rnd(&s) * 3;
+        }
+        for (int64_t i = 0; i < ne0; i++)
+            g[i] = rnd(&s);
+        struct weight gw = {.type = QUANT_TYPE_F32, .n_in = ne0, .n_out = 1, .data = g,
+                            .row_bytes = (size_t)ne0 * 4};
+        struct backend *bs[2] = {p.vk, p.cpu};
+        struct btensor *xs[2], *ys[2], *ds[2];
+        for (int k = 0; k < 2; k++) {
+            bs[k]->ops->reset(bs[k]);
+            xs[k] = put(bs[k], x, ne0, ne1);
+            ys[k] = put(bs[k], y, ne0, ne1);
+            ds[k] = bs[k]->ops->alloc(bs[k], ne0, ne1);
+            assert_int_equal(bs[k]->ops->rms_norm(bs[k], ds[k], xs[k], &gw, 1e-6f), 0);
+        }
+        cmp_tensors(&p, ds[0], ds[1], 1e-6, "rms_norm");
+        for (int k = 0; k < 2; k++)
+            assert_int_equal(bs[k]->ops->swiglu(bs[k], ds[k], xs[k], ys[k]), 0);
+        cmp_tensors(&p, ds[0], ds[1], 1e-6, "swiglu");
+        for (int k = 0; k < 2; k++)
+            assert_int_equal(bs[k]->ops->add(bs[k], ds[k], ys[k]), 0);
+        cmp_tensors(&p, ds[0], ds[1], 1e-6, "add");
+        /* rope, both modes, with frequency factors and YaRN on the last shape */
+        float ff[32];
+        for (int i = 0; i < 32; i++)
+            ff[i] = 1.0f + (float)i / 8;
+        for (int mode = 0; mode < 2; mode++) {
+            struct rope_params rp = {.mode = mode ? ROPE_MODE_NEOX : ROPE_MODE_NORM,
+                                     .n_rot = 64, .freq_base = 10000, .freq_scale = 1,
+                                     .attn_factor = 1};
+            if (si == 3) {
+                rp.freq_factors = ff;
+                rp.ext_factor = 1;
+                rp.freq_scale = 0.25f;
+                rp.beta_fast = 32;
+                rp.beta_slow = 1;
+                rp.n_ctx_orig = 4096;
+            }
+            int32_t pos[16];
+            for (int i = 0; i < 16; i++)
+                pos[i] = 5 + i;
+            for (int k = 0; k < 2; k++)
+                assert_int_equal(bs[k]->ops->rope(bs[k], xs[k], 64, &rp, pos), 0);
+            cmp_tensors(&p, xs[0], xs[1], 1e-6, mode ? "rope neox" : "rope norm");
+        }
+        vk_backend_drop_weights(p.vk);
+        free(x);
+        free(y);
+        free(g);
+    }
+    close_pair(&p);
+}
+
+static void check_attention(struct pair *p, enum kv_type type, int n_head, int n_head_kv,
+                            int head_dim, int n_prompt, int n_more)
+{
+    struct kv_shape ks = {.n_layer = 2, .n_ctx = 64, .k_width = (int64_t)n_head_kv * head_dim,
+                          .v_width = (int64_t)n_head_kv * head_dim, .type = type};
+    struct backend *bs[2] = {p->vk, p->cpu};
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(bs[k]->ops->kv_init(bs[k], &ks), 0);
+    uint32_t s = 7u + (uint32_t)(n_head * 31 + head_dim);
+    int pos0 = 0;
+    for (int step = 0; step <= n_more; step++) {
+        int n = step == 0 ? n_prompt : 1;
+        int64_t qw = (int64_t)n_head * head_dim;
+        float *q = malloc((size_t)(qw * n) * sizeof(float));
+        float *kv = malloc((size_t)(ks.k_width * n) * sizeof(float));
+        float *vv = malloc((size_t)(ks.v_width * n) * sizeof(float));
+        for (int64_t i = 0; i < qw * n; i++)
+            q[i] = rnd(&s) * 2;
+        for (int64_t i = 0; i < ks.k_width * n; i++) {
+            kv[i] = rnd(&s) * 2;
+            vv[i] = rnd(&s);
+        }
+        struct btensor *d[2];
+        for (int k = 0; k < 2; k++) {
+            bs[k]->ops->reset(bs[k]);
+            struct btensor *qt = put(bs[k], q, qw, n), *kt = put(bs[k], kv, ks.k_width, n),
+                           *vt = put(bs[k], vv, ks.v_width, n);
+            d[k] = bs[k]->ops->alloc(bs[k], qw, n);
+            assert_int_equal(bs[k]->ops->kv_store(bs[k], 1, kt, vt, pos0), 0);
+            if (bs[k]->ops->attention(bs[k], d[k], qt, 1, n_head, n_head_kv, head_dim, head_dim, pos0,
+                                      1.0f / sqrtf((float)head_dim)))
+                fail_msg("attention: %s", bs[k]->ops->error(bs[k]));
+        }
+        char what[96];
+        snprintf(what, sizeof what, "attention %s %d/%d heads of %d, step %d",
+                 type == KV_TYPE_F16 ? "f16" : "f32", n_head, n_head_kv, head_dim, step);
+        cmp_tensors(p, d[0], d[1], 1e-5, what);
+        pos0 += n;
+        free(q);
+        free(kv);
+        free(vv);
+    }
+}
+
+static void test_attention_matches_the_cpu(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    struct pair p = open_pair();
+    check_attention(&p, KV_TYPE_F32, 4, 2, 64, 7, 3);
+    check_attention(&p, KV_TYPE_F16, 4, 2, 64, 9, 2);
+    check_attention(&p, KV_TYPE_F32, 3, 1, 32, 1, 4);
+    check_attention(&p, KV_TYPE_F16, 6, 6, 128, 40, 1);
+    close_pair(&p);
+}
+
+static void test_get_rows_of_every_type_matches_the_cpu(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    struct pair p = open_pair();
+    for (size_t c = 0; c < sizeof mm_cases / sizeof mm_cases[0]; c++) {
+        const struct quant_traits *tr = quant_traits(mm_cases[c].type);
+        if (!tr->quantize)
+            continue;
+        int64_t n_in = 256, n_out = 9;
+        size_t rb = quant_row_bytes(mm_cases[c].type, n_in);
+        unsigned char *wq = malloc(rb * (size_t)n_out);
+        float *row = malloc((size_t)n_in * sizeof(float));
+        uint32_t s = 3;
+        for (int64_t r = 0; r < n_out; r++) {
+            for (int64_t i = 0; i < n_in; i++)
+                row[i] = rnd(&s);
+            tr->quantize(row, wq + (size_t)r * rb, n_in);
+        }
+        struct weight w = {.type = mm_cases[c].type, .n_in = n_in, .n_out = n_out, .data = wq,
+                           .row_bytes = rb};
+        int32_t ids[4] = {8, 0, 3, 3};
+        struct btensor *d[2];
+        struct backend *bs[2] = {p.vk, p.cpu};
+        for (int k = 0; k < 2; k++) {
+            bs[k]->ops->reset(bs[k]);
+            d[k] = bs[k]->ops->alloc(bs[k], n_in, 4);
+            assert_int_equal(bs[k]->ops->get_rows(bs[k], d[k], &w, ids, 4), 0);
+        }
+        cmp_tensors(&p, d[0], d[1], 0, tr->name);
+        free(wq);
+        free(row);
+    }
+    close_pair(&p);
+}
+
+/* ---- whole models ---- */
+
+static double tolerance(const char *ftype)
+{
+    if (!strcmp(ftype, "F32"))
+        return 1e-3;
+    if (!strcmp(ftype, "F16"))
+        return 2e-2;
+    if (!strcmp(ftype, "BF16"))
+        return 0.1;
+    return 0.5;
+}
+
+static struct model *load(const char *name, int ngl, enum model_backend be, enum kv_type kv)
+{
+    char rel[256], err[512] = "";
+    snprintf(rel, sizeof rel, "models/%s.gguf", name);
+    struct model_params p = {.n_ctx = 2048, .n_threads = 2, .kv_type = kv,
+                             .max_isa = CPU_ISA_COUNT, .backend = be, .device = -1,
+                             .n_gpu_layers = ngl, .gpu_validation = true};
+    struct model *m = NULL;
+    if (model_load(fx_path(rel), &p, &m, err, sizeof err))
+        fail_msg("%s: %s", name, err);
+    return m;
+}
+
+static void check_model(const char *name)
+{
+    char rel[256], err[512] = "";
+    snprintf(rel, sizeof rel, "models/%s.ref.json", name);
+    json_t *ref = fx_load_json(fx_path(rel));
+    assert_non_null(ref);
+    struct model *m = load(name, -1, MODEL_BACKEND_VULKAN, KV_TYPE_F32);
+    const struct model_info *in = model_info(m);
+    assert_string_equal(in->backend, "vulkan");
+    assert_int_equal(in->n_gpu_layers, in->n_layer);
+    double tol = tolerance(json_string_value(json_object_get(ref, "ftype")));
+    int n_vocab = in->n_vocab;
+    float *logits = malloc((size_t)n_vocab * sizeof(float));
+    double worst = 0;
+    int top1 = 0;
+    json_t *prompts = json_object_get(ref, "prompts");
+    for (size_t pi = 0; pi < json_array_size(prompts); pi++) {
+        json_t *pr = json_array_get(prompts, pi);
+        const char *pname = json_string_value(json_object_get(pr, "name"));
+        json_t *jids = json_object_get(pr, "prompt_ids"), *last = json_object_get(pr, "last_logits");
+        json_t *gen = json_object_get(pr, "gen_ids"), *steps = json_object_get(pr, "steps");
+        size_t n = json_array_size(jids);
+        int32_t *ids = malloc(n * sizeof *ids);
+        for (size_t i = 0; i < n; i++)
+            ids[i] = (int32_t)json_integer_value(json_array_get(jids, i));
+        model_clear(m);
+        if (model_decode(m, ids, (int)n, logits, false, err, sizeof err))
+            fail_msg("%s %s: %s", name, pname, err);
+        double diff = 0;
+        for (int i = 0; i < n_vocab; i++) {
+            double d = fabs(logits[i] - json_number_value(json_array_get(last, (size_t)i)));
+            if (d > diff || d != d)
+                diff = d;
+        }
+        if (diff > worst)
+            worst = diff;
+        if (!(diff <= tol))
+            fail_msg("%s %s: last-position logits differ by %g > %g", name, pname, diff, tol);
+        for (size_t st = 0; st < json_array_size(steps); st++) {
+            json_t *sj = json_array_get(steps, st);
+            if (st > 0) {
+                int32_t prev = (int32_t)json_integer_value(json_array_get(gen, st - 1));
+                if (model_decode(m, &prev, 1, logits, false, err, sizeof err))
+                    fail_msg("%s %s step %zu: %s", name, pname, st, err);
+            }
+            if (json_number_value(json_object_get(sj, "gap")) > 2 * tol) {
+                int best = 0;
+                for (int i = 1; i < n_vocab; i++)
+                    if (logits[i] > logits[best])
+                        best = i;
+                top1++;
+                int want = (int)json_integer_value(json_object_get(sj, "top1"));
+                if (best != want)
+                    fail_msg("%s %s step %zu: top-1 %d, reference %d", name, pname, st, best, want);
+            }
+        }
+        free(ids);
+    }
+    printf("  %-12s vulkan (%s) max |diff| %.3g (tolerance %g), top-1 checked at %d steps\n", name,
+           in->device, worst, tol, top1);
+    free(logits);
+    model_free(m);
+    json_decref(ref);
+}
+
+#define MODEL_TEST(id, file)                                      \
+    static void test_##id##_on_the_device_matches_llama_cpp(void **state) \
+    {                                                             \
+        (void)state;                                              \
+        NEED_DEVICE();                                            \
+        check_model(file);                                        \
+    }
+
+MODEL_TEST(tq_f32, "tq-f32")
+MODEL_TEST(tq_f16, "tq-f16")
+MODEL_TEST(tq_bf16, "tq-bf16")
+MODEL_TEST(tq_q8_0, "tq-q8_0")
+MODEL_TEST(tq_q4_0, "tq-q4_0")
+MODEL_TEST(tq_q4_1, "tq-q4_1")
+MODEL_TEST(tq_q5_0, "tq-q5_0")
+MODEL_TEST(tq_q5_1, "tq-q5_1")
+MODEL_TEST(tq_q2_k, "tq-q2_k")
+MODEL_TEST(tq_q3_k_m, "tq-q3_k_m")
+MODEL_TEST(tq_q4_k_m, "tq-q4_k_m")
+MODEL_TEST(tq_q5_k_m, "tq-q5_k_m")
+MODEL_TEST(tq_q6_k, "tq-q6_k")
+MODEL_TEST(tl_f32, "tl-f32")
+MODEL_TEST(tl_f16, "tl-f16")
+MODEL_TEST(tl_q8_0, "tl-q8_0")
+MODEL_TEST(tl_q4_k_m, "tl-q4_k_m")
+
+static void test_a_layer_split_equals_all_gpu_and_all_cpu(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    int32_t ids[10] = {1, 451, 54, 12, 99, 7, 300, 41, 42, 43};
+    float *lg[3];
+    int n_vocab = 0;
+    for (int v = 0; v < 3; v++) {   /* all on the device, 1 layer on it, all on the CPU */
+        struct model *m = load("tq-f32", v == 0 ? -1 : v == 1 ? 1 : 0,
+                               v == 2 ? MODEL_BACKEND_CPU : MODEL_BACKEND_VULKAN, KV_TYPE_F16);
+        const struct model_info *in = model_info(m);
+        if (v == 1) {
+            assert_true(in->n_layer >= 2);
+            assert_int_equal(in->n_gpu_layers, 1);
+            assert_false(in->output_on_gpu);
+        }
+        n_vocab = in->n_vocab;
+        lg[v] = malloc((size_t)n_vocab * 2 * sizeof(float));
+        char err[256];
+        /* a prompt then one more token: the split also holds across calls */
+        if (model_decode(m, ids, 9, lg[v], false, err, sizeof err) ||
+            model_decode(m, ids + 9, 1, lg[v] + n_vocab, false, err, sizeof err))
+            fail_msg("variant %d: %s", v, err);
+        model_free(m);
+    }
+    for (int i = 0; i < 2 * n_vocab; i++) {
+        assert_close(lg[1][i], lg[0][i], 1e-3);
+        assert_close(lg[1][i], lg[2][i], 1e-3);
+    }
+    for (int v = 0; v < 3; v++)
+        free(lg[v]);
+}
+
+static void test_devices_are_listed_with_their_limits(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    struct vk_device_desc d[8];
+    int n = 0;
+    char err[256];
+    assert_int_equal(vk_list_devices(d, 8, &n, err, sizeof err), 0);
+    int def = vk_default_device(d, n < 8 ? n : 8);
+    assert_true(def >= 0 && def < n);
+    for (int i = 0; i < n && i < 8; i++) {
+        assert_true(d[i].name[0] != 0);
+        assert_true(d[i].max_storage_range >= 1u << 27 || d[i].max_storage_range >= 1u << 16);
+        assert_true(d[i].n_heaps >= 1);
+        assert_true(d[i].device_local_bytes > 0);
+    }
+    struct vk_options o = {.device = n};  /* one past the last */
+    struct backend *b = NULL;
+    assert_int_equal(vk_backend_create(&o, &b, err, sizeof err), ENODEV);
+    assert_null(b);
+    assert_non_null(strstr(err, "no Vulkan device"));
+}
+
+static void test_vulkan_backend_without_a_device_is_a_clear_error(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    struct model_params p = {.n_threads = 1, .max_isa = CPU_ISA_COUNT,
+                             .backend = MODEL_BACKEND_VULKAN, .device = 99, .n_gpu_layers = -1};
+    struct model *m = NULL;
+    char err[512];
+    assert_int_equal(model_load(fx_path("models/tq-f32.gguf"), &p, &m, err, sizeof err), ENODEV);
+    assert_non_null(strstr(err, "vulkan"));
+    /* auto falls back to the CPU and says why */
+    p.backend = MODEL_BACKEND_AUTO;
+    assert_int_equal(model_load(fx_path("models/tq-f32.gguf"), &p, &m, err, sizeof err), 0);
+    assert_string_equal(model_info(m)->backend, "cpu");
+    assert_true(model_info(m)->gpu_note[0] != 0);
+    model_free(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_devices_are_listed_with_their_limits),
+        cmocka_unit_test(test_matmul_matches_an_exact_dot_for_every_type),
+        cmocka_unit_test(test_norm_rope_swiglu_add_match_the_cpu),
+        cmocka_unit_test(test_attention_matches_the_cpu),
+        cmocka_unit_test(test_get_rows_of_every_type_matches_the_cpu),
+        cmocka_unit_test(test_tq_f32_on_the_device_matches_llama_cpp),
+        cmocka_unit_test(test_tq_f16_on_the_device_matches_llama_cpp),
+        cmocka_unit_test(test_tq_bf16_on_the_device_matches_llama_cpp),
+        cmocka_unit_test(test_tq_q8_0_on_the_device_matches_llama_cpp),
+        cmocka_unit_test(test_tq_q4_0_on_the_device_matches_llama_cpp),
+        cmocka_unit_test(test_tq_q4_1_on_the_device_matches_llama_cpp),
+        cmocka_unit_test(test_tq_q5_0_on_the_device_matches_llama_cpp),
+        cmocka_unit_test(test_tq_q5_1_on_the_device_matches_llama_cpp),
+        cmocka_unit_test(test_tq_q2_k_on_the_device_matches_llama_cpp),
+        cmocka_unit_test(test_tq_q3_k_m_on_the_device_matches_llama_cpp),
+        cmocka_unit_test(test_tq_q4_k_m_on_the_device_matches_llama_cpp),
+        cmocka_unit_test(test_tq_q5_k_m_on_the_device_matches_llama_cpp),
+        cmocka_unit_test(test_tq_q6_k_on_the_device_matches_llama_cpp),
+        cmocka_unit_test(test_tl_f32_on_the_device_matches_llama_cpp),
+        cmocka_unit_test(test_tl_f16_on_the_device_matches_llama_cpp),
+        cmocka_unit_test(test_tl_q8_0_on_the_device_matches_llama_cpp),
+        cmocka_unit_test(test_tl_q4_k_m_on_the_device_matches_llama_cpp),
+        cmocka_unit_test(test_a_layer_split_equals_all_gpu_and_all_cpu),
+        cmocka_unit_test(test_vulkan_backend_without_a_device_is_a_clear_error),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

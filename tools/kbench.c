@@ -43,6 +43,7 @@ struct bench {
 struct worker {
     struct bench *b;
     int ith;
+    float *y;      /* ROW_CHUNK x nc outputs */
     pthread_t tid;
 };
 
@@ -69,9 +70,7 @@ static void *worker_main(void *arg)
 {
     struct worker *wk = arg;
     struct bench *b = wk->b;
-    float *y = malloc(sizeof(float) * ROW_CHUNK * (size_t)b->nc);
-    if (!y)
-        return NULL;   /* the timing then covers fewer threads; not worth more */
+    float *y = wk->y;
     run_share(b, wk->ith, y);   /* warm-up: pages, caches of x, frequency */
     double best = 1e30;
     for (int rep = 0; rep < b->reps; rep++) {
@@ -85,18 +84,26 @@ static void *worker_main(void *arg)
     }
     if (wk->ith == 0)
         b->seconds = best;
-    free(y);
     return NULL;
 }
 
-static int run_threads(struct bench *b)
+static void run_threads(struct bench *b)
 {
     struct worker wk[MAX_THREADS];
-    if (pthread_barrier_init(&b->bar, NULL, (unsigned)b->nth))
-        return -1;
+    if (pthread_barrier_init(&b->bar, NULL, (unsigned)b->nth)) {
+        fprintf(stderr, "kbench: pthread_barrier_init failed\n");
+        exit(1);
+    }
     for (int i = 0; i < b->nth; i++) {
         wk[i].b = b;
         wk[i].ith = i;
+        wk[i].y = malloc(sizeof(float) * ROW_CHUNK * (size_t)b->nc);
+        if (!wk[i].y) {
+            fprintf(stderr, "kbench: out of memory\n");
+            exit(1);
+        }
+    }
+    for (int i = 0; i < b->nth; i++) {
         if (i > 0 && pthread_create(&wk[i].tid, NULL, worker_main, &wk[i])) {
             fprintf(stderr, "kbench: pthread_create failed\n");
             exit(1);
@@ -105,8 +112,9 @@ static int run_threads(struct bench *b)
     worker_main(&wk[0]);
     for (int i = 1; i < b->nth; i++)
         pthread_join(wk[i].tid, NULL);
+    for (int i = 0; i < b->nth; i++)
+        free(wk[i].y);
     pthread_barrier_destroy(&b->bar);
-    return 0;
 }
 
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;

@@ -25,6 +25,14 @@ void cli_defaults(struct cli_opts *o)
     o->n_threads = cli_online_cpus();
     o->kv_type = KV_TYPE_F16;
     o->max_isa = CPU_ISA_COUNT;
+    o->backend = MODEL_BACKEND_AUTO;
+    o->device = -1;
+    o->n_gpu_layers = -1;
+    const char *cache = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (cache && cache[0] == '/')
+        snprintf(o->cache_dir, sizeof o->cache_dir, "%s/ponder", cache);
+    else if (home && home[0] == '/')
+        snprintf(o->cache_dir, sizeof o->cache_dir, "%s/.cache/ponder", home);
     o->temp = 0.6f;
     o->top_p = 0.95f;
     o->min_p = 0.0f;
@@ -114,18 +122,24 @@ int cli_common(const struct cmd *cmd, int c, const char *arg, struct cli_opts *o
         o->n_batch = (int)l;
         return 0;
     case OPT_BACKEND:
-        if (strcmp(arg, "auto") && strcmp(arg, "cpu") && strcmp(arg, "vulkan"))
+        if (!strcmp(arg, "auto"))
+            o->backend = MODEL_BACKEND_AUTO;
+        else if (!strcmp(arg, "cpu"))
+            o->backend = MODEL_BACKEND_CPU;
+        else if (!strcmp(arg, "vulkan"))
+            o->backend = MODEL_BACKEND_VULKAN;
+        else
             return cli_usage_error(cmd, "--backend is auto, cpu or vulkan, not '%s'", arg);
-        if (!strcmp(arg, "vulkan")) {
-            cli_error("the Vulkan backend is not built yet; use --backend cpu");
-            return 1;
-        }
         return 0;
     case OPT_DEVICE:
     case OPT_NGL:
         if (cli_parse_int(arg, 0, 100000, &l))
             return cli_usage_error(cmd, "--%s wants a number, not '%s'",
                                    c == OPT_DEVICE ? "device" : "ngl", arg);
+        if (c == OPT_DEVICE)
+            o->device = (int)l;
+        else
+            o->n_gpu_layers = (int)l;
         return 0;
     case OPT_DB:
         o->db = arg;
@@ -230,16 +244,32 @@ void cli_model_params(const struct cli_opts *o, enum kv_type default_kv, struct 
     p->n_batch = o->n_batch;
     p->kv_type = o->kv_type_set ? o->kv_type : default_kv;
     p->max_isa = o->max_isa;
+    p->backend = (enum model_backend)o->backend;
+    p->device = o->device;
+    p->n_gpu_layers = o->n_gpu_layers;
+    p->cache_dir = o->cache_dir[0] ? o->cache_dir : NULL;
+    /* --ngl 0 keeps every layer on the CPU */
+    if (o->n_gpu_layers == 0)
+        p->backend = MODEL_BACKEND_CPU;
 }
 
 void cli_print_plan(const struct model_info *in, const char *file)
 {
     fprintf(stderr,
             "model: %s (%s, %s), %.2f GB, %lld parameters\n"
-            "plan: all %d layers on %s (%s), %d threads; KV cache %s, %d tokens, %.1f MB\n",
+            "plan: %d of %d layers on %s (%s)%s, %d on the CPU (%s), %d threads; KV cache %s, "
+            "%d tokens, %.1f MB\n",
             in->name[0] ? in->name : file, in->arch, in->ftype, (double)in->file_size / 1e9,
-            (long long)in->n_params, in->n_layer, in->backend, in->device, in->n_threads,
-            in->kv_type == KV_TYPE_F16 ? "f16" : "f32", in->n_ctx, (double)in->kv_bytes / 1e6);
+            (long long)in->n_params, in->n_gpu_layers, in->n_layer,
+            in->n_gpu_layers ? in->backend : "vulkan", in->n_gpu_layers ? in->device : "none",
+            in->output_on_gpu ? " with the output" : "", in->n_layer - in->n_gpu_layers,
+            in->cpu_device, in->n_threads, in->kv_type == KV_TYPE_F16 ? "f16" : "f32", in->n_ctx,
+            (double)in->kv_bytes / 1e6);
+    if (in->n_gpu_layers)
+        fprintf(stderr, "device memory: %.2f GB planned of a %.2f GB budget\n",
+                (double)in->gpu_bytes / 1e9, (double)in->gpu_budget / 1e9);
+    if (in->gpu_note[0])
+        fprintf(stderr, "note: %s\n", in->gpu_note);
 }
 
 int cli_load_model(const struct cli_opts *o, enum kv_type default_kv, struct model **out)

@@ -33,6 +33,12 @@ struct cli_opts {
     bool kv_type_set;
     enum cpu_isa max_isa;
     bool verbose;
+    /* where layers run: --backend (0 cpu, 1 auto, 2 vulkan: enum
+     * model_backend), --device (-1 default), --ngl (-1 all that fit) */
+    int backend;
+    int device;
+    int n_gpu_layers;
+    char cache_dir[1024];   /* $XDG_CACHE_HOME/ponder, "" when unknown */
     /* sampling */
     float temp, top_p, min_p, repeat_penalty;
     int top_k, repeat_last_n;

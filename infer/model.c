@@ -234,7 +234,22 @@ static int plan_gpu(struct model *m, const struct model_params *p, const struct 
     struct vk_options vo = {.device = p->device, .validation = p->gpu_validation,
                             .cache_dir = p->cache_dir};
     char verr[256] = "";
-    int rc = vk_backend_create(&vo, &m->gpu, verr, sizeof verr);
+    int rc;
+    if (p->backend == MODEL_BACKEND_AUTO && p->device < 0) {
+        /* a software device (lavapipe) is far slower than the CPU backend:
+         * auto uses it only when asked for by --device */
+        struct vk_device_desc d[8];
+        int n = 0;
+        rc = vk_list_devices(d, 8, &n, verr, sizeof verr);
+        int pick = rc ? -1 : vk_default_device(d, n < 8 ? n : 8);
+        if (pick < 0 || !strcmp(d[pick].type, "cpu")) {
+            snprintf(in->gpu_note, sizeof in->gpu_note, "%s",
+                     pick < 0 ? "no Vulkan GPU found"
+                              : "only a software Vulkan device: --backend vulkan uses it");
+            return 0;
+        }
+    }
+    rc = vk_backend_create(&vo, &m->gpu, verr, sizeof verr);
     if (rc) {
         if (p->backend == MODEL_BACKEND_VULKAN)
             return fail(err, errlen, rc, "--backend vulkan: %s", verr);

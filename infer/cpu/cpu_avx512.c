@@ -357,7 +357,8 @@ AI __m128i k4_scales(const uint8_t *sc)
     u[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);
     u[2] = a;
     u[0] &= k1;
-    return _mm_loadu_si128((const void *)u);
+    /* from registers: a 16-byte load of four 4-byte stores stalls store forwarding */
+    return _mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]);
 }
 
 AI struct kq_head kq_head(enum kq t, const uint8_t *b)
@@ -381,7 +382,7 @@ AI struct kq_head kq_head(enum kq t, const uint8_t *b)
         a[3] = ((a[1] >> 4) & k2) | (((tmp >> 6) & k1) << 4);
         a[0] = (a[0] & k2) | (((tmp >> 0) & k1) << 4);
         a[1] = (a[1] & k2) | (((tmp >> 2) & k1) << 4);
-        __m128i s = _mm_sub_epi8(_mm_loadu_si128((const void *)a), _mm_set1_epi8(32));
+        __m128i s = _mm_sub_epi8(_mm_set_epi32((int)a[3], (int)a[2], (int)a[1], (int)a[0]), _mm_set1_epi8(32));
         h.s = _mm256_cvtepi8_epi16(s);
         h.m = h.s;
         h.d = f16f(ld16(b + 108));

@@ -133,6 +133,9 @@ AI void f_tile(enum fkind k, const int RM, const int RN, int64_t n, const uint8_
                 for (; c + NC <= nc; c += NC)                                              \
                     TILE(KIND, MR, NC, n, wr, w_stride, x8 + c * x_stride, x_stride,       \
                          y + c * ldy + r, ldy);                                            \
+                for (; NC > 4 && c + 4 <= nc; c += 4)                                      \
+                    TILE(KIND, MR, 4, n, wr, w_stride, x8 + c * x_stride, x_stride,        \
+                         y + c * ldy + r, ldy);                                            \
                 for (; c < nc; c++)                                                        \
                     TILE(KIND, MR, 1, n, wr, w_stride, x8 + c * x_stride, x_stride,        \
                          y + c * ldy + r, ldy);                                            \
@@ -141,6 +144,9 @@ AI void f_tile(enum fkind k, const int RM, const int RN, int64_t n, const uint8_
                     const uint8_t *w1 = w8 + rr * w_stride;                                \
                     for (c = 0; c + NC <= nc; c += NC)                                     \
                         TILE(KIND, 1, NC, n, w1, w_stride, x8 + c * x_stride, x_stride,    \
+                             y + c * ldy + rr, ldy);                                       \
+                    for (; NC > 4 && c + 4 <= nc; c += 4)                                  \
+                        TILE(KIND, 1, 4, n, w1, w_stride, x8 + c * x_stride, x_stride,     \
                              y + c * ldy + rr, ldy);                                       \
                     for (; c < nc; c++)                                                    \
                         TILE(KIND, 1, 1, n, w1, w_stride, x8 + c * x_stride, x_stride,     \
@@ -317,6 +323,98 @@ AI void b_tile(enum bkind k, const int RM, const int RN, int64_t n, const uint8_
             y[c * ldy + r] = hsum_ps(acc[r][c]) + msum[r][c];
 }
 
+/* nc > 1: RM rows x 4G columns.  The four int32 dot vectors of a row and a
+ * group of 4 columns are reduced with horizontal adds into one vector (lanes
+ * 0-3: columns 0-3 over the low half of the block, lanes 4-7: the high
+ * half), so one convert and one FMA against a vector of d_w * d_x serve four
+ * column blocks.  4 rows x 8 columns ran 18% faster than 2 x 4 tiles with
+ * one FMA per block pair (Q8_0, 64 columns, Zen 4). */
+AI void b_tile4(enum bkind k, const int RM, const int G, int64_t n, const uint8_t *w, size_t ws,
+                const uint8_t *x, size_t xs, float *y, size_t ldy)
+{
+    const int64_t nb = n / 32;
+    const size_t wb = b_wbytes(k);
+    const int hm = b_has_min(k);
+    const size_t xb = hm ? sizeof(struct block_q8_1) : sizeof(struct block_q8_0);
+    const size_t xq = hm ? offsetof(struct block_q8_1, qs) : offsetof(struct block_q8_0, qs);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[TILE_MAX][2];
+    __m128 macc[TILE_MAX][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < RM; r++)
+#pragma GCC unroll 2
+        for (int g = 0; g < G; g++) {
+            acc[r][g] = _mm256_setzero_ps();
+            macc[r][g] = _mm_setzero_ps();
+        }
+    for (int64_t ib = 0; ib < nb; ib++) {
+        __m256 dx8[2];
+        __m128 sx4[2];
+#pragma GCC unroll 2
+        for (int g = 0; g < G; g++) {
+            quant_f16 dh[4], sh[4] = {0, 0, 0, 0};
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                const uint8_t *xp = x + (4 * g + c) * xs + (size_t)ib * xb;
+                memcpy(&dh[c], xp, 2);
+                if (hm)
+                    memcpy(&sh[c], xp + 2, 2);
+            }
+            const __m128 dx4 = _mm_cvtph_ps(_mm_setr_epi16((short)dh[0], (short)dh[1], (short)dh[2],
+                                                           (short)dh[3], 0, 0, 0, 0));
+            dx8[g] = _mm256_set_m128(dx4, dx4);
+            sx4[g] = _mm_cvtph_ps(_mm_setr_epi16((short)sh[0], (short)sh[1], (short)sh[2],
+                                                 (short)sh[3], 0, 0, 0, 0));
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < RM; r++) {
+            __m256i a, sg = _mm256_setzero_si256();
+            float d, m = 0.0f;
+            b_unpack(k, w + r * ws + (size_t)ib * wb, &a, &sg, &d, &m);
+            const __m256 dv = _mm256_set1_ps(d);
+#pragma GCC unroll 2
+            for (int g = 0; g < G; g++) {
+                __m256i p[4];
+#pragma GCC unroll 4
+                for (int c = 0; c < 4; c++) {
+                    const __m256i xv = _mm256_loadu_si256(
+                        (const __m256i *)(x + (4 * g + c) * xs + (size_t)ib * xb + xq));
+                    p[c] = _mm256_madd_epi16(hm ? _mm256_maddubs_epi16(a, xv)
+                                                : _mm256_maddubs_epi16(a, _mm256_sign_epi8(xv, sg)),
+                                             ones);
+                }
+                const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]),
+                                                    _mm256_hadd_epi32(p[2], p[3]));
+                acc[r][g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), _mm256_mul_ps(dv, dx8[g]),
+                                            acc[r][g]);
+                if (hm)
+                    macc[r][g] = _mm_fmadd_ps(_mm_set1_ps(m), sx4[g], macc[r][g]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < RM; r++)
+#pragma GCC unroll 2
+        for (int g = 0; g < G; g++) {
+            const __m128 v = _mm_add_ps(_mm_add_ps(_mm256_castps256_ps128(acc[r][g]),
+                                                   _mm256_extractf128_ps(acc[r][g], 1)),
+                                        macc[r][g]);
+            float o[4];
+            _mm_storeu_ps(o, v);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++)
+                y[(4 * g + c) * ldy + r] = o[c];
+        }
+}
+
+#define B_TILE(KIND, RM, RN, n, w, ws, x, xs, y, ldy)                                       \
+    do {                                                                                   \
+        if ((RN) % 4 == 0)                                                                 \
+            b_tile4(KIND, RM, (RN) / 4, n, w, ws, x, xs, y, ldy);                          \
+        else                                                                               \
+            b_tile(KIND, RM, RN, n, w, ws, x, xs, y, ldy);                                 \
+    } while (0)
+
 /* nc == 1: one row, two accumulators to hide the FMA latency. */
 AI void b_row(enum bkind k, int64_t n, const uint8_t *w, const uint8_t *x, float *y)
 {
@@ -357,7 +455,7 @@ AI void b_row(enum bkind k, int64_t n, const uint8_t *w, const uint8_t *x, float
     static void NAME(int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x, \
                      size_t x_stride, float *y, size_t ldy)                                 \
     {                                                                                       \
-        GEMM_DRIVER(b_tile, b_row, KIND, 2, 4);                                                 \
+        GEMM_DRIVER(B_TILE, b_row, KIND, 4, 8);                                                 \
     }
 
 DEF_B_GEMM(gemm_q4_0, BK_Q4_0)

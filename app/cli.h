@@ -21,7 +21,8 @@ struct cmd {
     int (*exec)(int argc, char **argv);
 };
 
-extern const struct cmd cmd_run, cmd_eval, cmd_bench, cmd_tokenize, cmd_history, cmd_stats;
+extern const struct cmd cmd_run, cmd_eval, cmd_bench, cmd_tokenize, cmd_history, cmd_stats,
+    cmd_chat;
 
 /* Options shared by the commands that load a model, and sampling. */
 struct cli_opts {

@@ -9,11 +9,11 @@
 #define PONDER_VERSION "0.1.0"
 #endif
 
-static const struct cmd *const commands[] = {&cmd_run, &cmd_tokenize, &cmd_eval, &cmd_bench,
-                                               &cmd_history, &cmd_stats};
+static const struct cmd *const commands[] = {&cmd_chat,  &cmd_run,     &cmd_tokenize, &cmd_eval,
+                                               &cmd_bench, &cmd_history, &cmd_stats};
 
 /* Commands of the design that later work will add. */
-static const char *const planned[] = {"chat", "devices", "models", "history", "stats", "fit",
+static const char *const planned[] = {"devices", "models", "history", "stats", "fit",
                                       "serve"};
 
 static void usage(FILE *f)
@@ -44,7 +44,7 @@ int main(int argc, char **argv)
         if (!strcmp(name, planned[i]))
             return cli_error("'%s' is not built yet in this version; 'ponder run -m MODEL -p TEXT' "
                              "answers one prompt", name);
-    if (name[0] == '-')
-        return cli_usage_error(NULL, "unknown option '%s'", name);
+    if (name[0] == '-')     /* options without a command are chat's: ponder -c, ponder -m X */
+        return cmd_chat.exec(argc, argv);
     return cli_usage_error(NULL, "unknown command '%s'", name);
 }

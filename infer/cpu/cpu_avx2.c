@@ -7,12 +7,15 @@
 
 #include "cpu.h"
 
-/* Tiles: one unpacked weight block serves RN columns, one activation block
- * RM rows.  nc == 1 (token generation) is memory bound: RM rows are streamed
- * side by side, each reduced once at the end.  Tile loops run over constant
- * bounds after inlining so the accumulators stay in registers. */
+/* nc == 1 (token generation) is memory bound: each row is streamed once,
+ * accumulated in vector registers and reduced once.  nc > 1 (prompt) is
+ * compute bound: tiles of RM rows x RN columns, where one unpacked weight
+ * block serves RN columns and one activation block RM rows.  Tile loops run
+ * over constant bounds after inlining, so the accumulators stay in registers
+ * (TILE_MAX x TILE_MAXC bounds the arrays; the drivers pick the shapes). */
 #define AI static inline __attribute__((always_inline))
 #define TILE_MAX 4
+#define TILE_MAXC 16
 
 AI float hsum_ps(__m256 v)
 {
@@ -82,10 +85,10 @@ AI float f_load1(enum fkind k, const void *row, int64_t i)
 AI void f_tile(enum fkind k, const int RM, const int RN, int64_t n, const uint8_t *w, size_t ws,
                const uint8_t *x, size_t xs, float *y, size_t ldy)
 {
-    __m256 acc[TILE_MAX][TILE_MAX];
+    __m256 acc[TILE_MAX][TILE_MAXC];
 #pragma GCC unroll 4
     for (int r = 0; r < RM; r++)
-#pragma GCC unroll 4
+#pragma GCC unroll 16
         for (int c = 0; c < RN; c++)
             acc[r][c] = _mm256_setzero_ps();
     int64_t i = 0;
@@ -94,7 +97,7 @@ AI void f_tile(enum fkind k, const int RM, const int RN, int64_t n, const uint8_
 #pragma GCC unroll 4
         for (int r = 0; r < RM; r++)
             wv[r] = f_load8(k, w + r * ws, i);
-#pragma GCC unroll 4
+#pragma GCC unroll 16
         for (int c = 0; c < RN; c++) {
             __m256 xv = _mm256_loadu_ps((const float *)(x + c * xs) + i);
 #pragma GCC unroll 4
@@ -104,7 +107,7 @@ AI void f_tile(enum fkind k, const int RM, const int RN, int64_t n, const uint8_
     }
 #pragma GCC unroll 4
     for (int r = 0; r < RM; r++)
-#pragma GCC unroll 4
+#pragma GCC unroll 16
         for (int c = 0; c < RN; c++) {
             float s = hsum_ps(acc[r][c]);
             for (int64_t j = i; j < n; j++)
@@ -176,22 +179,24 @@ AI void f_row(enum fkind k, int64_t n, const uint8_t *w, const uint8_t *x, float
     *y = s;
 }
 
+/* 3 x 4 float tiles ran twice as fast as 2 x 4 (F16 and F32, 64 columns,
+ * Zen 4); for K-quants 1 row x 16 columns beat 2 x 4 by 25-45%. */
 static void gemm_f32(int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x,
                      size_t x_stride, float *y, size_t ldy)
 {
-    GEMM_DRIVER(f_tile, f_row, FK_F32, 2, 4);
+    GEMM_DRIVER(f_tile, f_row, FK_F32, 3, 4);
 }
 
 static void gemm_f16(int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x,
                      size_t x_stride, float *y, size_t ldy)
 {
-    GEMM_DRIVER(f_tile, f_row, FK_F16, 2, 4);
+    GEMM_DRIVER(f_tile, f_row, FK_F16, 3, 4);
 }
 
 static void gemm_bf16(int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x,
                       size_t x_stride, float *y, size_t ldy)
 {
-    GEMM_DRIVER(f_tile, f_row, FK_BF16, 2, 4);
+    GEMM_DRIVER(f_tile, f_row, FK_BF16, 3, 4);
 }
 
 /* ---- 32-value blocks: Q4_0, Q5_0, Q8_0 (x Q8_0), Q4_1, Q5_1 (x Q8_1) ---- */
@@ -274,11 +279,11 @@ AI void b_tile(enum bkind k, const int RM, const int RN, int64_t n, const uint8_
     const size_t xb = hm ? sizeof(struct block_q8_1) : sizeof(struct block_q8_0);
     const size_t xq = hm ? offsetof(struct block_q8_1, qs) : offsetof(struct block_q8_0, qs);
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[TILE_MAX][TILE_MAX];
-    float msum[TILE_MAX][TILE_MAX];
+    __m256 acc[TILE_MAX][TILE_MAXC];
+    float msum[TILE_MAX][TILE_MAXC];
 #pragma GCC unroll 4
     for (int r = 0; r < RM; r++)
-#pragma GCC unroll 4
+#pragma GCC unroll 16
         for (int c = 0; c < RN; c++) {
             acc[r][c] = _mm256_setzero_ps();
             msum[r][c] = 0.0f;
@@ -292,7 +297,7 @@ AI void b_tile(enum bkind k, const int RM, const int RN, int64_t n, const uint8_
             m[r] = 0.0f;
             b_unpack(k, w + r * ws + (size_t)ib * wb, &a[r], &s[r], &d[r], &m[r]);
         }
-#pragma GCC unroll 4
+#pragma GCC unroll 16
         for (int c = 0; c < RN; c++) {
             const uint8_t *xp = x + c * xs + (size_t)ib * xb;
             const __m256i xv = _mm256_loadu_si256((const __m256i *)(xp + xq));
@@ -318,7 +323,7 @@ AI void b_tile(enum bkind k, const int RM, const int RN, int64_t n, const uint8_
     }
 #pragma GCC unroll 4
     for (int r = 0; r < RM; r++)
-#pragma GCC unroll 4
+#pragma GCC unroll 16
         for (int c = 0; c < RN; c++)
             y[c * ldy + r] = hsum_ps(acc[r][c]) + msum[r][c];
 }
@@ -661,10 +666,10 @@ AI void k_tile(enum kkind k, const int RM, const int RN, int64_t n, const uint8_
     const int64_t nb = n / QK_K;
     const size_t wb = k_wbytes(k);
     const int same_scale = k == KK_Q3_K || k == KK_Q6_K;
-    __m256 acc[TILE_MAX][TILE_MAX];
+    __m256 acc[TILE_MAX][TILE_MAXC];
 #pragma GCC unroll 4
     for (int r = 0; r < RM; r++)
-#pragma GCC unroll 4
+#pragma GCC unroll 16
         for (int c = 0; c < RN; c++)
             acc[r][c] = _mm256_setzero_ps();
     for (int64_t ib = 0; ib < nb; ib++) {
@@ -672,7 +677,7 @@ AI void k_tile(enum kkind k, const int RM, const int RN, int64_t n, const uint8_
 #pragma GCC unroll 4
         for (int r = 0; r < RM; r++)
             k_unpack(k, w + r * ws + (size_t)ib * wb, &u[r]);
-#pragma GCC unroll 4
+#pragma GCC unroll 16
         for (int c = 0; c < RN; c++) {
             const struct block_q8_k *xb =
                 (const struct block_q8_k *)(x + c * xs) + ib;
@@ -702,7 +707,7 @@ AI void k_tile(enum kkind k, const int RM, const int RN, int64_t n, const uint8_
     }
 #pragma GCC unroll 4
     for (int r = 0; r < RM; r++)
-#pragma GCC unroll 4
+#pragma GCC unroll 16
         for (int c = 0; c < RN; c++)
             y[c * ldy + r] = hsum_ps(acc[r][c]);
 }
@@ -716,7 +721,7 @@ AI void k_row(enum kkind k, int64_t n, const uint8_t *w, const uint8_t *x, float
     static void NAME(int64_t n, int nr, int nc, const void *w, size_t w_stride, const void *x, \
                      size_t x_stride, float *y, size_t ldy)                                 \
     {                                                                                       \
-        GEMM_DRIVER(k_tile, k_row, KIND, 2, 4);                                                 \
+        GEMM_DRIVER(k_tile, k_row, KIND, 1, 16);                                                 \
     }
 
 DEF_K_GEMM(gemm_q2_k, KK_Q2_K)

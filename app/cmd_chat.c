@@ -37,8 +37,8 @@ const struct cmd cmd_chat = {
         "once the answer starts; F1 lists every key.  Each -m adds a model to the picker\n"
         "(F2), the first is loaded; without -m the models of $XDG_DATA_HOME/ponder/models\n"
         "are listed and the first is loaded.  -c continues the last conversation.  When\n"
-        "standard input or output is not a terminal, each input line is a message and\n"
-        "each answer is written to stdout as one block (the reasoning to stderr, or\n"
+        "standard input or output is not a terminal (or TERM is dumb), each input line\n"
+        "is a message and each answer is written to stdout (the reasoning to stderr, or\n"
         "--reasoning show|hide).  Conversations are kept in the history store\n"
         "(--db PATH; --no-history keeps nothing).\n\n"
         "options: --ctx N (the context; -c is --continue here), -t/--threads N,\n"
@@ -451,7 +451,7 @@ static int chat_exec(int argc, char **argv)
 
     struct store *store = no_history ? NULL : open_store(&o);
     if (!script && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO))
-        models_label(&models, store);
+        models_label(&models, store);     /* only the screen's picker shows them */
     struct engine *eng = NULL;
     struct ui_source src = {0};
     struct session ses;
@@ -473,7 +473,9 @@ static int chat_exec(int argc, char **argv)
     if (resume && !resume_id)
         fprintf(stderr, "ponder: no conversation to continue; starting a new one\n");
 
-    if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
+    const char *term = getenv("TERM");
+    bool dumb = !term || !*term || !strcmp(term, "dumb");
+    if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO) || dumb) {
         if (session_set_system(&ses, o.system)) {
             cli_error("out of memory");
             goto out;
@@ -493,7 +495,7 @@ static int chat_exec(int argc, char **argv)
         size_t l = strlen(hist);
         snprintf(hist + l, sizeof hist - l, "/input_history");
     }
-    const char *nc = getenv("NO_COLOR"), *term = getenv("TERM");
+    const char *nc = getenv("NO_COLOR");
     struct ui_config cfg = {
         .src = &src,
         .store = store,
@@ -507,7 +509,7 @@ static int chat_exec(int argc, char **argv)
         .input_history = hist[0] ? hist : NULL,
         .editor = getenv("VISUAL") && *getenv("VISUAL") ? getenv("VISUAL") : getenv("EDITOR"),
         .no_model_hint = no_model_hint,
-        .color = !(nc && *nc) && !(term && !strcmp(term, "dumb")),
+        .color = !(nc && *nc),
         .fold_reasoning = fold,
         .resume = resume_id,
     };

@@ -55,6 +55,15 @@ i=0
 while [ "$(count 'switched to')" -lt 2 ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
 if [ "$(count 'switched to')" -ge 2 ]; then echo "ok: Ctrl-N switches to the next model"; else
     echo "FAIL: Ctrl-N did not switch"; screen | sed 's/^/  | /'; fails=$((fails + 1)); fi
+$T send-keys -t $S F4
+check "F4 shows the speed of each model" "runs  gen"
+check "with the llama model's runs" "tiny llama"
+$T send-keys -t $S Escape
+sleep 0.3
+$T send-keys -t $S F2
+check "the picker shows architecture and weight type" "qwen2     "
+$T send-keys -t $S Escape
+sleep 0.3
 $T send-keys -t $S C-d
 check "Ctrl-D quits" "EXITED rc=0"
 

@@ -16,7 +16,8 @@ const struct ui_binding ui_bindings[] = {
     {UI_CTRL('n'), UI_ACT_NEXT_MODEL, "Ctrl-N, Ctrl-P", "switch to the next / previous model"},
     {UI_CTRL('p'), UI_ACT_PREV_MODEL, NULL, NULL},
     {0, UI_ACT_NONE, "Alt-1 ... Alt-9", "switch to model 1 ... 9 of the picker"},
-    {KEY_F(3), UI_ACT_HISTORY, "F3", "past conversations: open, search, delete, undo"},
+    {KEY_F(3), UI_ACT_HISTORY, "F3", "past conversations: type to search, Enter opens,"},
+    {0, UI_ACT_NONE, "", "Del deletes, Ctrl-U undoes, Ctrl-T pins, Ctrl-E exports"},
     {KEY_F(4), UI_ACT_STATS, "F4", "speed statistics per model and device"},
     {UI_CTRL('o'), UI_ACT_FOLD, "Ctrl-O", "fold / unfold the reasoning nearest the bottom"},
     {UI_ALT('o'), UI_ACT_FOLD_ALL, "Alt-O", "fold / unfold every reasoning trace"},
@@ -48,6 +49,7 @@ const struct ui_command ui_commands[] = {
     {"/set", "temp|top_p|top_k|min_p VALUE", "change a sampling setting"},
     {"/system", "[TEXT]", "set (or clear) the system prompt"},
     {"/export", "[FILE]", "write this conversation as Markdown"},
+    {"/rename", "TITLE", "rename this conversation"},
     {"/help", "", "every key and command"},
     {"/quit", "", "quit"},
 };

@@ -35,11 +35,13 @@ enum {
 
 struct ui_conv_row {
     int64_t id;
+    bool pinned;
     char text[400];
 };
 
 struct ui {
     const struct ui_config *cfg;
+    SCREEN *screen;
     struct ui_source *src;
     struct session ses;
     struct transcript tr;
@@ -326,6 +328,7 @@ static int conv_row_fn(void *ctx, const struct store_conv_info *c)
     if (!localtime_r(&t, &tm) || !strftime(date, sizeof date, "%Y-%m-%d %H:%M", &tm))
         snprintf(date, sizeof date, "?");
     r->id = c->id;
+    r->pinned = c->pinned;
     snprintf(r->text, sizeof r->text, "%s%-32.32s  %s  %3d msgs  %.1f t/s  %s",
              c->pinned ? "* " : "", c->title[0] ? c->title : "(untitled)", date, c->n_messages,
              c->median_gen_tps, c->models);
@@ -386,7 +389,7 @@ static int stats_row_fn(void *ctx, const struct store_stats *st)
     }
     bar[k] = 0;
     snprintf(r->text, sizeof r->text,
-             "%-20.20s %-6.6s %-8.8s %4lld runs  gen %6.1f (p95 %6.1f) t/s  prompt %7.1f t/s  "
+             "%-28.28s %-6.6s %-8.8s %4lld runs  gen %6.1f (p95 %6.1f) t/s  prompt %7.1f t/s  "
              "ttft %5.0f ms %s",
              st->model, st->backend, st->device, (long long)st->n_runs, st->gen_tps_median,
              st->gen_tps_p95, st->prompt_tps_median, st->ttft_ms_median, bar);
@@ -531,6 +534,14 @@ static void run_command(struct ui *u, const char *line)
             return;
         }
         note(u, "%s = %g", key, v);
+    } else if (!strcmp(cmd, "/rename")) {
+        char err[512];
+        if (!u->cfg->store || !u->ses.conv)
+            set_hint(u, "nothing to rename yet: send a message first");
+        else if (store_conv_rename(u->cfg->store, u->ses.conv, arg, err, sizeof err))
+            set_hint(u, "%s", err);
+        else
+            note(u, "renamed to %s", arg);
     } else if (!strcmp(cmd, "/export")) {
         export_conv(u, arg);
     } else {
@@ -743,8 +754,15 @@ static void draw_status(struct ui *u, int y)
     for (int i = 0; i < u->cols; i++)
         addch(' ');
     if (u->loading) {
-        snprintf(s, sizeof s, " loading %s %3.0f%%", u->loading_path ? base_name(u->loading_path) : "",
-                 u->load_frac * 100);
+        int fill = (int)(u->load_frac * 10);
+        size_t k = 0;
+        for (int i = 0; i < 10; i++) {
+            memcpy(bar + k, i < fill ? "█" : "░", 3);
+            k += 3;
+        }
+        bar[k] = 0;
+        snprintf(s, sizeof s, " loading %s %s %3.0f%% · the screen stays live",
+                 u->loading_path ? base_name(u->loading_path) : "", bar, u->load_frac * 100);
     } else if (!u->loaded) {
         snprintf(s, sizeof s, " no model · F2 picks one");
     } else {
@@ -884,7 +902,7 @@ static void draw_list(struct ui *u)
         n = u->cfg->n_models;
     } else if (u->mode == UI_MODE_HISTORY) {
         snprintf(title, sizeof title, "History · Enter opens · type to search%s%s · Del deletes, "
-                 "Ctrl-U undoes · Esc closes",
+                 "Ctrl-U undoes · Ctrl-T pins · Ctrl-E exports · Esc closes",
                  u->query[0] ? ": " : "", u->query);
         n = u->n_rows;
     } else {
@@ -1098,6 +1116,16 @@ static void list_key(struct ui *u, int key, bool fn)
                     new_chat(u);
             }
             history_refresh(u);
+        } else if (!fn && key == UI_CTRL('t') && n) {
+            struct ui_conv_row *r = &u->rows_v[u->sel];
+            if (store_conv_pin(u->cfg->store, r->id, !r->pinned, err, sizeof err))
+                set_hint(u, "%s", err);
+            history_refresh(u);
+        } else if (!fn && key == UI_CTRL('e') && n) {
+            int64_t keep = u->ses.conv;
+            u->ses.conv = u->rows_v[u->sel].id;
+            export_conv(u, NULL);
+            u->ses.conv = keep;
         } else if (!fn && key == UI_CTRL('u') && u->undo_id) {
             if (store_conv_undelete(u->cfg->store, u->undo_id, err, sizeof err))
                 set_hint(u, "%s", err);
@@ -1302,10 +1330,15 @@ static int screen_init(struct ui *u, char *err, size_t errlen)
     if (tcgetattr(STDIN_FILENO, &ui_saved_tio) == 0)
         ui_tio_saved = 1;
     signals_install(true);
-    if (!initscr()) {
-        snprintf(err, errlen, "cannot set up the terminal");
-        return EIO;
+    /* newterm, not initscr: initscr exits the process when TERM is unknown */
+    u->screen = newterm(NULL, stdout, stdin);
+    if (!u->screen) {
+        signals_install(false);
+        snprintf(err, errlen, "cannot drive this terminal (TERM unknown?); pipe into ponder "
+                 "chat for line mode");
+        return ENOTSUP;
     }
+    set_term(u->screen);
     raw();
     noecho();
     nonl();
@@ -1327,11 +1360,13 @@ static int screen_init(struct ui *u, char *err, size_t errlen)
     return 0;
 }
 
-static void screen_end(void)
+static void screen_end(struct ui *u)
 {
     fputs("\033[?2004l", stdout);
     fflush(stdout);
     endwin();
+    delscreen(u->screen);
+    u->screen = NULL;
     signals_install(false);
 }
 
@@ -1429,7 +1464,7 @@ int ui_run(const struct ui_config *c, char *err, size_t errlen)
             on_event(u, &ev);
     }
     readline_end(u);
-    screen_end();
+    screen_end(u);
     ui_current = NULL;
     if (u->generating) {
         /* stop, and wait (a little) for DONE so the reply is stored as interrupted */

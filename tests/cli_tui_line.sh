@@ -1,0 +1,58 @@
+#!/bin/sh
+# ponder chat in line mode (stdin or stdout not a terminal): one message per
+# line, answers on stdout with no escape codes, reasoning on stderr, every
+# turn kept in the history store; and the message when there is no model.
+. tests/lib_cli.sh
+cat > "$tmp/script" <<'END'
+delay 1
+think Let me\n
+think  think.
+answer First \x1b answer.
+end
+answer Second answer.
+end
+END
+export XDG_DATA_HOME="$tmp/data" XDG_STATE_HOME="$tmp/state"
+
+printf 'hello\n\nagain\n' | "$PONDER" chat --script "$tmp/script" -m tiny.gguf \
+    > "$tmp/out" 2> "$tmp/err"
+rc=$?
+if [ $rc -eq 0 ] && grep -q 'First' "$tmp/out" && grep -q 'Second answer.' "$tmp/out"; then
+    echo "ok: each line gets its answer on stdout"
+else
+    echo "FAIL: line mode (exit $rc):"; sed 's/^/  out: /' "$tmp/out"; sed 's/^/  err: /' "$tmp/err"
+    fails=$((fails + 1))
+fi
+grep -q 'think.' "$tmp/err" && ! grep -q 'think.' "$tmp/out" \
+    && echo "ok: the reasoning goes to stderr" \
+    || { echo "FAIL: reasoning not on stderr only"; fails=$((fails + 1)); }
+if grep -q "$(printf '\033')\[" "$tmp/out"; then
+    echo "FAIL: escape sequences in line mode"; fails=$((fails + 1))
+else echo "ok: no screen escape codes"; fi
+
+printf 'hello\n' | "$PONDER" chat --script "$tmp/script" -m tiny.gguf --reasoning show \
+    --no-history > "$tmp/out" 2> "$tmp/err"
+grep -q '<think>' "$tmp/out" && grep -q '</think>' "$tmp/out" \
+    && echo "ok: --reasoning show writes it inline" \
+    || { echo "FAIL: --reasoning show:"; cat "$tmp/out"; fails=$((fails + 1)); }
+
+"$PONDER" history list > "$tmp/list" 2>&1
+grep -q 'hello' "$tmp/list" && grep -q ' 4 ' "$tmp/list" \
+    && echo "ok: the conversation is stored (4 messages)" \
+    || { echo "FAIL: history:"; cat "$tmp/list"; fails=$((fails + 1)); }
+"$PONDER" history show 1 > "$tmp/show" 2>&1
+grep -q 'Let me' "$tmp/show" && echo "ok: with its reasoning" \
+    || { echo "FAIL: no reasoning stored"; cat "$tmp/show"; fails=$((fails + 1)); }
+
+printf 'more\n' | "$PONDER" chat -c --script "$tmp/script" -m tiny.gguf > /dev/null 2>&1
+"$PONDER" history list > "$tmp/list" 2>&1
+[ "$(grep -c hello "$tmp/list")" -eq 1 ] && grep -q ' 6 ' "$tmp/list" \
+    && echo "ok: -c continues the last conversation" \
+    || { echo "FAIL: -c:"; cat "$tmp/list"; fails=$((fails + 1)); }
+
+XDG_DATA_HOME="$tmp/empty" expect_exit 1 "no model: one line" "$PONDER" chat
+grep -q -- '-m' "$tmp/err" && echo "ok: it says how to give one" \
+    || { echo "FAIL: no hint"; cat "$tmp/err"; fails=$((fails + 1)); }
+expect_exit 2 "unknown option" "$PONDER" chat --frobnicate
+expect_exit 0 "chat --help" "$PONDER" chat --help
+finish

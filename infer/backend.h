@@ -99,6 +99,10 @@ struct backend_ops {
     struct btensor *(*rows)(struct backend *b, const struct btensor *src, int64_t row0, int64_t n);
     const char *(*error)(const struct backend *b);
     const char *(*device_name)(const struct backend *b);
+    /* waits until every operation issued so far has completed (a device
+     * backend records work and runs it later); NULL when the backend
+     * computes synchronously, as the CPU backend does */
+    int (*sync)(struct backend *b);
 };
 
 struct backend {

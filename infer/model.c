@@ -275,6 +275,8 @@ static int plan_gpu(struct model *m, const struct model_params *p, const struct 
             break;
         used += add;
     }
+    if (ngl == hp->n_layer && p->n_gpu_layers < 0 && budget && used + out_bytes > budget)
+        used -= layer_gpu_bytes(m, --ngl) + kv_layer;   /* the output stays on the CPU */
     in->output_on_gpu = ngl == hp->n_layer;
     if (in->output_on_gpu)
         used += out_bytes;

@@ -4,8 +4,11 @@
  * element is read once per NT tokens and dequantized in registers.  No
  * shared memory, no barriers: this suits lavapipe, where an invocation is a
  * SIMD lane and workgroup barriers are costly.
- * Weight formats (W_*): F32 rows; F16 rows (pairs in uints); Q8: int8
- * quants (rows * n_in bytes) then one float scale per 32 (at u[9]).
+ * Weight formats (W_*), each a run of quants, then (at word u[9]) scales:
+ * F32 rows; F16 rows (pairs in uints); Q8: int8 quants, one float scale
+ * per 32; Q6: int8 quants, a float scale per 16 (Q6_K); Q4: nibbles
+ * (value i of a 32-block at bits 4*(i%8) of word i/8), per 32 a float
+ * scale a and offset b, value = a*q - b (Q4_0, Q4_1, Q4_K).
  * u: 0 n_in, 1 n_rows (this chunk), 2 n_tok, 3 row0, 4 x_off, 5 d_off,
  *    6 d_stride, 7 b_off, 8 has_bias, 9 scale_off (Q8), 10 t0 */
 #include "common.glsl"
@@ -20,7 +23,7 @@ layout(local_size_x = 64) in;
 layout(std430, binding = 0) readonly buffer W { vec4 w4[]; };
 #elif defined(W_F16)
 layout(std430, binding = 0) readonly buffer W { uvec2 w2[]; };
-#elif defined(W_Q8)
+#else
 layout(std430, binding = 0) readonly buffer W { uint wq[]; };
 #endif
 layout(std430, binding = 1) readonly buffer X { vec4 x4[]; };
@@ -50,7 +53,7 @@ void main()
     uint nb = n_in / 32;
     for (uint kb = 0; kb < nb; kb++) {
         vec4 wv[8];
-        float s = 1.0;
+        float s = 1.0, s1 = 1.0, mb = 0.0;
 #if defined(W_F32)
         uint wb = (r * n_in) / 4 + kb * 8;
         [[unroll]] for (uint q = 0; q < 8; q++)
@@ -66,13 +69,47 @@ void main()
         [[unroll]] for (uint q = 0; q < 8; q++)
             wv[q] = i8x4(wq[wb + q]);
         s = uintBitsToFloat(wq[pc.u[9] + r * nb + kb]);
+#elif defined(W_Q6)
+        uint wb = (r * n_in) / 4 + kb * 8;
+        [[unroll]] for (uint q = 0; q < 8; q++)
+            wv[q] = i8x4(wq[wb + q]);
+        uint so = pc.u[9] + (r * nb + kb) * 2;
+        s = uintBitsToFloat(wq[so]);
+        s1 = uintBitsToFloat(wq[so + 1]);
+#elif defined(W_Q4)
+        uint wb = (r * n_in) / 8 + kb * 4;
+        [[unroll]] for (uint q = 0; q < 8; q++) {
+            uint u = wq[wb + q / 2] >> (16 * (q % 2));
+            wv[q] = vec4(float(u & 15u), float((u >> 4) & 15u), float((u >> 8) & 15u),
+                         float((u >> 12) & 15u));
+        }
+        uint so = pc.u[9] + (r * nb + kb) * 2;
+        s = uintBitsToFloat(wq[so]);
+        mb = uintBitsToFloat(wq[so + 1]);
 #endif
         [[unroll]] for (uint j = 0; j < NT; j++) {
             uint xo = xb[j] + kb * 8;
+#if defined(W_Q6)
+            float a = 0.0, a1 = 0.0;
+            [[unroll]] for (uint q = 0; q < 4; q++) {
+                a += dot(wv[q], x4[xo + q]);
+                a1 += dot(wv[q + 4], x4[xo + q + 4]);
+            }
+            acc[j] += s * a + s1 * a1;
+#elif defined(W_Q4)
+            float a = 0.0, xs = 0.0;
+            [[unroll]] for (uint q = 0; q < 8; q++) {
+                vec4 xv = x4[xo + q];
+                a += dot(wv[q], xv);
+                xs += dot(xv, vec4(1.0));
+            }
+            acc[j] += s * a - mb * xs;
+#else
             float a = 0.0;
             [[unroll]] for (uint q = 0; q < 8; q++)
                 a += dot(wv[q], x4[xo + q]);
             acc[j] += s * a;
+#endif
         }
     }
     float b = pc.u[8] != 0 ? bias[pc.u[7] + pc.u[3] + r] : 0.0;

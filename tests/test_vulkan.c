@@ -115,11 +115,13 @@ struct mm_case {
 };
 
 static const struct mm_case mm_cases[] = {
+    /* native layouts: only the summation order differs */
     {QUANT_TYPE_F32, 1e-5},  {QUANT_TYPE_F16, 1e-5},  {QUANT_TYPE_BF16, 1e-5},
-    {QUANT_TYPE_Q8_0, 1e-5}, {QUANT_TYPE_Q4_0, 1e-3}, {QUANT_TYPE_Q4_1, 1e-3},
+    {QUANT_TYPE_Q8_0, 1e-5}, {QUANT_TYPE_Q4_0, 1e-5}, {QUANT_TYPE_Q4_1, 1e-5},
+    {QUANT_TYPE_Q4_K, 1e-5}, {QUANT_TYPE_Q6_K, 1e-5},
+    /* dequantized to F16 at upload: one F16 rounding per weight */
     {QUANT_TYPE_Q5_0, 1e-3}, {QUANT_TYPE_Q5_1, 1e-3}, {QUANT_TYPE_Q2_K, 1e-3},
-    {QUANT_TYPE_Q3_K, 1e-3}, {QUANT_TYPE_Q4_K, 1e-3}, {QUANT_TYPE_Q5_K, 1e-3},
-    {QUANT_TYPE_Q6_K, 1e-3},
+    {QUANT_TYPE_Q3_K, 1e-3}, {QUANT_TYPE_Q5_K, 1e-3},
 };
 
 static void check_matmul(struct backend *b, const struct mm_case *c, int64_t n_in, int64_t n_out,

@@ -228,8 +228,11 @@ int dense_forward(struct model *m, const int32_t *ids, int n, int pos0, float *l
         if ((rc = run_layers(m, m->be, x, ngl, hp->n_layer, ngl, n, pos0, err, errlen)))
             return rc;
     }
-    if (!logits)
+    if (!logits) {
+        if (be->ops->sync)
+            CHECK(be->ops->sync(be));
         return 0;
+    }
     struct btensor *last = all ? x : be->ops->rows(be, x, n - 1, 1), *out;
     if (!last)
         return fail(err, errlen, ENOMEM, "out of memory for activations");

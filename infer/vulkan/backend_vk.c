@@ -29,10 +29,136 @@ struct vk_buf {
     void *map;                  /* host-visible memory stays mapped */
 };
 
-/* Device layouts of a weight: F32 rows, F16 rows, Q8 (int8 quants, then a
- * float scale per 32) for Q8_0; every other type is dequantized to F16 at
- * upload.  Vectors (norms, biases) are F32. */
-enum wfmt { WFMT_F32, WFMT_F16, WFMT_Q8 };
+/* Device layouts of a weight (shaders/matmul.comp): F32 rows, F16 rows,
+ * Q8 (int8 quants, then a float scale per 32) for Q8_0, Q6 (int8 quants,
+ * a float scale per 16) for Q6_K, Q4 (nibbles, then a float scale and
+ * offset per 32) for Q4_0, Q4_1 and Q4_K; every other type is dequantized
+ * to F16 at upload.  Vectors (norms, biases) are F32. */
+enum wfmt { WFMT_F32, WFMT_F16, WFMT_Q8, WFMT_Q6, WFMT_Q4 };
+
+static enum wfmt wfmt_of(enum quant_type t, bool vector)
+{
+    if (vector)
+        return WFMT_F32;
+    switch (t) {
+    case QUANT_TYPE_F32: case QUANT_TYPE_BF16: return WFMT_F32;
+    case QUANT_TYPE_Q8_0: return WFMT_Q8;
+    case QUANT_TYPE_Q6_K: return WFMT_Q6;
+    case QUANT_TYPE_Q4_0: case QUANT_TYPE_Q4_1: case QUANT_TYPE_Q4_K: return WFMT_Q4;
+    default: return WFMT_F16;
+    }
+}
+
+/* bytes per row of n values, and the word offset of the scales in a chunk
+ * of rows */
+static size_t wfmt_row_bytes(enum wfmt f, size_t n)
+{
+    switch (f) {
+    case WFMT_F32: return n * 4;
+    case WFMT_F16: return n * 2;
+    case WFMT_Q8: return n + n / 32 * 4;
+    case WFMT_Q6: return n + n / 16 * 4;
+    case WFMT_Q4: return n / 2 + n / 32 * 8;
+    }
+    return 0;
+}
+
+static size_t wfmt_scale_off(enum wfmt f, size_t rows, size_t n)
+{
+    return f == WFMT_Q4 ? rows * n / 8 : rows * n / 4;
+}
+
+/* packs 32 nibbles q[0..32) into 4 words: value i at bits 4*(i%8) of word i/8 */
+static void pack_nibbles(const uint8_t *q, uint32_t *w)
+{
+    for (int k = 0; k < 4; k++) {
+        uint32_t v = 0;
+        for (int j = 0; j < 8; j++)
+            v |= (uint32_t)(q[8 * k + j] & 15) << (4 * j);
+        w[k] = v;
+    }
+}
+
+static void scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
+{
+    if (j < 4) {
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+/* One row of a Q4-format type: nibbles to qw (n/8 words), (a, b) pairs to sb. */
+static void row_q4(enum quant_type t, const void *src, int64_t n, uint32_t *qw, float *sb)
+{
+    uint8_t q[32];
+    if (t == QUANT_TYPE_Q4_K) {
+        const struct block_q4_k *bl = src;
+        for (int64_t b = 0; b < n / QK_K; b++) {
+            float d = quant_f16_to_f32(bl[b].d), dmin = quant_f16_to_f32(bl[b].dmin);
+            for (int j = 0; j < 4; j++) {
+                const uint8_t *qs = bl[b].qs + 32 * j;
+                for (int h = 0; h < 2; h++) {
+                    uint8_t sc, mn;
+                    scale_min_k4(2 * j + h, bl[b].scales, &sc, &mn);
+                    for (int l = 0; l < 32; l++)
+                        q[l] = h ? qs[l] >> 4 : qs[l] & 15;
+                    int64_t sbk = b * 8 + 2 * j + h;
+                    pack_nibbles(q, qw + sbk * 4);
+                    sb[2 * sbk] = d * sc;
+                    sb[2 * sbk + 1] = dmin * mn;
+                }
+            }
+        }
+        return;
+    }
+    for (int64_t b = 0; b < n / 32; b++) {
+        const uint8_t *qs;
+        float a, off;
+        if (t == QUANT_TYPE_Q4_0) {
+            const struct block_q4_0 *bl = (const struct block_q4_0 *)src + b;
+            qs = bl->qs;
+            a = quant_f16_to_f32(bl->d);
+            off = 8 * a;
+        } else {
+            const struct block_q4_1 *bl = (const struct block_q4_1 *)src + b;
+            qs = bl->qs;
+            a = quant_f16_to_f32(bl->d);
+            off = -quant_f16_to_f32(bl->m);
+        }
+        for (int l = 0; l < 16; l++) {
+            q[l] = qs[l] & 15;
+            q[l + 16] = qs[l] >> 4;
+        }
+        pack_nibbles(q, qw + b * 4);
+        sb[2 * b] = a;
+        sb[2 * b + 1] = off;
+    }
+}
+
+/* One row of Q6_K: q - 32 as int8 to q8 (n bytes), a scale per 16 to sc. */
+static void row_q6(const void *src, int64_t n, int8_t *q8, float *sc)
+{
+    const struct block_q6_k *bl = src;
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        float d = quant_f16_to_f32(bl[b].d);
+        int8_t *y = q8 + b * QK_K;
+        for (int half = 0; half < 2; half++) {
+            const uint8_t *ql = bl[b].ql + 64 * half, *qh = bl[b].qh + 32 * half;
+            int8_t *yy = y + 128 * half;
+            for (int l = 0; l < 32; l++) {
+                yy[l] = (int8_t)(((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+                yy[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+                yy[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+                yy[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+            }
+        }
+        for (int g = 0; g < 16; g++)
+            sc[b * 16 + g] = d * (float)bl[b].scales[g];
+    }
+}
 
 struct wchunk {
     struct vk_buf b;
@@ -383,7 +509,16 @@ static int convert_rows(struct vk_backend *c, const struct weight *w, enum wfmt 
     for (int64_t r = r0; r < r0 + n; r++) {
         const unsigned char *src = (const unsigned char *)w->data + (size_t)r * w->row_bytes;
         int64_t lr = r - chunk_row0;
-        if (fmt == WFMT_Q8) {
+        if (fmt == WFMT_Q4) {
+            uint32_t *qw = (uint32_t *)dst + (size_t)lr * (size_t)(k / 8);
+            float *sb = (float *)dst + wfmt_scale_off(fmt, (size_t)chunk_rows, (size_t)k) +
+                        (size_t)lr * (size_t)(k / 16);
+            row_q4(w->type, src, k, qw, sb);
+        } else if (fmt == WFMT_Q6) {
+            float *sc = (float *)dst + wfmt_scale_off(fmt, (size_t)chunk_rows, (size_t)k) +
+                        (size_t)lr * (size_t)(k / 16);
+            row_q6(src, k, (int8_t *)dst + (size_t)lr * (size_t)k, sc);
+        } else if (fmt == WFMT_Q8) {
             const struct block_q8_0 *bl = (const struct block_q8_0 *)src;
             int8_t *q = (int8_t *)dst + (size_t)lr * (size_t)k;
             float *sc = (float *)(dst + (size_t)chunk_rows * (size_t)k) + (size_t)lr * (size_t)(k / 32);
@@ -416,7 +551,7 @@ static int upload_chunk(struct vk_backend *c, const struct weight *w, struct vk_
         return rc;
     if (ch->b.map)      /* unified memory: write in place */
         return convert_rows(c, w, vw->fmt, ch->row0, ch->rows, ch->row0, ch->rows, ch->b.map);
-    if (vw->fmt == WFMT_Q8) {
+    if (vw->fmt == WFMT_Q8 || vw->fmt == WFMT_Q6 || vw->fmt == WFMT_Q4) {
         /* the scales follow all of the chunk's quants: convert the chunk
          * in host memory, then stage it in pieces */
         unsigned char *tmp = malloc((size_t)bytes);
@@ -471,14 +606,8 @@ static int weight_get(struct vk_backend *c, const struct weight *w, struct vk_we
     if (!vector && w->n_in % 32)
         return fail(c, ENOTSUP, "vulkan: rows of %lld values (not a multiple of 32)",
                     (long long)w->n_in);
-    enum wfmt fmt = WFMT_F16;
-    if (vector || w->type == QUANT_TYPE_F32 || w->type == QUANT_TYPE_BF16)
-        fmt = WFMT_F32;
-    else if (w->type == QUANT_TYPE_Q8_0)
-        fmt = WFMT_Q8;
-    size_t row_dev = fmt == WFMT_F32 ? (size_t)w->n_in * 4
-                   : fmt == WFMT_F16 ? (size_t)w->n_in * 2
-                                     : (size_t)w->n_in + (size_t)w->n_in / 32 * 4;
+    enum wfmt fmt = wfmt_of(w->type, vector);
+    size_t row_dev = wfmt_row_bytes(fmt, (size_t)w->n_in);
     VkDeviceSize limit = c->max_range;
     if (c->desc.max_alloc && c->desc.max_alloc < limit)
         limit = c->desc.max_alloc;
@@ -496,7 +625,7 @@ static int weight_get(struct vk_backend *c, const struct weight *w, struct vk_we
         struct wchunk *ch = &nw.chunks[i];
         ch->row0 = (int64_t)i * per;
         ch->rows = w->n_out - ch->row0 < per ? w->n_out - ch->row0 : per;
-        ch->scale_off = (uint32_t)((size_t)ch->rows * (size_t)w->n_in / 4);
+        ch->scale_off = (uint32_t)wfmt_scale_off(fmt, (size_t)ch->rows, (size_t)w->n_in);
         rc = upload_chunk(c, w, &nw, ch, row_dev);
     }
     if (rc) {
@@ -515,11 +644,7 @@ uint64_t vk_weight_bytes(enum quant_type t, int64_t n, bool vector)
 {
     if (n <= 0)
         return 0;
-    if (vector || t == QUANT_TYPE_F32 || t == QUANT_TYPE_BF16)
-        return (uint64_t)n * 4;
-    if (t == QUANT_TYPE_Q8_0)
-        return (uint64_t)n + (uint64_t)n / 8;
-    return (uint64_t)n * 2;
+    return wfmt_row_bytes(wfmt_of(t, vector), (size_t)n);
 }
 
 uint64_t vk_scratch_bytes(int64_t tokens, int64_t floats_per_token)
@@ -685,8 +810,12 @@ static int vk_matmul(struct backend *b, struct btensor *dst, const struct weight
         rc = weight_get(c, bias, &vbias);
     if (rc)
         return rc;
-    enum vk_shader s1 = vw->fmt == WFMT_F32 ? VK_SHADER_MATMUL_F32_1
-                      : vw->fmt == WFMT_F16 ? VK_SHADER_MATMUL_F16_1 : VK_SHADER_MATMUL_Q8_1;
+    static const enum vk_shader first[] = {
+        [WFMT_F32] = VK_SHADER_MATMUL_F32_1, [WFMT_F16] = VK_SHADER_MATMUL_F16_1,
+        [WFMT_Q8] = VK_SHADER_MATMUL_Q8_1,   [WFMT_Q6] = VK_SHADER_MATMUL_Q6_1,
+        [WFMT_Q4] = VK_SHADER_MATMUL_Q4_1,
+    };
+    enum vk_shader s1 = first[vw->fmt];
     enum vk_shader s8 = (enum vk_shader)(s1 + 1);
     int64_t n_tok = src->ne1, full = n_tok / 8 * 8, rem = n_tok - full;
     for (int i = 0; i < vw->n_chunks; i++) {
@@ -938,6 +1067,8 @@ static int vk_read(struct backend *b, const struct btensor *src, int64_t row0, i
     return 0;
 }
 
+static int vk_sync(struct backend *b) { return flush(vb(b)); }
+
 static const char *vk_error(const struct backend *b) { return ((const struct vk_backend *)b)->err; }
 static const char *vk_device_name(const struct backend *b)
 {
@@ -1028,6 +1159,7 @@ static const struct backend_ops vk_ops = {
     .rows = vk_rows,
     .error = vk_error,
     .device_name = vk_device_name,
+    .sync = vk_sync,
 };
 
 static int load_cache(struct vk_backend *c, const char *dir)

@@ -745,6 +745,15 @@ AI __m256 abs_ps(__m256 v)
     return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
 }
 
+/* As quant.c's int_range(): NaN to 0, the rest clamped to +-2^30, so that
+ * NaN and inf inputs convert to what the reference writes. */
+AI __m256 int_range_ps(__m256 v)
+{
+    const __m256 lim = _mm256_set1_ps(1073741824.0f);
+    v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q));
+    return _mm256_max_ps(_mm256_min_ps(v, lim), _mm256_sub_ps(_mm256_setzero_ps(), lim));
+}
+
 /* 32 int32 in four vectors to 32 int8 in order, saturating (the reference
  * clamps to [-128, 127]). */
 AI __m256i pack32(__m256i i0, __m256i i1, __m256i i2, __m256i i3)
@@ -770,7 +779,7 @@ AI float q8_block32(const float *x, int8_t *q, int32_t *sum)
     __m256i i[4];
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++)
-        i[j] = _mm256_cvtps_epi32(_mm256_mul_ps(v[j], id));   /* rint: nearest, ties to even */
+        i[j] = _mm256_cvtps_epi32(int_range_ps(_mm256_mul_ps(v[j], id)));   /* ties to even */
     const __m256i p = pack32(i[0], i[1], i[2], i[3]);
     _mm256_storeu_si256((__m256i *)q, p);
     if (sum) {
@@ -831,7 +840,7 @@ static void quantize_q8_k(const float *src, void *dst, int64_t n)
         const float iscale = -127.0f / max;
         const __m256 is = _mm256_set1_ps(iscale);
         for (int j = 0; j < QK_K; j += 8) {
-            __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(src + j), is));
+            __m256i v = _mm256_cvtps_epi32(int_range_ps(_mm256_mul_ps(_mm256_loadu_ps(src + j), is)));
             v = _mm256_shuffle_epi8(_mm256_min_epi32(v, _mm256_set1_epi32(127)), low);
             uint32_t lo = (uint32_t)_mm256_cvtsi256_si32(v);
             uint32_t hi = (uint32_t)_mm_cvtsi128_si32(_mm256_extracti128_si256(v, 1));

@@ -364,7 +364,7 @@ def main():
 
     os.makedirs(args.out, exist_ok=True)
     os.makedirs(args.fixtures, exist_ok=True)
-    export(model, v, os.path.join(args.out, "ponder-demo-f32.gguf"), False, template)
+    export(model, v, os.path.join(args.fixtures, "ponder-demo-f32.gguf"), False, template)
     export(model, v, os.path.join(args.out, "ponder-demo.gguf"), True, template)
 
     with open(os.path.join(args.fixtures, "demo_heldout.tsv"), "w") as f:
@@ -379,6 +379,13 @@ def main():
     with open(os.path.join(args.fixtures, "demo_heldout.jsonl"), "w") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")
+
+    # the Python tokenizer's ids of held-out texts, for `ponder tokenize --cases`
+    with open(os.path.join(args.fixtures, "demo_tokenize.jsonl"), "w") as f:
+        for _key, q, r, a in held[:40]:
+            for text in (q, "\n" + r + "\n", "\n\n" + a):
+                f.write(json.dumps(dict(text=text, parse_special=False, add_bos=False,
+                                        ids=v.encode_plain(text))) + "\n")
 
     # teacher-forced logits: three held-out conversations (prompt + reference
     # reply), every position's logits, float32 little-endian
@@ -395,8 +402,8 @@ def main():
             with open(os.path.join(args.fixtures, "demo_logits_%s.txt" % name), "w") as g:
                 for p in pos:
                     g.write(str(p) + " " + " ".join("%.9g" % x for x in lg[p]) + "\n")
-    print("train_demo: wrote %s/ponder-demo.gguf, ponder-demo-f32.gguf and fixtures in %s"
-          % (args.out, args.fixtures))
+    print("train_demo: wrote %s/ponder-demo.gguf (Q8_0), and the F32 file and the fixtures"
+          " in %s" % (args.out, args.fixtures))
 
 
 if __name__ == "__main__":

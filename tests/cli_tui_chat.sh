@@ -61,11 +61,14 @@ check_not() {   # check_not DESCRIPTION TEXT
 }
 # the widest line on the screen, in columns
 widest() { screen | LC_ALL=C.UTF-8 wc -L; }
+printf '#!/bin/sh\necho "written in the editor" > "$1"\n' > "$tmp/editor"
+chmod +x "$tmp/editor"
 start() {
     $T new-session -d -s $S -x "$1" -y "$2" \
         "env LANG=C.UTF-8 LC_ALL=C.UTF-8 XDG_DATA_HOME=$tmp/data XDG_STATE_HOME=$tmp/state \
-         XDG_CONFIG_HOME=$tmp/config $PONDER chat --script $tmp/script -m tiny.gguf $3; \
-         echo EXITED rc=\$?; sleep 60"
+         XDG_CONFIG_HOME=$tmp/config EDITOR=$tmp/editor VISUAL= \
+         $PONDER chat --script $tmp/script -m tiny.gguf $3; \
+         echo EXITED rc=\$?; stty -a | grep -q ' icanon' && echo TTY-SANE; sleep 60"
 }
 
 start 100 30 ""
@@ -127,6 +130,15 @@ w=$(widest)
 $T send-keys -t $S 'line one' M-Enter 'line two'
 check "Alt-Enter starts a new line in the message" "  line two"
 $T send-keys -t $S C-u C-u
+$T set-buffer -b p "$(printf 'pasted one\npasted two')"
+$T paste-buffer -p -b p -t $S
+check "a bracketed paste keeps its newlines" "  pasted two"
+sleep 0.3
+if [ "$(screen | grep -c pasted)" -eq 2 ] && ! screen | grep -q '^pasted'; then
+    echo "ok: and is not sent"; else echo "FAIL: the paste was sent"; fails=$((fails + 1)); fi
+$T send-keys -t $S C-u C-u C-x C-e
+check "Ctrl-X Ctrl-E edits the message in \$EDITOR" "› written in the editor"
+$T send-keys -t $S C-u
 $T send-keys -t $S 'an unsent line'
 $T send-keys -t $S C-d
 sleep 0.3
@@ -151,13 +163,28 @@ $T kill-session -t $S
 start 100 30 "-c"
 check "-c shows the last conversation" "hello there"
 check "with its replies" "Hello 世界 🙂 world."
+check "their folded reasoning and timings" "(2 tokens)"
 $T send-keys -t $S F3
 check "F3 lists past conversations" "History"
 check "the conversation is listed" "hello there"
 $T send-keys -t $S 'world'
 check "searching finds it" "search: world"
+$T send-keys -t $S DC
+check "Del deletes it" "nothing found"
+$T send-keys -t $S C-u
+check "Ctrl-U undoes the delete" "hello there"
 $T send-keys -t $S Enter
 check "Enter reopens it" "continuing this conversation"
 $T send-keys -t $S '/quit' Enter
 check "/quit quits" "EXITED rc=0"
+check "the terminal is restored" "TTY-SANE"
+$T kill-session -t $S
+
+# a signal restores the terminal
+start 100 30 "--no-history"
+check "started again" "loaded tiny"
+pid=$($T list-panes -t $S -F '#{pane_pid}')
+kill -TERM "$(pgrep -P "$pid" -f 'chat --script' | head -n 1)"
+check "SIGTERM ends it" "EXITED rc=143"
+check "and restores the terminal" "TTY-SANE"
 finish

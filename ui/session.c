@@ -266,6 +266,16 @@ int session_open(struct session *s, int64_t id, char *err, size_t errlen)
         rc = push_msg(s, m->role == STORE_ROLE_USER ? CHAT_ROLE_USER : CHAT_ROLE_ASSISTANT,
                       m->answer, m->reasoning, m->model_name,
                       m->status == STORE_STATUS_INTERRUPTED);
+        if (!rc && m->has_run) {
+            struct session_msg *sm = &s->msgs[s->n - 1];
+            sm->think_ms = m->run.reasoning_ms;
+            sm->think_tokens = (int)m->run.reasoning_tokens;
+            snprintf(sm->footer, sizeof sm->footer,
+                     "read %.1f s · think %.1f s · answer %.1f s · %.1f t/s · first token %.2f s%s",
+                     m->run.prompt_ms / 1000, m->run.reasoning_ms / 1000,
+                     m->run.answer_ms / 1000, m->run.gen_tps, m->run.ttft_ms / 1000,
+                     sm->interrupted ? " · interrupted" : "");
+        }
     }
     store_conv_free(c);
     if (rc)

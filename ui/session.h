@@ -21,6 +21,9 @@ struct session_msg {
     char *reasoning;        /* assistant messages, may be NULL */
     char *model;            /* the model that wrote it, may be NULL */
     bool interrupted;
+    double think_ms;        /* from the stored run, 0 when unknown */
+    int think_tokens;
+    char footer[160];       /* the run's timings, "" when unknown */
 };
 
 struct session {

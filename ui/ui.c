@@ -36,6 +36,7 @@ enum {
 struct ui_conv_row {
     int64_t id;
     bool pinned;
+    double value;           /* stats: the median generation speed */
     char text[400];
 };
 
@@ -247,8 +248,14 @@ static void transcript_from_session(struct ui *u)
         const struct session_msg *m = &u->ses.msgs[i];
         if (m->role == CHAT_ROLE_USER)
             tr_add_user(&u->tr, m->text, strlen(m->text));
-        else if (m->role == CHAT_ROLE_ASSISTANT)
-            tr_add_reply(&u->tr, m->model, m->reasoning, m->text, m->interrupted);
+        else if (m->role == CHAT_ROLE_ASSISTANT &&
+                 !tr_add_reply(&u->tr, m->model, m->reasoning, m->text, m->interrupted)) {
+            struct tr_entry *e = &u->tr.e[u->tr.n - 1];
+            e->think_ms = m->think_ms;
+            e->think_tokens = m->think_tokens;
+            if (m->footer[0])
+                snprintf(e->footer, sizeof e->footer, "%s", m->footer);
+        }
     }
     u->scroll = 0;
 }
@@ -378,22 +385,29 @@ static int stats_row_fn(void *ctx, const struct store_stats *st)
     struct ui_conv_row *r = rows_add(u);
     if (!r)
         return 1;
-    char bar[64];
-    int n = st->gen_tps_median > 0 ? (int)(st->gen_tps_median / 4) : 0;
-    if (n > 20)
-        n = 20;
-    size_t k = 0;
-    for (int i = 0; i < n; i++) {
-        memcpy(bar + k, "█", 3);
-        k += 3;
-    }
-    bar[k] = 0;
+    r->value = st->gen_tps_median;
     snprintf(r->text, sizeof r->text,
              "%-28.28s %-6.6s %-8.8s %4lld runs  gen %6.1f (p95 %6.1f) t/s  prompt %7.1f t/s  "
-             "ttft %5.0f ms %s",
+             "ttft %5.0f ms ",
              st->model, st->backend, st->device, (long long)st->n_runs, st->gen_tps_median,
-             st->gen_tps_p95, st->prompt_tps_median, st->ttft_ms_median, bar);
+             st->gen_tps_p95, st->prompt_tps_median, st->ttft_ms_median);
     return 0;
+}
+
+/* Appends to each stats row a bar of its generation speed, the fastest full. */
+static void stats_bars(struct ui *u)
+{
+    double max = 0;
+    for (size_t i = 0; i < u->n_rows; i++)
+        if (u->rows_v[i].value > max)
+            max = u->rows_v[i].value;
+    for (size_t i = 0; i < u->n_rows && max > 0; i++) {
+        int n = (int)(u->rows_v[i].value / max * 20 + 0.5);
+        size_t l = strlen(u->rows_v[i].text);
+        for (int k = 0; k < n && l + 4 < sizeof u->rows_v[i].text; k++, l += 3)
+            memcpy(u->rows_v[i].text + l, "█", 3);
+        u->rows_v[i].text[l] = 0;
+    }
 }
 
 static void open_mode(struct ui *u, enum ui_mode m)
@@ -408,6 +422,7 @@ static void open_mode(struct ui *u, enum ui_mode m)
         char err[512];
         if (store_stats(u->cfg->store, NULL, stats_row_fn, u, err, sizeof err))
             set_hint(u, "%s", err);
+        stats_bars(u);
     }
     if (m == UI_MODE_MODELS)
         for (size_t i = 0; i < u->cfg->n_models; i++)

@@ -164,6 +164,9 @@ start 100 30 "-c"
 check "-c shows the last conversation" "hello there"
 check "with its replies" "Hello 世界 🙂 world."
 check "their folded reasoning and timings" "(2 tokens)"
+$T send-keys -t $S Up
+check "Up recalls the input history of the last run" "› wide"
+$T send-keys -t $S C-u
 $T send-keys -t $S F3
 check "F3 lists past conversations" "History"
 check "the conversation is listed" "hello there"

@@ -53,6 +53,9 @@ printf 'more\n' | "$PONDER" chat -c --script "$tmp/script" -m tiny.gguf > /dev/n
 XDG_DATA_HOME="$tmp/empty" expect_exit 1 "no model: one line" "$PONDER" chat
 grep -q -- '-m' "$tmp/err" && echo "ok: it says how to give one" \
     || { echo "FAIL: no hint"; cat "$tmp/err"; fails=$((fails + 1)); }
+expect_exit 1 "a missing model file: one line" "$PONDER" chat -m /nonexistent/x.gguf --no-history
+grep -q 'x.gguf' "$tmp/err" && echo "ok: it names the file" \
+    || { echo "FAIL: the error does not name the file"; cat "$tmp/err"; fails=$((fails + 1)); }
 expect_exit 2 "unknown option" "$PONDER" chat --frobnicate
 expect_exit 0 "chat --help" "$PONDER" chat --help
 finish

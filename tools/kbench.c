@@ -1,8 +1,9 @@
 /* kbench: times the selected CPU gemm kernels on a matrix of the 1.5B model's
  * shapes, for one column (token generation: GB/s of weights streamed, beside
  * the machine's plain read bandwidth) and 64 columns (prompt processing:
- * integer/float ops per second), on one thread and on T threads. */
-#include <errno.h>
+ * integer/float ops per second), on one thread and on T threads.  The one-
+ * thread generation rate is also given per CPU second, with a plain sweep
+ * timed the same way: on a busy machine those two still compare. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +38,8 @@ struct bench {
     int reps;
     int nth;
     pthread_barrier_t bar;
-    double seconds;
+    double seconds;        /* best wall time of a pass, thread 0 */
+    double cpu_seconds;    /* best CPU time of a pass, thread 0 */
 };
 
 struct worker {
@@ -47,11 +49,42 @@ struct worker {
     pthread_t tid;
 };
 
-static double now(void)
+static double clock_s(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double now(void) { return clock_s(CLOCK_MONOTONIC); }
+
+/* Read bandwidth of one thread summing `bytes`, per CPU second (best of 3). */
+static double sweep_cpu(size_t bytes)
+{
+    uint64_t *v = malloc(bytes);
+    if (!v)
+        return 0;
+    size_t n = bytes / sizeof *v;
+    for (size_t i = 0; i < n; i++)
+        v[i] = i;
+    double best = 1e30;
+    volatile uint64_t sink = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
+        uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (size_t i = 0; i + 4 <= n; i += 4) {
+            s0 += v[i];
+            s1 += v[i + 1];
+            s2 += v[i + 2];
+            s3 += v[i + 3];
+        }
+        sink += s0 + s1 + s2 + s3;
+        double t = clock_s(CLOCK_THREAD_CPUTIME_ID) - t0;
+        if (t < best)
+            best = t;
+    }
+    free(v);
+    return (double)bytes / best / 1e9;
 }
 
 static void run_share(struct bench *b, int ith, float *y)
@@ -72,18 +105,23 @@ static void *worker_main(void *arg)
     struct bench *b = wk->b;
     float *y = wk->y;
     run_share(b, wk->ith, y);   /* warm-up: pages, caches of x, frequency */
-    double best = 1e30;
+    double best = 1e30, best_cpu = 1e30;
     for (int rep = 0; rep < b->reps; rep++) {
         pthread_barrier_wait(&b->bar);
-        double t0 = now();
+        double t0 = now(), c0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
         run_share(b, wk->ith, y);
+        double c = clock_s(CLOCK_THREAD_CPUTIME_ID) - c0;
         pthread_barrier_wait(&b->bar);
         double t = now() - t0;
         if (t < best)
             best = t;
+        if (c < best_cpu)
+            best_cpu = c;
     }
-    if (wk->ith == 0)
+    if (wk->ith == 0) {
         b->seconds = best;
+        b->cpu_seconds = best_cpu;
+    }
     return NULL;
 }
 
@@ -185,9 +223,11 @@ int main(int argc, char **argv)
     double bw1 = 0, bwt = 0;
     if (sweep && (membw_read(1, 0, 3, &bw1, err, sizeof err) || membw_read((int)nth, 0, 3, &bwt, err, sizeof err)))
         fprintf(stderr, "kbench: %s\n", err);
-    printf("memory read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (%ld threads)\n", bw1, bwt, nth);
-    printf("%-5s %8s | %22s | %22s | %20s\n", "type", "MB/mat", "tg GB/s 1t (% of bw)",
-           "tg GB/s Tt (% of bw)", "pp64 GOP/s 1t, Tt");
+    double swc = sweep_cpu((size_t)(mb * 1e6) < ((size_t)256 << 20) ? ((size_t)256 << 20) : (size_t)(mb * 1e6));
+    printf("memory read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (%ld threads); "
+           "one thread per CPU second: %.1f GB/s\n", bw1, bwt, nth, swc);
+    printf("%-5s %7s | %-16s | %-17s | %-16s | %s\n", "type", "MB/mat", "tg 1t GB/s (%bw)",
+           "tg 1t GB/s per cpu", "tg Tt GB/s (%bw)", "pp64 GOP/s 1t, Tt");
 
     float *f = malloc(sizeof(float) * (size_t)cols * PP_COLS);
     if (!f)
@@ -226,21 +266,23 @@ int main(int argc, char **argv)
 
         struct bench b = { .gemm = k.gemm[t], .n = cols, .rows = rows, .ws = ws, .w = w, .x = x,
                            .xs = xs, .reps = reps };
-        double tg[2], pp[2];
+        double tg[2], pp[2], tg_cpu = 0;
         for (int pass = 0; pass < 2; pass++) {
             b.nth = pass ? (int)nth : 1;
             b.nc = 1;
             b.layers = layers;
             run_threads(&b);
             tg[pass] = (double)mat * layers / b.seconds / 1e9;
+            if (pass == 0)
+                tg_cpu = (double)mat * layers / b.cpu_seconds / 1e9;
             b.nc = PP_COLS;
             b.layers = 1;
             run_threads(&b);
             pp[pass] = 2.0 * (double)rows * (double)cols * PP_COLS / b.seconds / 1e9;
         }
-        printf("%-5s %8.1f | %8.1f (%5.1f %%)      | %8.1f (%5.1f %%)      | %7.1f, %7.1f\n", tr->name,
-               (double)mat / 1e6, tg[0], bw1 > 0 ? 100 * tg[0] / bw1 : 0, tg[1],
-               bwt > 0 ? 100 * tg[1] / bwt : 0, pp[0], pp[1]);
+        printf("%-5s %7.1f | %5.1f (%5.1f %%)  | %5.1f (%5.1f %%)   | %5.1f (%5.1f %%)  | %6.1f, %6.1f\n",
+               tr->name, (double)mat / 1e6, tg[0], bw1 > 0 ? 100 * tg[0] / bw1 : 0, tg_cpu,
+               swc > 0 ? 100 * tg_cpu / swc : 0, tg[1], bwt > 0 ? 100 * tg[1] / bwt : 0, pp[0], pp[1]);
         fflush(stdout);
         free(w);
         free(x);

@@ -50,7 +50,11 @@ printf 'more\n' | "$PONDER" chat -c --script "$tmp/script" -m tiny.gguf > /dev/n
     && echo "ok: -c continues the last conversation" \
     || { echo "FAIL: -c:"; cat "$tmp/list"; fails=$((fails + 1)); }
 
+printf 'hi\n' | "$PONDER" --script "$tmp/script" -m tiny.gguf --no-history > "$tmp/out" 2>&1 \
+    && grep -q 'answer' "$tmp/out" && echo "ok: options without a command are chat's" \
+    || { echo "FAIL: ponder -m ... is not chat:"; cat "$tmp/out"; fails=$((fails + 1)); }
 XDG_DATA_HOME="$tmp/empty" expect_exit 1 "no model: one line" "$PONDER" chat
+XDG_DATA_HOME="$tmp/empty" expect_exit 1 "ponder alone is chat" "$PONDER"
 grep -q -- '-m' "$tmp/err" && echo "ok: it says how to give one" \
     || { echo "FAIL: no hint"; cat "$tmp/err"; fails=$((fails + 1)); }
 expect_exit 1 "a missing model file: one line" "$PONDER" chat -m /nonexistent/x.gguf --no-history

@@ -497,7 +497,6 @@ AI size_t k_wbytes(enum kkind k)
     }
 }
 
-/* Scale vectors from 16 int16 scales, one per 16 values. */
 /* Scale vectors from 16 int16 scales, one per 16 values: chunk k (values
  * 32k..32k+31) takes scale 2k in its low lane and 2k+1 in its high lane. */
 AI void k_scales16(struct kunpack *u, __m256i s16)

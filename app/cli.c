@@ -236,6 +236,35 @@ const char *cli_resolve_model(const char *name, char *buf, size_t cap)
     return name;
 }
 
+const char *cli_demo_model(char *buf, size_t cap)
+{
+    static const char *const rel[] = {"share/models/ponder-demo.gguf",
+                                      "../share/ponder/models/ponder-demo.gguf"};
+    char exe[3072];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return NULL;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return NULL;
+    *slash = 0;
+    struct stat st;
+    for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+        /* the build tree keeps the binary in build/ and a copy at the top */
+        const char *dirs[] = {exe, NULL};
+        char up[4096];
+        snprintf(up, sizeof up, "%s/..", exe);
+        dirs[1] = up;
+        for (size_t d = 0; d < 2; d++) {
+            snprintf(buf, cap, "%s/%s", dirs[d], rel[i]);
+            if (stat(buf, &st) == 0 && S_ISREG(st.st_mode))
+                return buf;
+        }
+    }
+    return NULL;
+}
+
 void cli_model_params(const struct cli_opts *o, enum kv_type default_kv, struct model_params *p)
 {
     memset(p, 0, sizeof *p);

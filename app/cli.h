@@ -104,6 +104,9 @@ struct model_info;
 /* A model path as given, or NAME / NAME.gguf in $XDG_DATA_HOME/ponder/models
  * (the result is name or buf). */
 const char *cli_resolve_model(const char *name, char *buf, size_t cap);
+/* The bundled demo model (share/models/ponder-demo.gguf beside the binary in
+ * a build tree, or PREFIX/share/ponder/models when installed): buf, or NULL. */
+const char *cli_demo_model(char *buf, size_t cap);
 void cli_model_params(const struct cli_opts *o, enum kv_type default_kv, struct model_params *p);
 /* The memory plan, for -v, on stderr. */
 void cli_print_plan(const struct model_info *in, const char *file);

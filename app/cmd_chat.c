@@ -217,6 +217,11 @@ static const char no_model_hint[] =
     "no model: give one with 'ponder chat -m FILE.gguf', or put .gguf files in "
     "~/.local/share/ponder/models ($XDG_DATA_HOME/ponder/models)";
 
+static const char demo_notice[] =
+    "this is ponder's small demo model (it adds and compares numbers); for a real R1 model, "
+    "put downloaded GGUF files in ~/.local/share/ponder/models, or run 'ponder chat -m "
+    "FILE.gguf', or set default_model in ~/.config/ponder/config";
+
 /* ---- line mode ---- */
 
 static volatile sig_atomic_t line_interrupted;
@@ -434,6 +439,14 @@ static int chat_exec(int argc, char **argv)
     xdg_path("XDG_DATA_HOME", ".local/share", "models", dir, sizeof dir);
     if (dir[0])
         models_scan(&models, dir);
+    const char *notice = NULL;
+    if (models.n == 0) {
+        char demo[4096];
+        if (cli_demo_model(demo, sizeof demo)) {
+            models_add(&models, demo);
+            notice = demo_notice;
+        }
+    }
     const char *model_file = models.n ? models.v[0] : NULL;
     (void)n_given;
 
@@ -484,6 +497,8 @@ static int chat_exec(int argc, char **argv)
             cli_error("%s", err);
             goto out;
         }
+        if (notice)
+            fprintf(stderr, "ponder: %s\n", notice);
         status = line_mode(&src, &ses, model_file, &mp, &gp, &lo);
         goto out;
     }
@@ -509,6 +524,7 @@ static int chat_exec(int argc, char **argv)
         .input_history = hist[0] ? hist : NULL,
         .editor = getenv("VISUAL") && *getenv("VISUAL") ? getenv("VISUAL") : getenv("EDITOR"),
         .no_model_hint = no_model_hint,
+        .notice = notice,
         .color = !(nc && *nc),
         .fold_reasoning = fold,
         .resume = resume_id,

@@ -1440,6 +1440,8 @@ int ui_run(const struct ui_config *c, char *err, size_t errlen)
     readline_init(u);
     if (c->resume)
         open_conversation(u, c->resume);
+    if (c->notice)
+        note(u, "%s", c->notice);
     if (c->model)
         load_model(u, c->model);
     else

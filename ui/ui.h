@@ -51,6 +51,7 @@ struct ui_config {
     const char *input_history;          /* readline history file, may be NULL */
     const char *editor;                 /* for Ctrl-X Ctrl-E, may be NULL */
     const char *no_model_hint;          /* shown when there is no model */
+    const char *notice;                 /* shown once at start (e.g. "demo model"), may be NULL */
     bool color;                         /* false for NO_COLOR or TERM=dumb */
     bool fold_reasoning;                /* fold traces once the answer starts */
     int64_t resume;                     /* a conversation to continue, 0: a new one */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "infer/err.h"
 #include "infer/chat.h"
 #include "infer/ckd.h"
 #include "infer/tokenizer.h"
@@ -18,19 +19,6 @@
 #define R1_THINK "<think>"
 #define R1_THINK_END "</think>"
 
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 /* Whether hay[0..n) holds needle (memmem is a GNU extension). */
 static bool contains(const char *hay, size_t n, const char *needle)
@@ -46,12 +34,12 @@ int chat_detect(const char *template_text, size_t len, enum chat_format *out, ch
                 size_t errlen)
 {
     if (!template_text || len == 0)
-        return fail(err, errlen, ENOTSUP, "the model has no chat template");
+        return err_set(err, errlen, ENOTSUP, "the model has no chat template");
     if (contains(template_text, len, R1_USER) && contains(template_text, len, R1_ASSISTANT)) {
         *out = CHAT_FORMAT_DEEPSEEK_R1;
         return 0;
     }
-    return fail(err, errlen, ENOTSUP,
+    return err_set(err, errlen, ENOTSUP,
                 "unknown chat template (not DeepSeek-R1's: no " R1_USER " and " R1_ASSISTANT ")");
 }
 
@@ -109,7 +97,7 @@ static int find_token(const struct tokenizer *t, const char *s, int32_t *id, cha
 {
     *id = tokenizer_find(t, s, strlen(s));
     if (*id < 0)
-        return fail(err, errlen, ENOTSUP,
+        return err_set(err, errlen, ENOTSUP,
                     "the vocabulary has no %s token, which the DeepSeek-R1 chat format needs", s);
     return 0;
 }
@@ -138,7 +126,7 @@ static int put_content(const struct tokenizer *t, struct tokens *ids, struct tex
 {
     int rc = text_put(b, s, len);
     if (rc)
-        return fail(err, errlen, rc, "out of memory rendering the chat");
+        return err_set(err, errlen, rc, "out of memory rendering the chat");
     return encode_plain(t, s, len, ids, err, errlen);
 }
 
@@ -168,9 +156,9 @@ static int render_r1(const struct tokenizer *t, const struct chat_msg *msgs, siz
     for (size_t i = 0; i < n; i++) {
         if (msgs[i].role != CHAT_ROLE_SYSTEM && msgs[i].role != CHAT_ROLE_USER &&
             msgs[i].role != CHAT_ROLE_ASSISTANT)
-            return fail(err, errlen, EINVAL, "message %zu: unknown role %d", i, (int)msgs[i].role);
+            return err_set(err, errlen, EINVAL, "message %zu: unknown role %d", i, (int)msgs[i].role);
         if (!msgs[i].content)
-            return fail(err, errlen, EINVAL, "message %zu: no content", i);
+            return err_set(err, errlen, EINVAL, "message %zu: no content", i);
         if (msgs[i].role == CHAT_ROLE_SYSTEM)
             system = msgs[i].content;
     }
@@ -210,7 +198,7 @@ static int render_r1(const struct tokenizer *t, const struct chat_msg *msgs, siz
     }
     return 0;
 oom:
-    return fail(err, errlen, rc, "out of memory rendering the chat");
+    return err_set(err, errlen, rc, "out of memory rendering the chat");
 }
 
 int chat_render(enum chat_format f, const struct tokenizer *t, const struct chat_msg *msgs,
@@ -227,11 +215,11 @@ int chat_render(enum chat_format f, const struct tokenizer *t, const struct chat
         rc = render_r1(t, msgs, n, add_generation_prompt, ids, &b, err, errlen);
         break;
     default:
-        rc = fail(err, errlen, EINVAL, "unknown chat format %d", (int)f);
+        rc = err_set(err, errlen, EINVAL, "unknown chat format %d", (int)f);
         break;
     }
     if (rc == 0 && b.want && !b.p)
-        rc = text_put(&b, "", 0) ? fail(err, errlen, ENOMEM, "out of memory rendering the chat")
+        rc = text_put(&b, "", 0) ? err_set(err, errlen, ENOMEM, "out of memory rendering the chat")
                                  : 0;
     if (rc) {
         ids->n = n0;

@@ -1,6 +1,7 @@
 /* GGUF reader: maps the file, validates the header, the metadata and the
  * tensor directory against the bytes that remain, and answers lookups by key
  * and tensor name through two small hash indexes. */
+#include "infer/err.h"
 #include "infer/gguf.h"
 
 #include <errno.h>
@@ -128,19 +129,6 @@ struct rd {
 #define MIN_KV_BYTES 13u
 #define MIN_TENSOR_BYTES 32u
 
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    if (err && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 static int rd_fail(struct rd *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -612,7 +600,7 @@ int gguf_open_memory(const void *buf, size_t size, const char *name, struct gguf
     *out = NULL;
     struct gguf *g = gguf_alloc(name);
     if (!g)
-        return fail(err, errlen, ENOMEM, "%s: out of memory", name ? name : "<memory>");
+        return err_set(err, errlen, ENOMEM, "%s: out of memory", name ? name : "<memory>");
     g->base = buf ? buf : empty;
     g->size = buf ? size : 0;
     int rc = parse(g, err, errlen);
@@ -634,29 +622,29 @@ int gguf_open(const char *path, struct gguf **out, char *err, size_t errlen)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         rc = errno;
-        fail(err, errlen, rc, "%s: %s", path, strerror(rc));
+        err_set(err, errlen, rc, "%s: %s", path, strerror(rc));
         goto out;
     }
     if (fstat(fd, &st) != 0) {
         rc = errno;
-        fail(err, errlen, rc, "%s: %s", path, strerror(rc));
+        err_set(err, errlen, rc, "%s: %s", path, strerror(rc));
         goto out;
     }
     if (S_ISDIR(st.st_mode)) {
-        rc = fail(err, errlen, EISDIR, "%s: is a directory", path);
+        rc = err_set(err, errlen, EISDIR, "%s: is a directory", path);
         goto out;
     }
     if (!S_ISREG(st.st_mode)) {
-        rc = fail(err, errlen, EBADMSG, "%s: not a regular file", path);
+        rc = err_set(err, errlen, EBADMSG, "%s: not a regular file", path);
         goto out;
     }
     if ((uint64_t)st.st_size > SIZE_MAX) {
-        rc = fail(err, errlen, ENOTSUP, "%s: file too large to map", path);
+        rc = err_set(err, errlen, ENOTSUP, "%s: file too large to map", path);
         goto out;
     }
     g = gguf_alloc(path);
     if (!g) {
-        rc = fail(err, errlen, ENOMEM, "%s: out of memory", path);
+        rc = err_set(err, errlen, ENOMEM, "%s: out of memory", path);
         goto out;
     }
     g->size = (size_t)st.st_size;
@@ -665,7 +653,7 @@ int gguf_open(const char *path, struct gguf **out, char *err, size_t errlen)
         void *p = mmap(NULL, g->size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) {
             rc = errno == ENOMEM ? ENOMEM : EIO;
-            fail(err, errlen, rc, "%s: cannot map %zu bytes: %s", path, g->size, strerror(errno));
+            err_set(err, errlen, rc, "%s: cannot map %zu bytes: %s", path, g->size, strerror(errno));
             goto out;
         }
         g->map = p;
@@ -758,7 +746,7 @@ static bool is_signed_type(enum gguf_type t)
 static const struct gguf_value *lookup(const struct gguf *g, const char *key, int *rc, char *err, size_t errlen)
 {
     const struct gguf_value *v = gguf_find(g, key);
-    *rc = v ? 0 : fail(err, errlen, ENOENT, "%s: key '%s' not found", g->path, key);
+    *rc = v ? 0 : err_set(err, errlen, ENOENT, "%s: key '%s' not found", g->path, key);
     return v;
 }
 
@@ -766,9 +754,9 @@ static int wrong_type(const struct gguf *g, const char *key, const char *expecte
                       char *err, size_t errlen)
 {
     if (v->type == GGUF_TYPE_ARRAY)
-        return fail(err, errlen, EBADMSG, "%s: key '%s' has type array of %s, expected %s", g->path, key,
+        return err_set(err, errlen, EBADMSG, "%s: key '%s' has type array of %s, expected %s", g->path, key,
                     gguf_type_name(v->v.arr.type), expected);
-    return fail(err, errlen, EBADMSG, "%s: key '%s' has type %s, expected %s", g->path, key,
+    return err_set(err, errlen, EBADMSG, "%s: key '%s' has type %s, expected %s", g->path, key,
                 gguf_type_name(v->type), expected);
 }
 
@@ -781,7 +769,7 @@ int gguf_get_int(const struct gguf *g, const char *key, int64_t *out, char *err,
     if (!is_int_type(v->type))
         return wrong_type(g, key, "an integer", v, err, errlen);
     if (v->type == GGUF_TYPE_UINT64 && v->v.u > (uint64_t)INT64_MAX)
-        return fail(err, errlen, EBADMSG, "%s: key '%s': value %" PRIu64 " is out of range for int64", g->path,
+        return err_set(err, errlen, EBADMSG, "%s: key '%s': value %" PRIu64 " is out of range for int64", g->path,
                     key, v->v.u);
     *out = is_signed_type(v->type) ? v->v.i : (int64_t)v->v.u;
     return 0;
@@ -797,12 +785,12 @@ int gguf_get_uint32(const struct gguf *g, const char *key, uint32_t *out, char *
         return wrong_type(g, key, "an integer", v, err, errlen);
     if (is_signed_type(v->type)) {
         if (v->v.i < 0 || v->v.i > (int64_t)UINT32_MAX)
-            return fail(err, errlen, EBADMSG, "%s: key '%s': value %" PRId64 " is out of range for uint32",
+            return err_set(err, errlen, EBADMSG, "%s: key '%s': value %" PRId64 " is out of range for uint32",
                         g->path, key, v->v.i);
         *out = (uint32_t)v->v.i;
     } else {
         if (v->v.u > UINT32_MAX)
-            return fail(err, errlen, EBADMSG, "%s: key '%s': value %" PRIu64 " is out of range for uint32",
+            return err_set(err, errlen, EBADMSG, "%s: key '%s': value %" PRIu64 " is out of range for uint32",
                         g->path, key, v->v.u);
         *out = (uint32_t)v->v.u;
     }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "infer/err.h"
 #include "infer/cpu/backend_cpu.h"
 #include "infer/gguf.h"
 #include "infer/model_impl.h"
@@ -14,14 +15,6 @@
 
 static const struct arch *const arches[] = {&arch_qwen2, &arch_llama};
 
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return code;
-}
 
 /* llama.cpp's general.file_type names */
 static const char *ftype_name(int64_t ft)
@@ -50,12 +43,12 @@ int model_hparam_int(struct model *m, const char *key, int64_t dflt, int64_t lo,
     if (rc == ENOENT && dflt >= 0) {
         v = dflt;
     } else if (rc == ENOENT) {
-        return fail(err, errlen, EBADMSG, "%s: missing key '%s'", gguf_path(m->g), full);
+        return err_set(err, errlen, EBADMSG, "%s: missing key '%s'", gguf_path(m->g), full);
     } else if (rc) {
         return rc;
     }
     if (v < lo || v > hi)
-        return fail(err, errlen, EBADMSG, "%s: key '%s' = %lld is out of range [%lld, %lld]",
+        return err_set(err, errlen, EBADMSG, "%s: key '%s' = %lld is out of range [%lld, %lld]",
                     gguf_path(m->g), full, (long long)v, (long long)lo, (long long)hi);
     *out = (int)v;
     return 0;
@@ -71,11 +64,11 @@ int model_hparam_float(struct model *m, const char *key, double dflt, bool requi
     if (rc == ENOENT && !required)
         v = dflt;
     else if (rc == ENOENT)
-        return fail(err, errlen, EBADMSG, "%s: missing key '%s'", gguf_path(m->g), full);
+        return err_set(err, errlen, EBADMSG, "%s: missing key '%s'", gguf_path(m->g), full);
     else if (rc)
         return rc;
     if (!(v == v) || v > 1e30 || v < -1e30)
-        return fail(err, errlen, EBADMSG, "%s: key '%s' is not a finite number", gguf_path(m->g),
+        return err_set(err, errlen, EBADMSG, "%s: key '%s' is not a finite number", gguf_path(m->g),
                     full);
     *out = (float)v;
     return 0;
@@ -89,18 +82,18 @@ int model_bind(struct model *m, const char *name, int64_t n_in, int64_t n_out, b
     if (!t) {
         if (!required)
             return 0;
-        return fail(err, errlen, EBADMSG, "%s: missing tensor '%s'", gguf_path(m->g), name);
+        return err_set(err, errlen, EBADMSG, "%s: missing tensor '%s'", gguf_path(m->g), name);
     }
     bool vector = n_out == 0;
     int64_t want1 = vector ? 1 : n_out;
     if (t->ne[0] != n_in || t->ne[1] != want1 || t->ne[2] != 1 || t->ne[3] != 1) {
         if (vector)
-            return fail(err, errlen, EBADMSG,
+            return err_set(err, errlen, EBADMSG,
                         "%s: tensor '%s' has shape [%lld, %lld], expected [%lld] from the "
                         "hyperparameters",
                         gguf_path(m->g), name, (long long)t->ne[0], (long long)t->ne[1],
                         (long long)n_in);
-        return fail(err, errlen, EBADMSG,
+        return err_set(err, errlen, EBADMSG,
                     "%s: tensor '%s' has shape [%lld, %lld], expected [%lld, %lld] from the "
                     "hyperparameters",
                     gguf_path(m->g), name, (long long)t->ne[0], (long long)t->ne[1],
@@ -109,7 +102,7 @@ int model_bind(struct model *m, const char *name, int64_t n_in, int64_t n_out, b
     const struct cpu_kernels *k = cpu_backend_kernels(m->be);
     if (vector ? (t->type != QUANT_TYPE_F32 && t->type != QUANT_TYPE_F16)
                : (!quant_traits(t->type) || !k->gemm[t->type]))
-        return fail(err, errlen, ENOTSUP, "%s: tensor '%s' has type %s, which ponder cannot run yet",
+        return err_set(err, errlen, ENOTSUP, "%s: tensor '%s' has type %s, which ponder cannot run yet",
                     gguf_path(m->g), name, quant_type_name(t->type));
     w->t = t;
     w->type = t->type;
@@ -125,7 +118,7 @@ static int load_common(struct model *m, const struct model_params *p, char *err,
     struct gguf_str s;
     int rc = gguf_get_str(m->g, "general.architecture", &s, err, errlen);
     if (rc == ENOENT)
-        return fail(err, errlen, EBADMSG, "%s: missing key 'general.architecture'",
+        return err_set(err, errlen, EBADMSG, "%s: missing key 'general.architecture'",
                     gguf_path(m->g));
     if (rc)
         return rc;
@@ -134,7 +127,7 @@ static int load_common(struct model *m, const struct model_params *p, char *err,
         if (strlen(arches[i]->name) == s.len && !memcmp(arches[i]->name, s.ptr, s.len))
             m->arch = arches[i];
     if (!m->arch)
-        return fail(err, errlen, ENOTSUP, "%s: architecture '%.*s' is not supported (ponder runs "
+        return err_set(err, errlen, ENOTSUP, "%s: architecture '%.*s' is not supported (ponder runs "
                     "qwen2 and llama)", gguf_path(m->g), (int)(s.len > 64 ? 64 : s.len), s.ptr);
     if (gguf_get_str(m->g, "general.name", &s, err, errlen) == 0)
         snprintf(m->info.name, sizeof m->info.name, "%.*s", (int)(s.len < 127 ? s.len : 127), s.ptr);
@@ -252,7 +245,7 @@ static int plan_gpu(struct model *m, const struct model_params *p, const struct 
     rc = vk_backend_create(&vo, &m->gpu, verr, sizeof verr);
     if (rc) {
         if (p->backend == MODEL_BACKEND_VULKAN)
-            return fail(err, errlen, rc, "--backend vulkan: %s", verr);
+            return err_set(err, errlen, rc, "--backend vulkan: %s", verr);
         snprintf(in->gpu_note, sizeof in->gpu_note, "no GPU: %.140s", verr);
         return 0;
     }
@@ -314,7 +307,7 @@ int model_load(const char *path, const struct model_params *p, struct model **ou
     *out = NULL;
     struct model *m = calloc(1, sizeof *m);
     if (!m)
-        return fail(err, errlen, ENOMEM, "out of memory");
+        return err_set(err, errlen, ENOMEM, "out of memory");
     int rc = gguf_open(path, &m->g, err, errlen);
     if (rc)
         goto out;
@@ -325,7 +318,7 @@ int model_load(const char *path, const struct model_params *p, struct model **ou
     if (rc)
         goto out;
     if (m->hp.n_vocab != tokenizer_n_vocab(m->tok)) {
-        rc = fail(err, errlen, EBADMSG, "%s: the vocabulary has %d tokens but the output has %d rows",
+        rc = err_set(err, errlen, EBADMSG, "%s: the vocabulary has %d tokens but the output has %d rows",
                   path, tokenizer_n_vocab(m->tok), m->hp.n_vocab);
         goto out;
     }
@@ -339,7 +332,7 @@ int model_load(const char *path, const struct model_params *p, struct model **ou
     m->cache_ids = malloc((size_t)n_ctx * sizeof(int32_t));
     m->pos = malloc((size_t)m->n_batch * sizeof(int32_t));
     if (!m->cache_ids || !m->pos) {
-        rc = fail(err, errlen, ENOMEM, "out of memory");
+        rc = err_set(err, errlen, ENOMEM, "out of memory");
         goto out;
     }
     struct kv_shape kv = {
@@ -408,13 +401,13 @@ int model_decode(struct model *m, const int32_t *ids, int n, float *logits, bool
                  size_t errlen)
 {
     if (n <= 0)
-        return fail(err, errlen, EINVAL, "nothing to decode");
+        return err_set(err, errlen, EINVAL, "nothing to decode");
     if (n > m->n_ctx - m->n_past)
-        return fail(err, errlen, ENOSPC, "the context is full: %d + %d tokens exceed %d",
+        return err_set(err, errlen, ENOSPC, "the context is full: %d + %d tokens exceed %d",
                     m->n_past, n, m->n_ctx);
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= m->hp.n_vocab)
-            return fail(err, errlen, EINVAL, "token id %d is out of range (n_vocab %d)", ids[i],
+            return err_set(err, errlen, EINVAL, "token id %d is out of range (n_vocab %d)", ids[i],
                         m->hp.n_vocab);
     for (int done = 0; done < n;) {
         int chunk = n - done < m->n_batch ? n - done : m->n_batch;

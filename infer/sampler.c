@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "infer/err.h"
 #include "infer/ckd.h"
 #include "infer/sampler.h"
 
@@ -31,19 +32,6 @@ struct sampler {
     uint64_t rng[4];        /* xoshiro256** state */
 };
 
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 void sampler_params_default(struct sampler_params *p)
 {
@@ -97,26 +85,26 @@ int sampler_init(const struct sampler_params *p, int32_t n_vocab, struct sampler
 {
     *out = NULL;
     if (!(p->temperature >= 0.0f) || !isfinite(p->temperature))
-        return fail(err, errlen, EINVAL, "temperature %g: must be 0 (greedy) or more",
+        return err_set(err, errlen, EINVAL, "temperature %g: must be 0 (greedy) or more",
                     (double)p->temperature);
     if (p->top_k < 0)
-        return fail(err, errlen, EINVAL, "top-k %d: must be 0 (off) or more", (int)p->top_k);
+        return err_set(err, errlen, EINVAL, "top-k %d: must be 0 (off) or more", (int)p->top_k);
     if (!(p->top_p >= 0.0f && p->top_p <= 1.0f))
-        return fail(err, errlen, EINVAL, "top-p %g: must be between 0 and 1", (double)p->top_p);
+        return err_set(err, errlen, EINVAL, "top-p %g: must be between 0 and 1", (double)p->top_p);
     if (!(p->min_p >= 0.0f && p->min_p <= 1.0f))
-        return fail(err, errlen, EINVAL, "min-p %g: must be between 0 and 1", (double)p->min_p);
+        return err_set(err, errlen, EINVAL, "min-p %g: must be between 0 and 1", (double)p->min_p);
     if (!(p->repeat_penalty > 0.0f) || !isfinite(p->repeat_penalty))
-        return fail(err, errlen, EINVAL, "repeat penalty %g: must be more than 0",
+        return err_set(err, errlen, EINVAL, "repeat penalty %g: must be more than 0",
                     (double)p->repeat_penalty);
     if (p->repeat_last_n < 0 || p->repeat_last_n > SAMPLER_MAX_LAST_N)
-        return fail(err, errlen, EINVAL, "repeat window %d: must be between 0 and %d",
+        return err_set(err, errlen, EINVAL, "repeat window %d: must be between 0 and %d",
                     (int)p->repeat_last_n, SAMPLER_MAX_LAST_N);
     if (n_vocab < 1)
-        return fail(err, errlen, EINVAL, "vocabulary of %d tokens", (int)n_vocab);
+        return err_set(err, errlen, EINVAL, "vocabulary of %d tokens", (int)n_vocab);
 
     struct sampler *s = calloc(1, sizeof *s);
     if (!s)
-        return fail(err, errlen, ENOMEM, "out of memory for the sampler");
+        return err_set(err, errlen, ENOMEM, "out of memory for the sampler");
     s->p = *p;
     s->n_vocab = n_vocab;
     size_t bytes;
@@ -135,7 +123,7 @@ int sampler_init(const struct sampler_params *p, int32_t n_vocab, struct sampler
     return 0;
 out:
     sampler_free(s);
-    return fail(err, errlen, rc, "out of memory for a sampler over %d tokens", (int)n_vocab);
+    return err_set(err, errlen, rc, "out of memory for a sampler over %d tokens", (int)n_vocab);
 }
 
 void sampler_free(struct sampler *s)

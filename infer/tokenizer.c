@@ -2,6 +2,7 @@
  * cut first, then hand-written matchers for the pre-tokenizer regexes of the
  * R1 families and merges by rank, as llama.cpp's llama_tokenize() does; token
  * pieces and a streaming detokenizer that never emits half a character. */
+#include "infer/err.h"
 #include "infer/tokenizer.h"
 
 #include <errno.h>
@@ -123,19 +124,6 @@ struct tokenizer {
     const char *pre_name;
 };
 
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 /* ---- token lists ---------------------------------------------------------- */
 
@@ -332,7 +320,7 @@ static int load_tokens(struct tokenizer *t, const struct gguf *g, char *err, siz
         return rc == ENOENT ? EBADMSG : rc;
     uint64_t n = tv->v.arr.n;
     if (n == 0 || n >= INT32_MAX)
-        return fail(err, errlen, EBADMSG, "%s: tokenizer.ggml.tokens has %llu entries", path,
+        return err_set(err, errlen, EBADMSG, "%s: tokenizer.ggml.tokens has %llu entries", path,
                     (unsigned long long)n);
     rc = gguf_get_arr(g, "tokenizer.ggml.token_type", GGUF_TYPE_COUNT, &yv, err, errlen);
     if (rc == ENOENT)
@@ -340,12 +328,12 @@ static int load_tokens(struct tokenizer *t, const struct gguf *g, char *err, siz
     else if (rc)
         return rc;
     else if (yv->v.arr.n != n)
-        return fail(err, errlen, EBADMSG,
+        return err_set(err, errlen, EBADMSG,
                     "%s: tokenizer.ggml.tokens has %llu entries but tokenizer.ggml.token_type has %llu",
                     path, (unsigned long long)n, (unsigned long long)yv->v.arr.n);
     else if (yv->v.arr.type == GGUF_TYPE_STRING || yv->v.arr.type == GGUF_TYPE_FLOAT32 ||
              yv->v.arr.type == GGUF_TYPE_FLOAT64 || yv->v.arr.type == GGUF_TYPE_BOOL)
-        return fail(err, errlen, EBADMSG, "%s: tokenizer.ggml.token_type is an array of %s, not integers",
+        return err_set(err, errlen, EBADMSG, "%s: tokenizer.ggml.token_type is an array of %s, not integers",
                     path, gguf_type_name(yv->v.arr.type));
 
     t->n_vocab = (int32_t)n;
@@ -353,20 +341,20 @@ static int load_tokens(struct tokenizer *t, const struct gguf *g, char *err, siz
     size_t total = 0;
     for (uint64_t i = 0; i < n; i++) {
         if (strs[i].len > SIZE_MAX || ckd_add_size(&total, total, (size_t)strs[i].len))
-            return fail(err, errlen, EBADMSG, "%s: token texts too large", path);
+            return err_set(err, errlen, EBADMSG, "%s: token texts too large", path);
         if (strs[i].len > t->max_text_len)
             t->max_text_len = (size_t)strs[i].len;
     }
     if (t->max_text_len > INT32_MAX)
-        return fail(err, errlen, EBADMSG, "%s: a token text of %zu bytes", path, t->max_text_len);
+        return err_set(err, errlen, EBADMSG, "%s: a token text of %zu bytes", path, t->max_text_len);
     if (total > UINT32_MAX)
-        return fail(err, errlen, EBADMSG, "%s: token texts take %zu bytes", path, total);
+        return err_set(err, errlen, EBADMSG, "%s: token texts take %zu bytes", path, total);
     t->text = malloc(total ? total : 1);
     t->text_off = malloc((n + 1) * sizeof *t->text_off);
     t->attr = malloc(n);
     t->eog = calloc(n / 8 + 1, 1);
     if (!t->text || !t->text_off || !t->attr || !t->eog)
-        return fail(err, errlen, ENOMEM, "%s: out of memory for %llu tokens", path, (unsigned long long)n);
+        return err_set(err, errlen, ENOMEM, "%s: out of memory for %llu tokens", path, (unsigned long long)n);
 
     size_t off = 0;
     for (uint64_t i = 0; i < n; i++) {
@@ -375,7 +363,7 @@ static int load_tokens(struct tokenizer *t, const struct gguf *g, char *err, siz
         off += (size_t)strs[i].len;
         int64_t ty = yv ? gguf_arr_int(yv, i) : TOKEN_ATTR_NORMAL;
         if (ty < TOKEN_ATTR_UNDEFINED || ty > TOKEN_ATTR_BYTE)
-            return fail(err, errlen, EBADMSG, "%s: token %llu has type %lld (not 0..6)", path,
+            return err_set(err, errlen, EBADMSG, "%s: token %llu has type %lld (not 0..6)", path,
                         (unsigned long long)i, (long long)ty);
         t->attr[i] = (uint8_t)ty;
     }
@@ -385,7 +373,7 @@ static int load_tokens(struct tokenizer *t, const struct gguf *g, char *err, siz
      * the table is far bigger than the caches. */
     rc = map_init(&t->tokens, (size_t)n);
     if (rc)
-        return fail(err, errlen, ENOMEM, "%s: out of memory for the token map", path);
+        return err_set(err, errlen, ENOMEM, "%s: out of memory for the token map", path);
     uint64_t h[PREFETCH_AHEAD];
     for (int32_t i = 0; i < t->n_vocab + PREFETCH_AHEAD; i++) {
         if (i >= PREFETCH_AHEAD)
@@ -407,7 +395,7 @@ static int check_byte_tokens(const struct tokenizer *t, const struct gguf *g, ch
         size_t len;
         const char *s = tok_text(t, id, &len);
         if (len != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>' || hexval(s[3]) < 0 || hexval(s[4]) < 0)
-            return fail(err, errlen, EBADMSG, "%s: malformed byte token %d '%.*s' (want <0xNN>)", gguf_path(g),
+            return err_set(err, errlen, EBADMSG, "%s: malformed byte token %d '%.*s' (want <0xNN>)", gguf_path(g),
                         id, (int)(len > 32 ? 32 : len), s);
     }
     return 0;
@@ -422,14 +410,14 @@ static int load_merges(struct tokenizer *t, const struct gguf *g, char *err, siz
         return rc == ENOENT ? EBADMSG : rc;
     uint64_t n = mv->v.arr.n;
     if (n >= INT32_MAX)
-        return fail(err, errlen, EBADMSG, "%s: %llu merges", path, (unsigned long long)n);
+        return err_set(err, errlen, EBADMSG, "%s: %llu merges", path, (unsigned long long)n);
     size_t cap = 16, bytes;
     while (cap < (size_t)n + (size_t)n / 2)
         cap *= 2;
     struct mergemap *m = &t->merges;
     m->slot = ckd_mul_size(&bytes, cap, sizeof *m->slot) ? NULL : malloc(bytes);
     if (!m->slot)
-        return fail(err, errlen, ENOMEM, "%s: out of memory for %llu merges", path, (unsigned long long)n);
+        return err_set(err, errlen, ENOMEM, "%s: out of memory for %llu merges", path, (unsigned long long)n);
     memset(m->slot, 0xff, bytes);   /* key UINT64_MAX: empty */
     m->mask = cap - 1;
     /* GPT-2 style vocabularies list merge results in merge order: try the
@@ -469,7 +457,7 @@ static int load_merges(struct tokenizer *t, const struct gguf *g, char *err, siz
             int32_t r = t->tokens.slot[map_probe(t, &t->tokens, rs, jb->nr, NULL, 0, jb->hr)].id;
             if (l < 0 || r < 0) {
                 size_t nbad = l < 0 ? jb->nl : jb->nr;
-                return fail(err, errlen, EBADMSG, "%s: merge %llu '%.*s': '%.*s' is not a token", path,
+                return err_set(err, errlen, EBADMSG, "%s: merge %llu '%.*s': '%.*s' is not a token", path,
                             (unsigned long long)k, (int)(jb->nl + 1 + jb->nr > 64 ? 64 : jb->nl + 1 + jb->nr),
                             jb->s, (int)(nbad > 64 ? 64 : nbad), l < 0 ? jb->s : rs);
             }
@@ -482,7 +470,7 @@ static int load_merges(struct tokenizer *t, const struct gguf *g, char *err, siz
             size_t len = (size_t)strs[i].len;
             const char *sp = len > 1 ? memchr(s + 1, ' ', len - 1) : NULL;
             if (!sp)
-                return fail(err, errlen, EBADMSG, "%s: merge %llu '%.*s' is not 'left right'", path,
+                return err_set(err, errlen, EBADMSG, "%s: merge %llu '%.*s' is not 'left right'", path,
                             (unsigned long long)i, (int)(len > 64 ? 64 : len), s);
             jb->s = s;
             jb->nl = (size_t)(sp - s);
@@ -508,7 +496,7 @@ static int get_special_id(const struct tokenizer *t, const struct gguf *g, const
     if (rc)
         return rc;
     if (v < 0 || v >= t->n_vocab)
-        return fail(err, errlen, EBADMSG, "%s: %s: special token id %lld out of range (n_vocab %d)",
+        return err_set(err, errlen, EBADMSG, "%s: %s: special token id %lld out of range (n_vocab %d)",
                     gguf_path(g), key, (long long)v, t->n_vocab);
     *id = (int32_t)v;
     return 0;
@@ -531,10 +519,10 @@ static int build_specials(struct tokenizer *t, char *err, size_t errlen)
     }
     int rc = map_init(&t->specials, n_spec);
     if (rc)
-        return fail(err, errlen, rc, "out of memory for added tokens");
+        return err_set(err, errlen, rc, "out of memory for added tokens");
     size_t *lens = malloc((n_spec ? n_spec : 1) * sizeof *lens), n_lens = 0;
     if (!lens)
-        return fail(err, errlen, ENOMEM, "out of memory for added tokens");
+        return err_set(err, errlen, ENOMEM, "out of memory for added tokens");
     for (int32_t id = 0; id < t->n_vocab; id++) {
         uint8_t a = t->attr[id];
         size_t len;
@@ -553,7 +541,7 @@ static int build_specials(struct tokenizer *t, char *err, size_t errlen)
     t->spec_len = calloc(n_distinct ? n_distinct : 1, sizeof *t->spec_len);
     if (!t->spec_len) {
         free(lens);
-        return fail(err, errlen, ENOMEM, "out of memory for added tokens");
+        return err_set(err, errlen, ENOMEM, "out of memory for added tokens");
     }
     for (size_t i = 0; i < n_distinct; i++)
         t->spec_len[i].len = lens[i];
@@ -589,11 +577,11 @@ int tokenizer_load(const struct gguf *g, struct tokenizer **out, char *err, size
     if (rc)
         return rc == ENOENT ? EBADMSG : rc;
     if (s.len != 4 || memcmp(s.ptr, "gpt2", 4) != 0)
-        return fail(err, errlen, ENOTSUP, "%s: tokenizer model '%.*s' is not supported (only gpt2)", path,
+        return err_set(err, errlen, ENOTSUP, "%s: tokenizer model '%.*s' is not supported (only gpt2)", path,
                     (int)(s.len > 64 ? 64 : s.len), s.ptr);
     rc = gguf_get_str(g, "tokenizer.ggml.pre", &s, err, errlen);
     if (rc == ENOENT)
-        return fail(err, errlen, ENOTSUP, "%s: no tokenizer.ggml.pre (pre-tokenizer unknown)", path);
+        return err_set(err, errlen, ENOTSUP, "%s: no tokenizer.ggml.pre (pre-tokenizer unknown)", path);
     if (rc)
         return rc;
     size_t k = 0;
@@ -601,12 +589,12 @@ int tokenizer_load(const struct gguf *g, struct tokenizer **out, char *err, size
            !(strlen(pre_names[k].name) == s.len && memcmp(pre_names[k].name, s.ptr, s.len) == 0))
         k++;
     if (k == sizeof pre_names / sizeof pre_names[0])
-        return fail(err, errlen, ENOTSUP, "%s: unknown pre-tokenizer '%.*s'", path,
+        return err_set(err, errlen, ENOTSUP, "%s: unknown pre-tokenizer '%.*s'", path,
                     (int)(s.len > 64 ? 64 : s.len), s.ptr);
 
     struct tokenizer *t = calloc(1, sizeof *t);
     if (!t)
-        return fail(err, errlen, ENOMEM, "out of memory");
+        return err_set(err, errlen, ENOMEM, "out of memory");
     t->pre = pre_names[k].kind;
     t->pre_name = pre_names[k].name;
     t->ignore_merges = t->pre == PRE_LLAMA3;
@@ -1200,7 +1188,7 @@ static int encode(const struct tokenizer *t, const char *text, size_t len, bool 
         goto out;
     }
     if (len > INT32_MAX / 16) {    /* keeps every index an int32 and every buffer size a size_t */
-        rc = fail(err, errlen, ENOMEM, "text of %zu bytes is too long to tokenize", len);
+        rc = err_set(err, errlen, ENOMEM, "text of %zu bytes is too long to tokenize", len);
         goto out;
     }
     e.cp = malloc(len * sizeof *e.cp);
@@ -1241,7 +1229,7 @@ static int encode(const struct tokenizer *t, const char *text, size_t len, bool 
     rc = 0;
     goto out;
 oom:
-    rc = fail(err, errlen, ENOMEM, "out of memory tokenizing %zu bytes", len);
+    rc = err_set(err, errlen, ENOMEM, "out of memory tokenizing %zu bytes", len);
 out:
     free(m);
     free(taken);

@@ -7,19 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "infer/err.h"
 #include "infer/arch/dense.h"
 #include "infer/gguf.h"
 
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return code;
-}
 
 struct dense_layer {
     struct weight attn_norm, wq, bq, wk, bk, wv, bv, wo;
@@ -78,7 +69,7 @@ int dense_load(struct model *m, const struct dense_variant *v, char *err, size_t
                                  errlen)))
         return rc;
     if (hp->n_head % hp->n_head_kv || hp->n_embd % hp->n_head)
-        return fail(err, errlen, EBADMSG,
+        return err_set(err, errlen, EBADMSG,
                     "%s: %d attention heads do not fit %d KV heads and width %d", gguf_path(m->g),
                     hp->n_head, hp->n_head_kv, hp->n_embd);
     int key_length;
@@ -91,7 +82,7 @@ int dense_load(struct model *m, const struct dense_variant *v, char *err, size_t
                                err, errlen)))
         return rc;
     if (n_rot % 2)
-        return fail(err, errlen, EBADMSG, "%s: rope.dimension_count %d is odd", gguf_path(m->g),
+        return err_set(err, errlen, EBADMSG, "%s: rope.dimension_count %d is odd", gguf_path(m->g),
                     n_rot);
     hp->rope.mode = v->rope_mode;
     hp->rope.n_rot = n_rot;
@@ -100,9 +91,9 @@ int dense_load(struct model *m, const struct dense_variant *v, char *err, size_t
 
     const struct gguf_tensor *te = gguf_find_tensor(m->g, "token_embd.weight");
     if (!te)
-        return fail(err, errlen, EBADMSG, "%s: missing tensor 'token_embd.weight'", gguf_path(m->g));
+        return err_set(err, errlen, EBADMSG, "%s: missing tensor 'token_embd.weight'", gguf_path(m->g));
     if (te->ne[1] < 1 || te->ne[1] > (1 << 24))
-        return fail(err, errlen, EBADMSG, "%s: tensor 'token_embd.weight' has %lld rows",
+        return err_set(err, errlen, EBADMSG, "%s: tensor 'token_embd.weight' has %lld rows",
                     gguf_path(m->g), (long long)te->ne[1]);
     hp->n_vocab = (int)te->ne[1];
     if ((rc = model_bind(m, "token_embd.weight", hp->n_embd, hp->n_vocab, true, &m->tok_embd, err,
@@ -120,14 +111,14 @@ int dense_load(struct model *m, const struct dense_variant *v, char *err, size_t
         if ((rc = model_bind(m, "rope_freqs.weight", n_rot / 2, 0, false, &f, err, errlen)))
             return rc;
         if (f.t && f.type != QUANT_TYPE_F32)
-            return fail(err, errlen, EBADMSG, "%s: tensor 'rope_freqs.weight' must be F32",
+            return err_set(err, errlen, EBADMSG, "%s: tensor 'rope_freqs.weight' must be F32",
                         gguf_path(m->g));
         hp->rope.freq_factors = f.t ? f.data : NULL;
     }
 
     struct dense_layer *layers = calloc((size_t)hp->n_layer, sizeof *layers);
     if (!layers)
-        return fail(err, errlen, ENOMEM, "out of memory");
+        return err_set(err, errlen, ENOMEM, "out of memory");
     m->layers = layers;
     for (int l = 0; l < hp->n_layer; l++)
         if ((rc = bind_layer(m, l, v, &layers[l], err, errlen)))
@@ -151,7 +142,7 @@ void dense_free(struct model *m)
 #define ALLOC(t, ne0, ne1)                                                           \
     do {                                                                             \
         if (!((t) = be->ops->alloc(be, (ne0), (ne1))))                               \
-            return fail(err, errlen, ENOMEM, "out of memory for activations");      \
+            return err_set(err, errlen, ENOMEM, "out of memory for activations");      \
     } while (0)
 
 /* Layers l0 .. l1-1 on backend be, whose KV cache holds them from kv0. */
@@ -235,7 +226,7 @@ int dense_forward(struct model *m, const int32_t *ids, int n, int pos0, float *l
     }
     struct btensor *last = all ? x : be->ops->rows(be, x, n - 1, 1), *out;
     if (!last)
-        return fail(err, errlen, ENOMEM, "out of memory for activations");
+        return err_set(err, errlen, ENOMEM, "out of memory for activations");
     ALLOC(out, hp->n_vocab, last->ne1);
     CHECK(be->ops->rms_norm(be, last, last, &m->output_norm, hp->eps));
     CHECK(be->ops->matmul(be, out, &m->output, NULL, last));

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "infer/err.h"
 #include "infer/ckd.h"
 #include "infer/cpu/matmul.h"
 #include "infer/cpu/pool.h"
@@ -33,19 +34,6 @@
 /* Quantize the activations on the pool only above this many floats. */
 #define MM_QUANT_PAR_FLOATS 32768
 
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 void cpu_scratch_init(struct cpu_scratch *s)
 {
@@ -168,9 +156,9 @@ int cpu_matmul(struct pool *p, const struct cpu_kernels *k, enum quant_type wtyp
 {
     const struct quant_traits *tr = quant_traits(wtype);
     if (!tr || (int)wtype < 0 || (int)wtype >= QUANT_TYPE_COUNT)
-        return fail(err, errlen, ENOTSUP, "matmul: unsupported weight type %d", (int)wtype);
+        return err_set(err, errlen, ENOTSUP, "matmul: unsupported weight type %d", (int)wtype);
     if (n_in <= 0 || n_in % tr->block_size || n_out < 0 || n_tok < 0)
-        return fail(err, errlen, EINVAL,
+        return err_set(err, errlen, EINVAL,
                     "matmul: bad shape: %s weight %lld x %lld, %lld tokens (block size %d)",
                     tr->name, (long long)n_out, (long long)n_in, (long long)n_tok,
                     tr->block_size);
@@ -178,12 +166,12 @@ int cpu_matmul(struct pool *p, const struct cpu_kernels *k, enum quant_type wtyp
     size_t w_stride = quant_row_bytes(wtype, n_in);
     size_t x_stride = quant_row_bytes(vdt, n_in);
     if (!w_stride || !x_stride)
-        return fail(err, errlen, EINVAL, "matmul: %lld values do not fill %s / %s blocks",
+        return err_set(err, errlen, EINVAL, "matmul: %lld values do not fill %s / %s blocks",
                     (long long)n_in, tr->name, quant_type_name(vdt));
     cpu_gemm_fn gemm = k->gemm[wtype];
     cpu_quantize_fn quantize = (int)vdt < QUANT_TYPE_COUNT ? k->quantize[vdt] : NULL;
     if (!gemm || (vdt != QUANT_TYPE_F32 && !quantize))
-        return fail(err, errlen, ENOTSUP, "matmul: no %s kernel for %s weights",
+        return err_set(err, errlen, ENOTSUP, "matmul: no %s kernel for %s weights",
                     k->isa_name ? k->isa_name : "cpu", tr->name);
     size_t w_bytes, xq_bytes, y_len, x_len;
     if (ckd_mul_size(&w_bytes, (size_t)n_out, w_stride) ||
@@ -192,7 +180,7 @@ int cpu_matmul(struct pool *p, const struct cpu_kernels *k, enum quant_type wtyp
         ckd_mul_size(&y_len, y_len, sizeof(float)) ||
         ckd_mul_size(&x_len, (size_t)n_tok, (size_t)n_in) ||
         ckd_mul_size(&x_len, x_len, sizeof(float)))
-        return fail(err, errlen, EINVAL, "matmul: %lld x %lld weight, %lld tokens: too large",
+        return err_set(err, errlen, EINVAL, "matmul: %lld x %lld weight, %lld tokens: too large",
                     (long long)n_out, (long long)n_in, (long long)n_tok);
     if (n_out == 0 || n_tok == 0)
         return 0;
@@ -220,7 +208,7 @@ int cpu_matmul(struct pool *p, const struct cpu_kernels *k, enum quant_type wtyp
         j.xq = (unsigned char *)(uintptr_t)x;   /* F32 activations are used in place */
     } else {
         if (scratch_reserve(s, xq_bytes))
-            return fail(err, errlen, ENOMEM, "matmul: out of memory for %zu bytes of %s",
+            return err_set(err, errlen, ENOMEM, "matmul: out of memory for %zu bytes of %s",
                         xq_bytes, quant_type_name(vdt));
         j.xq = s->buf;
         if (nth > 1 && n_tok >= 2 * nth && (size_t)n_tok * (size_t)n_in >= MM_QUANT_PAR_FLOATS)
@@ -243,18 +231,18 @@ int cpu_get_rows(enum quant_type type, const void *w, int64_t n_in, int64_t n_ro
 {
     const struct quant_traits *tr = quant_traits(type);
     if (!tr || !tr->dequantize)
-        return fail(err, errlen, ENOTSUP, "get_rows: cannot dequantize type %s",
+        return err_set(err, errlen, ENOTSUP, "get_rows: cannot dequantize type %s",
                     quant_type_name(type));
     size_t row_bytes = n_in > 0 ? quant_row_bytes(type, n_in) : 0;
     size_t total;
     if (!row_bytes || n_rows < 0 || n < 0 ||
         ckd_mul_size(&total, (size_t)n_rows, row_bytes) ||
         ckd_mul_size(&total, (size_t)n, (size_t)n_in))
-        return fail(err, errlen, EINVAL, "get_rows: bad shape: %s %lld x %lld, %lld ids",
+        return err_set(err, errlen, EINVAL, "get_rows: bad shape: %s %lld x %lld, %lld ids",
                     tr->name, (long long)n_rows, (long long)n_in, (long long)n);
     for (int64_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= n_rows)
-            return fail(err, errlen, EINVAL, "get_rows: id %ld outside [0, %lld)",
+            return err_set(err, errlen, EINVAL, "get_rows: id %ld outside [0, %lld)",
                         (long)ids[i], (long long)n_rows);
     const unsigned char *wb = w;
     for (int64_t i = 0; i < n; i++)

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "infer/err.h"
 #include "infer/ckd.h"
 #include "infer/cpu/membw.h"
 
@@ -31,19 +32,6 @@ struct membw_job {
     uint64_t sum;          /* result, so the loads cannot be dropped */
 };
 
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 static double membw_now(void)
 {
@@ -105,10 +93,10 @@ int membw_read(int n_threads, size_t bytes, int reps, double *gb_per_s, char *er
     int rc = 0;
 
     if (n_threads < 1 || n_threads > MEMBW_MAX_THREADS)
-        return fail(err, errlen, EINVAL, "membw: %d threads (1..%d)", n_threads,
+        return err_set(err, errlen, EINVAL, "membw: %d threads (1..%d)", n_threads,
                     MEMBW_MAX_THREADS);
     if (reps < 0)
-        return fail(err, errlen, EINVAL, "membw: %d repetitions", reps);
+        return err_set(err, errlen, EINVAL, "membw: %d repetitions", reps);
     if (reps == 0)
         reps = 3;
     if (bytes == 0) {
@@ -123,16 +111,16 @@ int membw_read(int n_threads, size_t bytes, int reps, double *gb_per_s, char *er
 
     size_t slice = bytes / (size_t)n_threads / MEMBW_STEP * MEMBW_STEP;
     if (slice == 0)
-        return fail(err, errlen, EINVAL, "membw: %zu bytes is too small for %d threads",
+        return err_set(err, errlen, EINVAL, "membw: %zu bytes is too small for %d threads",
                     bytes, n_threads);
     size_t total;
     if (ckd_mul_size(&total, slice, (size_t)n_threads))
-        return fail(err, errlen, EINVAL, "membw: %zu bytes overflows", bytes);
+        return err_set(err, errlen, EINVAL, "membw: %zu bytes overflows", bytes);
 
     jobs = calloc((size_t)n_threads, sizeof *jobs);
     if (!jobs || posix_memalign((void **)&buf, MEMBW_ALIGN, total) != 0) {
         buf = NULL;
-        rc = fail(err, errlen, ENOMEM, "membw: cannot allocate %zu bytes", total);
+        rc = err_set(err, errlen, ENOMEM, "membw: cannot allocate %zu bytes", total);
         goto out;
     }
 
@@ -147,7 +135,7 @@ int membw_read(int n_threads, size_t bytes, int reps, double *gb_per_s, char *er
     }
     rc = membw_pass(jobs, n_threads, &sum);
     if (rc) {
-        fail(err, errlen, rc, "membw: cannot start thread: %s", strerror(rc));
+        err_set(err, errlen, rc, "membw: cannot start thread: %s", strerror(rc));
         goto out;
     }
     for (int i = 0; i < n_threads; i++) {
@@ -162,7 +150,7 @@ int membw_read(int n_threads, size_t bytes, int reps, double *gb_per_s, char *er
         rc = membw_pass(jobs, n_threads, &sum);
         double dt = membw_now() - t0;
         if (rc) {
-            fail(err, errlen, rc, "membw: cannot start thread: %s", strerror(rc));
+            err_set(err, errlen, rc, "membw: cannot start thread: %s", strerror(rc));
             goto out;
         }
         if (dt > 0 && (double)total / dt > best)
@@ -170,7 +158,7 @@ int membw_read(int n_threads, size_t bytes, int reps, double *gb_per_s, char *er
     }
     /* Every byte is 1, so the sum is known: a check that the loads happened. */
     if (best <= 0 || sum == 0) {
-        rc = fail(err, errlen, EIO, "membw: no time measured");
+        rc = err_set(err, errlen, EIO, "membw: no time measured");
         goto out;
     }
     *gb_per_s = best / 1e9;

@@ -12,6 +12,9 @@
  * u: 0 n_in, 1 n_rows (this chunk), 2 n_tok, 3 row0, 4 x_off, 5 d_off,
  *    6 d_stride, 7 b_off, 8 has_bias, 9 scale_off (Q8), 10 t0 */
 #include "common.glsl"
+#ifdef SHUFFLE_X
+#extension GL_KHR_shader_subgroup_shuffle : require
+#endif
 
 layout(local_size_x = 64) in;
 
@@ -37,83 +40,69 @@ vec4 i8x4(uint v)
     return vec4(q);
 }
 
+/* No local arrays and no loops over them: llvmpipe (lavapipe) keeps a
+ * dynamically indexed local array in memory, one lane at a time, which
+ * made this shader ten times slower.  Everything below is unrolled by the
+ * preprocessor instead. */
+#if NT == 8
+#define TOKENS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+#else
+#define TOKENS(X) X(0)
+#endif
+#define DECL(j) float acc##j = 0.0; uint xb##j = (pc.u[4] + min(t0 + j, n_tok - 1) * n_in) / 4;
+#ifdef SHUFFLE_X
+/* each lane of a group of 8 loads one of the block's 8 x vectors; the
+ * others get it by shuffle, instead of every lane loading all 8 */
+#define XL(j) vec4 xl##j = x4[xb##j + kb * 8 + (lane & 7u)];
+#define ACC(j) acc##j += dot(w, subgroupShuffle(xl##j, (lane & ~7u) | q));
+#else
+#define XL(j)
+#define ACC(j) acc##j += dot(w, x4[xb##j + k4]);
+#endif
+#define STORE(j) if (t0 + j < n_tok) d[pc.u[5] + (t0 + j) * pc.u[6] + pc.u[3] + r] = acc##j + b;
+
 void main()
 {
-    uint r = gl_GlobalInvocationID.x;
+    uint r = min(gl_GlobalInvocationID.x, pc.u[1] - 1);  /* every lane takes part in shuffles */
     uint n_in = pc.u[0], n_tok = pc.u[2];
-    if (r >= pc.u[1])
-        return;
+#ifdef SHUFFLE_X
+    uint lane = gl_SubgroupInvocationID;
+#endif
     uint t0 = pc.u[10] + gl_WorkGroupID.y * NT;
-    uint xb[NT];
-    float acc[NT];
-    [[unroll]] for (uint j = 0; j < NT; j++) {
-        xb[j] = (pc.u[4] + min(t0 + j, n_tok - 1) * n_in) / 4;
-        acc[j] = 0.0;
-    }
+    TOKENS(DECL)
     uint nb = n_in / 32;
     for (uint kb = 0; kb < nb; kb++) {
-        vec4 wv[8];
-        float s = 1.0, s1 = 1.0, mb = 0.0;
-#if defined(W_F32)
-        uint wb = (r * n_in) / 4 + kb * 8;
-        [[unroll]] for (uint q = 0; q < 8; q++)
-            wv[q] = w4[wb + q];
-#elif defined(W_F16)
-        uint wb = (r * n_in) / 4 + kb * 8;
-        [[unroll]] for (uint q = 0; q < 8; q++) {
-            uvec2 h = w2[wb + q];
-            wv[q] = vec4(unpackHalf2x16(h.x), unpackHalf2x16(h.y));
-        }
-#elif defined(W_Q8)
-        uint wb = (r * n_in) / 4 + kb * 8;
-        [[unroll]] for (uint q = 0; q < 8; q++)
-            wv[q] = i8x4(wq[wb + q]);
-        s = uintBitsToFloat(wq[pc.u[9] + r * nb + kb]);
+#if defined(W_Q8)
+        float s = uintBitsToFloat(wq[pc.u[9] + r * nb + kb]);
 #elif defined(W_Q6)
-        uint wb = (r * n_in) / 4 + kb * 8;
-        [[unroll]] for (uint q = 0; q < 8; q++)
-            wv[q] = i8x4(wq[wb + q]);
         uint so = pc.u[9] + (r * nb + kb) * 2;
-        s = uintBitsToFloat(wq[so]);
-        s1 = uintBitsToFloat(wq[so + 1]);
+        float s0 = uintBitsToFloat(wq[so]), s1 = uintBitsToFloat(wq[so + 1]);
 #elif defined(W_Q4)
-        uint wb = (r * n_in) / 8 + kb * 4;
+        uint so = pc.u[9] + (r * nb + kb) * 2;
+        float s = uintBitsToFloat(wq[so]), mb = uintBitsToFloat(wq[so + 1]);
+#endif
+        TOKENS(XL)
         [[unroll]] for (uint q = 0; q < 8; q++) {
-            uint u = wq[wb + q / 2] >> (16 * (q % 2));
-            wv[q] = vec4(float(u & 15u), float((u >> 4) & 15u), float((u >> 8) & 15u),
-                         float((u >> 12) & 15u));
-        }
-        uint so = pc.u[9] + (r * nb + kb) * 2;
-        s = uintBitsToFloat(wq[so]);
-        mb = uintBitsToFloat(wq[so + 1]);
-#endif
-        [[unroll]] for (uint j = 0; j < NT; j++) {
-            uint xo = xb[j] + kb * 8;
-#if defined(W_Q6)
-            float a = 0.0, a1 = 0.0;
-            [[unroll]] for (uint q = 0; q < 4; q++) {
-                a += dot(wv[q], x4[xo + q]);
-                a1 += dot(wv[q + 4], x4[xo + q + 4]);
-            }
-            acc[j] += s * a + s1 * a1;
+            uint k4 = kb * 8 + q;
+#if defined(W_F32)
+            vec4 w = w4[(r * n_in) / 4 + k4];
+#elif defined(W_F16)
+            uvec2 h = w2[(r * n_in) / 4 + k4];
+            vec4 w = vec4(unpackHalf2x16(h.x), unpackHalf2x16(h.y));
+#elif defined(W_Q8)
+            vec4 w = s * i8x4(wq[(r * n_in) / 4 + k4]);
+#elif defined(W_Q6)
+            vec4 w = (q < 4 ? s0 : s1) * i8x4(wq[(r * n_in) / 4 + k4]);
 #elif defined(W_Q4)
-            float a = 0.0, xs = 0.0;
-            [[unroll]] for (uint q = 0; q < 8; q++) {
-                vec4 xv = x4[xo + q];
-                a += dot(wv[q], xv);
-                xs += dot(xv, vec4(1.0));
-            }
-            acc[j] += s * a - mb * xs;
-#else
-            float a = 0.0;
-            [[unroll]] for (uint q = 0; q < 8; q++)
-                a += dot(wv[q], x4[xo + q]);
-            acc[j] += s * a;
+            uint u = wq[(r * n_in) / 8 + kb * 4 + q / 2] >> (16 * (q % 2));
+            vec4 w = s * vec4(float(u & 15u), float((u >> 4) & 15u), float((u >> 8) & 15u),
+                              float((u >> 12) & 15u)) - mb;
 #endif
+            TOKENS(ACC)
         }
     }
     float b = pc.u[8] != 0 ? bias[pc.u[7] + pc.u[3] + r] : 0.0;
-    [[unroll]] for (uint j = 0; j < NT; j++)
-        if (t0 + j < n_tok)
-            d[pc.u[5] + (t0 + j) * pc.u[6] + pc.u[3] + r] = acc[j] + b;
+    if (gl_GlobalInvocationID.x >= pc.u[1])
+        return;
+    TOKENS(STORE)
 }

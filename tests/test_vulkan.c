@@ -41,9 +41,9 @@ static bool have_device(void)
         }                        \
     } while (0)
 
-static struct backend *open_vk(void)
+static struct backend *open_vk_with(bool no_shuffle)
 {
-    struct vk_options o = {.device = -1, .validation = true};
+    struct vk_options o = {.device = -1, .validation = true, .no_shuffle = no_shuffle};
     struct backend *b = NULL;
     char err[256];
     int rc = vk_backend_create(&o, &b, err, sizeof err);
@@ -51,6 +51,8 @@ static struct backend *open_vk(void)
         fail_msg("vk_backend_create: %s", err);
     return b;
 }
+
+static struct backend *open_vk(void) { return open_vk_with(false); }
 
 static void close_vk(struct backend *b)
 {
@@ -187,17 +189,19 @@ static void test_matmul_matches_an_exact_dot_for_every_type(void **state)
 {
     (void)state;
     NEED_DEVICE();
-    struct backend *b = open_vk();
     static const int64_t shapes[][3] = {
         /* n_in, n_out, n_tok: rows on both sides of the 64-row workgroup,
          * token counts on both sides of the 8-token tile */
         {256, 1, 1}, {256, 63, 1}, {256, 65, 2}, {512, 33, 3}, {256, 64, 8},
         {256, 31, 9}, {768, 17, 17}, {32, 5, 4},
     };
-    for (size_t c = 0; c < sizeof mm_cases / sizeof mm_cases[0]; c++)
-        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-            check_matmul(b, &mm_cases[c], shapes[s][0], shapes[s][1], shapes[s][2], s % 2 == 1);
-    close_vk(b);
+    for (int plain = 0; plain < 2; plain++) {   /* with and without subgroup shuffles */
+        struct backend *b = open_vk_with(plain);
+        for (size_t c = 0; c < sizeof mm_cases / sizeof mm_cases[0]; c++)
+            for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+                check_matmul(b, &mm_cases[c], shapes[s][0], shapes[s][1], shapes[s][2], s % 2 == 1);
+        close_vk(b);
+    }
 }
 
 /* ---- the other operations, against the CPU backend ---- */
@@ -522,7 +526,7 @@ static void test_a_layer_split_equals_all_gpu_and_all_cpu(void **state)
     int n_vocab = 0;
     for (int v = 0; v < 3; v++) {   /* all on the device, 1 layer on it, all on the CPU */
         struct model *m = load("tq-f32", v == 0 ? -1 : v == 1 ? 1 : 0,
-                               v == 2 ? MODEL_BACKEND_CPU : MODEL_BACKEND_VULKAN, KV_TYPE_F16);
+                               v == 2 ? MODEL_BACKEND_CPU : MODEL_BACKEND_VULKAN, KV_TYPE_F32);
         const struct model_info *in = model_info(m);
         if (v == 1) {
             assert_true(in->n_layer >= 2);

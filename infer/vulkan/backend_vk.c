@@ -203,6 +203,7 @@ struct vk_backend {
     VkCommandBuffer cmd;
     VkFence fence;
     bool recording, lost;
+    bool shuffle;               /* matmul variants sharing x by subgroup shuffle */
 
     struct vk_buf staging, dummy;
     VkDeviceSize staging_used;
@@ -815,7 +816,7 @@ static int vk_matmul(struct backend *b, struct btensor *dst, const struct weight
         [WFMT_Q8] = VK_SHADER_MATMUL_Q8_1,   [WFMT_Q6] = VK_SHADER_MATMUL_Q6_1,
         [WFMT_Q4] = VK_SHADER_MATMUL_Q4_1,
     };
-    enum vk_shader s1 = first[vw->fmt];
+    enum vk_shader s1 = (enum vk_shader)(first[vw->fmt] + (c->shuffle ? VK_SHADER_SHUFFLE : 0));
     enum vk_shader s8 = (enum vk_shader)(s1 + 1);
     int64_t n_tok = src->ne1, full = n_tok / 8 * 8, rem = n_tok - full;
     for (int i = 0; i < vw->n_chunks; i++) {
@@ -1230,6 +1231,8 @@ static int make_pipelines(struct vk_backend *c)
     if ((r = vkCreateDescriptorPool(c->dev, &pci, NULL, &c->dpool)) != VK_SUCCESS)
         return vkfail(c, r, "create descriptor pool");
     for (int i = 0; i < VK_SHADER_COUNT; i++) {
+        if (!c->shuffle && i >= VK_SHADER_MATMUL_F32_1S && i <= VK_SHADER_MATMUL_Q4_8S)
+            continue;
         const struct vk_spirv *sp = vk_shader_spirv((enum vk_shader)i);
         VkShaderModuleCreateInfo mci = {
             .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
@@ -1308,6 +1311,9 @@ int vk_backend_create(const struct vk_options *o, struct backend **out, char *er
         goto out;
     vkGetPhysicalDeviceMemoryProperties(c->pd, &c->mp);
     c->max_range = c->desc.max_storage_range & ~(VkDeviceSize)255;
+    /* groups of 8 lanes share x: needs shuffles and whole groups of 8 */
+    c->shuffle = c->desc.subgroup_shuffle && c->desc.subgroup_size >= 8 &&
+                 c->desc.subgroup_size % 8 == 0 && !o->no_shuffle;
     uint32_t nq = 0;
     vkGetPhysicalDeviceQueueFamilyProperties(c->pd, &nq, NULL);
     VkQueueFamilyProperties qf[16];

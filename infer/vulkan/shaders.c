@@ -32,6 +32,36 @@ static const uint32_t spv_matmul_q4_1[] =
 static const uint32_t spv_matmul_q4_8[] =
 #include "matmul_q4_8.h"
     ;
+static const uint32_t spv_matmul_f32_1s[] =
+#include "matmul_f32_1s.h"
+    ;
+static const uint32_t spv_matmul_f32_8s[] =
+#include "matmul_f32_8s.h"
+    ;
+static const uint32_t spv_matmul_f16_1s[] =
+#include "matmul_f16_1s.h"
+    ;
+static const uint32_t spv_matmul_f16_8s[] =
+#include "matmul_f16_8s.h"
+    ;
+static const uint32_t spv_matmul_q8_1s[] =
+#include "matmul_q8_1s.h"
+    ;
+static const uint32_t spv_matmul_q8_8s[] =
+#include "matmul_q8_8s.h"
+    ;
+static const uint32_t spv_matmul_q6_1s[] =
+#include "matmul_q6_1s.h"
+    ;
+static const uint32_t spv_matmul_q6_8s[] =
+#include "matmul_q6_8s.h"
+    ;
+static const uint32_t spv_matmul_q4_1s[] =
+#include "matmul_q4_1s.h"
+    ;
+static const uint32_t spv_matmul_q4_8s[] =
+#include "matmul_q4_8s.h"
+    ;
 static const uint32_t spv_rms_norm[] =
 #include "rms_norm.h"
     ;
@@ -61,6 +91,16 @@ static const struct vk_spirv table[VK_SHADER_COUNT] = {
     SPV(VK_SHADER_MATMUL_Q8_1, spv_matmul_q8_1),   SPV(VK_SHADER_MATMUL_Q8_8, spv_matmul_q8_8),
     SPV(VK_SHADER_MATMUL_Q6_1, spv_matmul_q6_1),   SPV(VK_SHADER_MATMUL_Q6_8, spv_matmul_q6_8),
     SPV(VK_SHADER_MATMUL_Q4_1, spv_matmul_q4_1),   SPV(VK_SHADER_MATMUL_Q4_8, spv_matmul_q4_8),
+    SPV(VK_SHADER_MATMUL_F32_1S, spv_matmul_f32_1s),
+    SPV(VK_SHADER_MATMUL_F32_8S, spv_matmul_f32_8s),
+    SPV(VK_SHADER_MATMUL_F16_1S, spv_matmul_f16_1s),
+    SPV(VK_SHADER_MATMUL_F16_8S, spv_matmul_f16_8s),
+    SPV(VK_SHADER_MATMUL_Q8_1S, spv_matmul_q8_1s),
+    SPV(VK_SHADER_MATMUL_Q8_8S, spv_matmul_q8_8s),
+    SPV(VK_SHADER_MATMUL_Q6_1S, spv_matmul_q6_1s),
+    SPV(VK_SHADER_MATMUL_Q6_8S, spv_matmul_q6_8s),
+    SPV(VK_SHADER_MATMUL_Q4_1S, spv_matmul_q4_1s),
+    SPV(VK_SHADER_MATMUL_Q4_8S, spv_matmul_q4_8s),
     SPV(VK_SHADER_RMS_NORM, spv_rms_norm),         SPV(VK_SHADER_ROPE, spv_rope),
     SPV(VK_SHADER_ADD, spv_add),                   SPV(VK_SHADER_SWIGLU, spv_swiglu),
     SPV(VK_SHADER_TO_F16, spv_to_f16),             SPV(VK_SHADER_ATTENTION_F32, spv_attention_f32),

@@ -46,6 +46,7 @@ struct vk_options {
     int device;                 /* index from vk_list_devices, -1 = default */
     bool validation;            /* enable VK_LAYER_KHRONOS_validation when installed */
     const char *cache_dir;      /* pipeline cache directory, NULL = none */
+    bool no_shuffle;            /* use the matmul without subgroup shuffles (tests) */
 };
 
 /* Bytes a weight of n values of type t takes on the device (the layout the

@@ -22,7 +22,7 @@ struct cmd {
 };
 
 extern const struct cmd cmd_run, cmd_eval, cmd_bench, cmd_tokenize, cmd_history, cmd_stats,
-    cmd_chat;
+    cmd_chat, cmd_devices;
 
 /* Options shared by the commands that load a model, and sampling. */
 struct cli_opts {

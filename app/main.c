@@ -10,10 +10,10 @@
 #endif
 
 static const struct cmd *const commands[] = {&cmd_chat,  &cmd_run,     &cmd_tokenize, &cmd_eval,
-                                               &cmd_bench, &cmd_history, &cmd_stats};
+                                               &cmd_bench, &cmd_history, &cmd_stats, &cmd_devices};
 
 /* Commands of the design that later work will add. */
-static const char *const planned[] = {"devices", "models", "history", "stats", "fit",
+static const char *const planned[] = {"models", "history", "stats", "fit",
                                       "serve"};
 
 static void usage(FILE *f)

@@ -4,7 +4,14 @@ questions in the DeepSeek-R1 format (<think> reasoning, then the answer), and
 export it to GGUF (F32 and Q8_0) with the reference fixtures the tests use.
 
 Usage: /usr/bin/python3 tools/train_demo.py [--steps N] [--out DIR] [--fixtures DIR]
-Needs PyTorch (Debian: apt-get install python3-torch); CPU only, fixed seeds.
+Needs PyTorch (Debian: apt-get install python3-torch); CPU only, one thread,
+fixed seeds.  Writes share/models/ponder-demo.gguf (Q8_0) and, in tests/data,
+ponder-demo-f32.gguf, demo_heldout.tsv/.jsonl (the 200 held-out questions with
+PyTorch's greedy answers and accuracy), demo_logits*.txt (teacher-forced
+logits) and demo_tokenize.jsonl.  The defaults (1600 steps of 32) took 25
+minutes of training on a shared, loaded 2-core machine: 99.0 % held out.
+--checkpoint FILE saves the weights, or reuses them to redo only the export.
+Install libopenblas0 as well: Debian's torch falls back to netlib BLAS.
 """
 import argparse
 import json

@@ -218,9 +218,9 @@ static const char no_model_hint[] =
     "~/.local/share/ponder/models ($XDG_DATA_HOME/ponder/models)";
 
 static const char demo_notice[] =
-    "this is ponder's small demo model (it adds and compares numbers); for a real R1 model, "
-    "put downloaded GGUF files in ~/.local/share/ponder/models, or run 'ponder chat -m "
-    "FILE.gguf', or set default_model in ~/.config/ponder/config";
+    "This is ponder's small demo model: it adds, subtracts, multiplies and compares numbers. "
+    "For a real R1 model, put downloaded GGUF files in ~/.local/share/ponder/models "
+    "or run 'ponder chat -m FILE.gguf'.";
 
 /* ---- line mode ---- */
 

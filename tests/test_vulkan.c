@@ -56,6 +56,11 @@ static struct backend *open_vk(void) { return open_vk_with(false); }
 
 static void close_vk(struct backend *b)
 {
+    static bool told;
+    if (!told) {
+        printf("  validation layer: %s\n", vk_backend_validating(b) ? "on" : "not installed");
+        told = true;
+    }
     char msg[512];
     unsigned n = vk_backend_validation_messages(b, msg, sizeof msg);
     b->ops->free(b);

@@ -5,6 +5,7 @@
 #   make deps       install the Debian packages the build and tests need
 #   make bench      benchmark models of the R1-Distill-Qwen-1.5B shape
 #   make run        build and start the chat
+#   make demo-model train share/models/ponder-demo.gguf again (needs python3-torch)
 
 CC      ?= cc
 PREFIX  ?= /usr/local
@@ -48,7 +49,7 @@ $(BUILD)/infer/cpu/cpu_avx2.o:   override CFLAGS += -mavx2 -mfma -mf16c
 $(BUILD)/infer/cpu/cpu_avx512.o: override CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512dq \
                                            -mavx512vnni -mavx2 -mfma -mf16c
 
-.PHONY: all check asan deps run bench install clean tests tools
+.PHONY: all check asan deps run bench install clean tests tools demo-model
 all: ponder tools
 
 # shader compilation and embedding (glslc), owned by the Vulkan backend
@@ -98,6 +99,11 @@ run: deps ponder
 
 bench: ponder tools
 	BUILD=$(BUILD) sh tools/bench.sh
+
+# Trains the demo model again (CI does not: it tests the committed file).
+demo-model:
+	@/usr/bin/python3 -c 'import torch' 2>/dev/null || { echo "make demo-model needs PyTorch: apt-get install python3-torch libopenblas0-pthread (CI does not train)"; exit 1; }
+	/usr/bin/python3 tools/train_demo.py --out share/models --fixtures tests/data
 
 install: ponder
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/ponder/models

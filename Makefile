@@ -49,6 +49,9 @@ $(BUILD)/infer/cpu/cpu_avx2.o:   override CFLAGS += -mavx2 -mfma -mf16c
 $(BUILD)/infer/cpu/cpu_avx512.o: override CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512dq \
                                            -mavx512vnni -mavx2 -mfma -mf16c
 
+# a binary built elsewhere (BUILD=/tmp/x) still finds the demo model of this tree
+$(BUILD)/app/cli.o: override CFLAGS += -DPONDER_SOURCE_SHARE='"$(CURDIR)/share"'
+
 .PHONY: all check asan deps run bench install clean tests tools demo-model
 all: ponder tools
 

@@ -262,6 +262,12 @@ const char *cli_demo_model(char *buf, size_t cap)
                 return buf;
         }
     }
+#ifdef PONDER_SOURCE_SHARE
+    /* a binary built outside the source tree (BUILD=/elsewhere) */
+    snprintf(buf, cap, "%s/models/ponder-demo.gguf", PONDER_SOURCE_SHARE);
+    if (stat(buf, &st) == 0 && S_ISREG(st.st_mode))
+        return buf;
+#endif
     return NULL;
 }
 

@@ -166,6 +166,9 @@ int cli_common(const struct cmd *cmd, int c, const char *arg, struct cli_opts *o
     case OPT_VERBOSE:
         o->verbose = true;
         return 0;
+    case OPT_MMAP:
+        o->mmap_only = true;
+        return 0;
     case OPT_TEMP:
         if (cli_parse_float(arg, 0, 100, &d))
             return cli_usage_error(cmd, "--temp wants a number from 0 to 100, not '%s'", arg);
@@ -279,6 +282,7 @@ void cli_model_params(const struct cli_opts *o, enum kv_type default_kv, struct 
     p->n_batch = o->n_batch;
     p->kv_type = o->kv_type_set ? o->kv_type : default_kv;
     p->max_isa = o->max_isa;
+    p->mmap_only = o->mmap_only;
     p->backend = (enum model_backend)o->backend;
     p->device = o->device;
     p->n_gpu_layers = o->n_gpu_layers;

@@ -34,6 +34,7 @@ struct cli_opts {
     bool kv_type_set;
     enum cpu_isa max_isa;
     bool verbose;
+    bool mmap_only;         /* --mmap: map the model file instead of reading it */
     /* where layers run: --backend (0 cpu, 1 auto, 2 vulkan: enum
      * model_backend), --device (-1 default), --ngl (-1 all that fit) */
     int backend;
@@ -55,7 +56,7 @@ enum {
     OPT_MODEL = 'm', OPT_CTX = 'c', OPT_THREADS = 't', OPT_MAXTOK = 'n', OPT_VERBOSE = 'v',
     OPT_HELP = 'h',
     OPT_BACKEND = 256, OPT_DEVICE, OPT_NGL, OPT_KV_TYPE, OPT_DB, OPT_CPU, OPT_BATCH,
-    OPT_TEMP, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REPEAT, OPT_SEED, OPT_SYSTEM,
+    OPT_TEMP, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REPEAT, OPT_SEED, OPT_SYSTEM, OPT_MMAP,
     OPT_CMD_BASE = 400     /* commands number their own options from here */
 };
 
@@ -64,6 +65,7 @@ enum {
     {"ctx", required_argument, 0, OPT_CTX},                       \
     {"threads", required_argument, 0, OPT_THREADS},               \
     {"batch", required_argument, 0, OPT_BATCH},                   \
+    {"mmap", no_argument, 0, OPT_MMAP},                           \
     {"backend", required_argument, 0, OPT_BACKEND},               \
     {"device", required_argument, 0, OPT_DEVICE},                 \
     {"ngl", required_argument, 0, OPT_NGL},                       \

@@ -86,6 +86,11 @@ struct gguf_tensor {
 struct gguf;
 
 int gguf_open(const char *path, struct gguf **out, char *err, size_t errlen);
+/* GGUF_OPEN_READ: read the file into anonymous memory (huge pages where the
+ * kernel gives them) instead of mapping it; faster to stream, but the whole
+ * file is resident.  Flags 0: gguf_open(). */
+#define GGUF_OPEN_READ 1u
+int gguf_open_flags(const char *path, unsigned flags, struct gguf **out, char *err, size_t errlen);
 /* The same over a caller's buffer, which must outlive the handle (tests, fuzzing). */
 int gguf_open_memory(const void *buf, size_t size, const char *name, struct gguf **out,
                      char *err, size_t errlen);

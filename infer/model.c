@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "infer/err.h"
 #include "infer/cpu/backend_cpu.h"
@@ -308,7 +310,13 @@ int model_load(const char *path, const struct model_params *p, struct model **ou
     struct model *m = calloc(1, sizeof *m);
     if (!m)
         return err_set(err, errlen, ENOMEM, "out of memory");
-    int rc = gguf_open(path, &m->g, err, errlen);
+    unsigned flags = 0;
+    struct stat st;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (!p->mmap_only && stat(path, &st) == 0 && pages > 0 && page > 0 &&
+        (uint64_t)st.st_size <= (uint64_t)pages * (uint64_t)page / 2)
+        flags = GGUF_OPEN_READ;
+    int rc = gguf_open_flags(path, flags, &m->g, err, errlen);
     if (rc)
         goto out;
     rc = load_common(m, p, err, errlen);

@@ -36,6 +36,8 @@ struct model_params {
     int n_gpu_layers;       /* layers on the device, the first ones; < 0: as many as fit */
     bool gpu_validation;    /* Vulkan validation layer (tests) */
     const char *cache_dir;  /* pipeline cache directory, or NULL */
+    bool mmap_only;         /* map the file; default: read it into memory (huge pages)
+                               when it takes at most half of the physical memory */
 };
 
 struct model_info {

@@ -946,6 +946,30 @@ static void test_every_real_file_opens_with_the_expected_counts(void **state)
     }
 }
 
+/* Reading the file into memory gives the same directory and bytes as mapping it. */
+static void test_read_into_memory_equals_the_mapping(void **state)
+{
+    (void)state;
+    char err[256];
+    struct gguf *mapped = NULL, *read = NULL;
+    const char *path = fx_path("models/tq-q4_k_m.gguf");
+    assert_int_equal(gguf_open(path, &mapped, err, sizeof err), 0);
+    assert_int_equal(gguf_open_flags(path, GGUF_OPEN_READ, &read, err, sizeof err), 0);
+    assert_int_equal(gguf_n_kv(read), gguf_n_kv(mapped));
+    assert_int_equal(gguf_n_tensors(read), gguf_n_tensors(mapped));
+    for (int64_t i = 0; i < gguf_n_tensors(read); i++) {
+        const struct gguf_tensor *a = gguf_tensor(mapped, i), *b = gguf_tensor(read, i);
+        assert_string_equal(a->name, b->name);
+        assert_int_equal(a->size, b->size);
+        assert_true(a->data != b->data);
+        assert_memory_equal(a->data, b->data, a->size);
+    }
+    gguf_close(read);
+    gguf_close(mapped);
+    assert_int_equal(gguf_open_flags("/nonexistent.gguf", GGUF_OPEN_READ, &read, err, sizeof err),
+                     ENOENT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -961,6 +985,7 @@ int main(void)
         cmocka_unit_test(test_tensor_type_table_matches_the_block_layouts),
         cmocka_unit_test(test_open_reports_missing_files_directories_and_empty_files),
         cmocka_unit_test(test_every_real_file_opens_with_the_expected_counts),
+        cmocka_unit_test(test_read_into_memory_equals_the_mapping),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

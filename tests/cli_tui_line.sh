@@ -53,8 +53,16 @@ printf 'more\n' | "$PONDER" chat -c --script "$tmp/script" -m tiny.gguf > /dev/n
 printf 'hi\n' | "$PONDER" --script "$tmp/script" -m tiny.gguf --no-history > "$tmp/out" 2>&1 \
     && grep -q 'answer' "$tmp/out" && echo "ok: options without a command are chat's" \
     || { echo "FAIL: ponder -m ... is not chat:"; cat "$tmp/out"; fails=$((fails + 1)); }
-XDG_DATA_HOME="$tmp/empty" expect_exit 1 "no model: one line" "$PONDER" chat
-XDG_DATA_HOME="$tmp/empty" expect_exit 1 "ponder alone is chat" "$PONDER"
+# with no model found, chat opens the bundled demo model and says so (#6)
+printf 'What is 47 + 38?\n' | XDG_DATA_HOME="$tmp/empty" "$PONDER" chat --temp 0 --no-history \
+    > "$tmp/out" 2> "$tmp/err" \
+    && grep -qF '47 + 38 = 85' "$tmp/out" && grep -q 'demo model' "$tmp/err" \
+    && echo "ok: no model: the demo model answers" \
+    || { echo "FAIL: no model: the demo model:"; cat "$tmp/out" "$tmp/err"; fails=$((fails + 1)); }
+printf 'What is 47 + 38?\n' | XDG_DATA_HOME="$tmp/empty" "$PONDER" --temp 0 --no-history \
+    > "$tmp/out" 2>/dev/null && grep -qF '47 + 38 = 85' "$tmp/out" \
+    && echo "ok: ponder alone is chat" \
+    || { echo "FAIL: ponder alone is chat:"; cat "$tmp/out"; fails=$((fails + 1)); }
 grep -q -- '-m' "$tmp/err" && echo "ok: it says how to give one" \
     || { echo "FAIL: no hint"; cat "$tmp/err"; fails=$((fails + 1)); }
 expect_exit 1 "a missing model file: one line" "$PONDER" chat -m /nonexistent/x.gguf --no-history

@@ -13,8 +13,7 @@ static const struct cmd *const commands[] = {&cmd_chat,  &cmd_run,     &cmd_toke
                                                &cmd_bench, &cmd_history, &cmd_stats, &cmd_devices};
 
 /* Commands of the design that later work will add. */
-static const char *const planned[] = {"models", "history", "stats", "fit",
-                                      "serve"};
+static const char *const planned[] = {"models", "fit", "serve"};
 
 static void usage(FILE *f)
 {

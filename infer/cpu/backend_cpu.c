@@ -11,6 +11,7 @@
 #include "infer/cpu/matmul.h"
 #include "infer/cpu/pool.h"
 #include "infer/gguf.h"
+#include "infer/rope.h"
 
 #define ARENA_MAX_TENSORS 256
 
@@ -274,15 +275,8 @@ static int cpu_read(struct backend *b, const struct btensor *src, int64_t row0, 
 
 /* ---- RoPE ---- */
 
-static float yarn_corr_dim(int n_rot, int n_ctx_orig, float n_turns, float base)
-{
-    return (float)n_rot * logf((float)n_ctx_orig / (n_turns * 2.0f * (float)M_PI)) /
-           (2.0f * logf(base));
-}
-
-/* cos/sin of every rotated pair for positions pos0 .. pos0+n-1, the way ggml
- * forms them: theta = p * theta_scale^i in float, divided by the frequency
- * factor, interpolated by YaRN when ext_factor is set. */
+/* cos/sin of every rotated pair for positions pos0 .. pos0+n-1 (rope.h),
+ * kept while the positions and parameters stay the same. */
 static int rope_table(struct cpu_backend *c, const struct rope_params *p, int pos0, int n)
 {
     if (c->rope_valid && c->rope_pos0 == pos0 && c->rope_n == n &&
@@ -297,33 +291,7 @@ static int rope_table(struct cpu_backend *c, const struct rope_params *p, int po
         c->rope_cs = t;
         c->rope_cap = need;
     }
-    float theta_scale = powf(p->freq_base, -2.0f / (float)p->n_rot);
-    float corr0 = 0, corr1 = 0;
-    if (p->ext_factor != 0.0f) {
-        float start = floorf(yarn_corr_dim(p->n_rot, p->n_ctx_orig, p->beta_fast, p->freq_base));
-        float end = ceilf(yarn_corr_dim(p->n_rot, p->n_ctx_orig, p->beta_slow, p->freq_base));
-        corr0 = start > 0 ? start : 0;
-        corr1 = end < (float)(p->n_rot - 1) ? end : (float)(p->n_rot - 1);
-    }
-    for (int t = 0; t < n; t++) {
-        float theta_base = (float)(pos0 + t);
-        float *cs = c->rope_cs + (size_t)t * (size_t)half * 2;
-        for (int i = 0; i < half; i++) {
-            float ff = p->freq_factors ? p->freq_factors[i] : 1.0f;
-            float theta_extrap = theta_base / ff;
-            float theta = p->freq_scale * theta_extrap;
-            float mscale = p->attn_factor;
-            if (p->ext_factor != 0.0f) {
-                float y = ((float)i - corr0) / fmaxf(0.001f, corr1 - corr0);
-                float ramp = (1.0f - fminf(1.0f, fmaxf(0.0f, y))) * p->ext_factor;
-                theta = theta * (1.0f - ramp) + theta_extrap * ramp;
-                mscale *= 1.0f + 0.1f * logf(1.0f / p->freq_scale);
-            }
-            cs[2 * i] = cosf(theta) * mscale;
-            cs[2 * i + 1] = sinf(theta) * mscale;
-            theta_base *= theta_scale;
-        }
-    }
+    rope_cos_sin(p, pos0, n, c->rope_cs);
     c->rope_valid = 1;
     c->rope_pos0 = pos0;
     c->rope_n = n;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "infer/rope.h"
 #include "infer/ckd.h"
 #include "infer/quant.h"
 #include "infer/vulkan/push.h"
@@ -836,45 +837,6 @@ static int vk_matmul(struct backend *b, struct btensor *dst, const struct weight
     return 0;
 }
 
-static float yarn_corr_dim(int n_rot, int n_ctx_orig, float n_turns, float base)
-{
-    return (float)n_rot * logf((float)n_ctx_orig / (n_turns * 2.0f * (float)M_PI)) /
-           (2.0f * logf(base));
-}
-
-/* The cos/sin table, formed exactly as the CPU backend forms it. */
-static void rope_table(const struct rope_params *p, int pos0, int n, float *out)
-{
-    int half = p->n_rot / 2;
-    float theta_scale = powf(p->freq_base, -2.0f / (float)p->n_rot);
-    float corr0 = 0, corr1 = 0;
-    if (p->ext_factor != 0.0f) {
-        float start = floorf(yarn_corr_dim(p->n_rot, p->n_ctx_orig, p->beta_fast, p->freq_base));
-        float end = ceilf(yarn_corr_dim(p->n_rot, p->n_ctx_orig, p->beta_slow, p->freq_base));
-        corr0 = start > 0 ? start : 0;
-        corr1 = end < (float)(p->n_rot - 1) ? end : (float)(p->n_rot - 1);
-    }
-    for (int t = 0; t < n; t++) {
-        float theta_base = (float)(pos0 + t);
-        float *cs = out + (size_t)t * (size_t)half * 2;
-        for (int i = 0; i < half; i++) {
-            float ff = p->freq_factors ? p->freq_factors[i] : 1.0f;
-            float theta_extrap = theta_base / ff;
-            float theta = p->freq_scale * theta_extrap;
-            float mscale = p->attn_factor;
-            if (p->ext_factor != 0.0f) {
-                float y = ((float)i - corr0) / fmaxf(0.001f, corr1 - corr0);
-                float ramp = (1.0f - fminf(1.0f, fmaxf(0.0f, y))) * p->ext_factor;
-                theta = theta * (1.0f - ramp) + theta_extrap * ramp;
-                mscale *= 1.0f + 0.1f * logf(1.0f / p->freq_scale);
-            }
-            cs[2 * i] = cosf(theta) * mscale;
-            cs[2 * i + 1] = sinf(theta) * mscale;
-            theta_base *= theta_scale;
-        }
-    }
-}
-
 static int vk_rope(struct backend *b, struct btensor *x, int head_dim, const struct rope_params *p,
                    const int32_t *pos)
 {
@@ -890,7 +852,7 @@ static int vk_rope(struct backend *b, struct btensor *x, int head_dim, const str
     int rc = staging_get(c, (VkDeviceSize)n * (VkDeviceSize)half * 8, &off);
     if (rc)
         return rc;
-    rope_table(p, pos[0], (int)n, (float *)((unsigned char *)c->staging.map + off));
+    rope_cos_sin(p, pos[0], (int)n, (float *)((unsigned char *)c->staging.map + off));
     int64_t n_head = x->ne0 / head_dim;
     struct vk_push pc = {.u = {(uint32_t)half, (uint32_t)head_dim, (uint32_t)n_head, (uint32_t)x->ne0,
                                toff(x), p->mode == ROPE_MODE_NEOX, (uint32_t)(off / 4), (uint32_t)n}};

@@ -89,6 +89,8 @@ static int check_cases(const struct tokenizer *tok, const char *path)
     if (status)
         return status;
     printf("%d passed, %d failed\n", passed, failed);
+    if (fflush(stdout) || ferror(stdout))
+        return cli_error("writing the output: %s", strerror(errno));
     return failed ? 1 : 0;
 }
 
@@ -164,7 +166,7 @@ static int tokenize_exec(int argc, char **argv)
         print_ids(stdout, ids.ids, ids.n);
     }
     tokens_free(&ids);
-    status = 0;
+    status = fflush(stdout) || ferror(stdout) ? cli_error("writing the output: %s", strerror(errno)) : 0;
 out:
     tokenizer_free(tok);
     gguf_close(g);

@@ -25,4 +25,17 @@ grep -q 'deepseek2' "$tmp/err" || { echo "FAIL: the error does not name the arch
 expect_exit 1 "a vocabulary-only file cannot answer" "$PONDER" run -m "$TD/vocab-r1-qwen.gguf" -p hi
 expect_exit 1 "token id out of range" "$PONDER" eval -m "$M" --ids "1 2 99999"
 expect_exit 1 "unwritable --logits-out" "$PONDER" eval -m "$M" --ids "1 2" --logits-out /nonexistent/dir/x
+# a full disk is a runtime error with one line, not a silent success
+if [ -w /dev/full ]; then
+    for c in "tokenize -m $M hello" "eval -m $M --ids 1" "run -m $M -p hi -n 2"; do
+        # shellcheck disable=SC2086
+        "$PONDER" $c > /dev/full 2> "$tmp/err"
+        rc=$?
+        if [ "$rc" -eq 1 ] && grep -q 'ponder: writing the output' "$tmp/err"; then
+            echo "ok: ${c%% *} to a full disk"
+        else
+            echo "FAIL: ${c%% *} to a full disk: exit $rc"; cat "$tmp/err"; fails=$((fails + 1))
+        fi
+    done
+fi
 finish

@@ -39,6 +39,26 @@ void cli_defaults(struct cli_opts *o)
     o->repeat_penalty = 1.0f;
     o->repeat_last_n = 64;
     o->max_tokens = -1;
+    config_load(&o->config, stderr);
+    cli_apply_config(o, &o->config);
+}
+
+void cli_apply_config(struct cli_opts *o, const struct config *c)
+{
+    if (c->has_ctx)
+        o->n_ctx = c->ctx;
+    if (c->has_threads)
+        o->n_threads = c->threads;
+    if (c->has_backend)
+        o->backend = c->backend;
+    if (c->has_temp)
+        o->temp = c->temp;
+    if (c->has_top_p)
+        o->top_p = c->top_p;
+    if (c->has_top_k)
+        o->top_k = c->top_k;
+    if (c->has_min_p)
+        o->min_p = c->min_p;
 }
 
 int cli_usage_error(const struct cmd *cmd, const char *fmt, ...)
@@ -239,6 +259,27 @@ const char *cli_resolve_model(const char *name, char *buf, size_t cap)
     return name;
 }
 
+const char *cli_find_model(const struct cli_opts *o, const char *name, char *buf, size_t cap)
+{
+    struct stat st;
+    if (stat(name, &st) == 0)
+        return name;
+    const char *r = cli_resolve_model(name, buf, cap);
+    if (r != name || strchr(name, '/'))
+        return r;
+    const char *cur = o->config.model_dirs;
+    char dir[CONFIG_STR_MAX];
+    while (config_next_dir(&cur, dir, sizeof dir)) {
+        static const char *const ext[] = {"", ".gguf"};
+        for (int i = 0; i < 2; i++) {
+            int n = snprintf(buf, cap, "%s/%s%s", dir, name, ext[i]);
+            if (n > 0 && (size_t)n < cap && stat(buf, &st) == 0)
+                return buf;
+        }
+    }
+    return name;
+}
+
 const char *cli_demo_model(char *buf, size_t cap)
 {
     static const char *const rel[] = {"share/models/ponder-demo.gguf",
@@ -314,7 +355,7 @@ void cli_print_plan(const struct model_info *in, const char *file)
 int cli_load_model(const struct cli_opts *o, enum kv_type default_kv, struct model **out)
 {
     char path[4096], err[512] = "";
-    const char *file = cli_resolve_model(o->model, path, sizeof path);
+    const char *file = cli_find_model(o, o->model, path, sizeof path);
     struct model_params p;
     cli_model_params(o, default_kv, &p);
     int rc = model_load(file, &p, out, err, sizeof err);

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "app/config.h"
 #include "infer/backend.h"
 #include "infer/cpu/cpu.h"
 
@@ -49,6 +50,9 @@ struct cli_opts {
     int max_tokens;
     const char *system;
     const char *db;         /* --db PATH: the history store */
+    /* the config file as cli_defaults() read it: default_model, model_dirs,
+     * favourites and fold_reasoning are the commands' to use */
+    struct config config;
 };
 
 /* Long options every model command accepts; cli_common() handles them. */
@@ -84,7 +88,11 @@ enum {
     {"system", required_argument, 0, OPT_SYSTEM}
 #define CLI_COMMON_SHORT "m:c:t:n:vh"
 
+/* The defaults, then the config file's ctx, threads, backend and sampling
+ * (its warnings go to stderr); options parsed afterwards override them. */
 void cli_defaults(struct cli_opts *o);
+/* Applies c's ctx, threads, backend, temp, top_p, top_k and min_p to o. */
+void cli_apply_config(struct cli_opts *o, const struct config *c);
 /* Handles one common option.  0 when handled, 1 when it is not a common
  * option, EXIT_USAGE after printing the usage error, -1 for --help (the
  * caller prints its usage and exits 0). */
@@ -106,6 +114,8 @@ struct model_info;
 /* A model path as given, or NAME / NAME.gguf in $XDG_DATA_HOME/ponder/models
  * (the result is name or buf). */
 const char *cli_resolve_model(const char *name, char *buf, size_t cap);
+/* cli_resolve_model, then NAME / NAME.gguf in the config's model_dirs. */
+const char *cli_find_model(const struct cli_opts *o, const char *name, char *buf, size_t cap);
 /* The bundled demo model (share/models/ponder-demo.gguf beside the binary in
  * a build tree, or PREFIX/share/ponder/models when installed): buf, or NULL. */
 const char *cli_demo_model(char *buf, size_t cap);

@@ -36,9 +36,10 @@ const struct cmd cmd_chat = {
         "Opens the chat interface: the reasoning streams apart from the answer and folds\n"
         "once the answer starts; F1 lists every key.  Each -m adds a model to the picker\n"
         "(F2), the first is loaded; without -m the models of $XDG_DATA_HOME/ponder/models\n"
-        "are listed and the first is loaded.  -c continues the last conversation.  When\n"
-        "standard input or output is not a terminal (or TERM is dumb), each input line\n"
-        "is a message and each answer is written to stdout (the reasoning to stderr, or\n"
+        "and the config's model_dirs are listed and default_model (or the first) is\n"
+        "loaded.  -c continues the last conversation.  When standard input or output\n"
+        "is not a terminal (or TERM is dumb), each input line is a message and each\n"
+        "answer is written to stdout (the reasoning to stderr, or\n"
         "--reasoning show|hide).  Conversations are kept in the history store\n"
         "(--db PATH; --no-history keeps nothing).\n\n"
         "options: --ctx N (the context; -c is --continue here), -t/--threads N,\n"
@@ -390,7 +391,8 @@ static int chat_exec(int argc, char **argv)
     cli_defaults(&o);
     struct chat_models models = {0};
     const char *script = NULL;
-    bool resume = false, no_history = false, fold = true;
+    bool resume = false, no_history = false;
+    bool fold = !o.config.has_fold_reasoning || o.config.fold_reasoning;
     struct line_opts lo = {0};
     int c, rc, status = 1;
     char path[4096];
@@ -402,7 +404,7 @@ static int chat_exec(int argc, char **argv)
         case OPT_SCRIPT: script = optarg; break;
         case OPT_NO_HISTORY: no_history = true; break;
         case OPT_NO_FOLD: fold = false; break;
-        case OPT_MODEL: models_add(&models, cli_resolve_model(optarg, path, sizeof path)); break;
+        case OPT_MODEL: models_add(&models, cli_find_model(&o, optarg, path, sizeof path)); break;
         case OPT_REASONING:
             if (!strcmp(optarg, "stderr"))
                 lo.reasoning = 0;
@@ -436,8 +438,12 @@ static int chat_exec(int argc, char **argv)
     }
     size_t n_given = models.n;
     char dir[4096];
+    if (!n_given && o.config.default_model[0])     /* the config's default comes first */
+        models_add(&models, cli_find_model(&o, o.config.default_model, path, sizeof path));
     xdg_path("XDG_DATA_HOME", ".local/share", "models", dir, sizeof dir);
     if (dir[0])
+        models_scan(&models, dir);
+    for (const char *cur = o.config.model_dirs; config_next_dir(&cur, dir, sizeof dir);)
         models_scan(&models, dir);
     const char *notice = NULL;
     if (models.n == 0) {

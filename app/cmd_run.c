@@ -26,7 +26,7 @@ const struct cmd cmd_run = {
         "the model's chat format unless --raw (then it is fed as is, BOS as the model\n"
         "says).  The answer goes to stdout; the reasoning goes to stderr (default),\n"
         "inline (show) or nowhere (hide).  --print-ids prints the generated token ids\n"
-        "instead of text.\n\n"
+        "instead of text.  Without -m, default_model of the config file is used.\n\n"
         "options: -c/--ctx N, -t/--threads N, -n/--max-tokens N, --kv-type f16|f32,\n"
         "  --cpu portable|avx2|avx512, -v (memory plan and timings)\n"
         "sampling: --temp T (0.6; 0 = greedy), --top-k K (0 = off), --top-p P (0.95),\n"
@@ -175,8 +175,11 @@ static int run_exec(int argc, char **argv)
     if (optind < argc)
         return cli_usage_error(&cmd_run, "unexpected argument '%s' (the prompt goes after -p)",
                                argv[optind]);
+    if (!o.model && o.config.default_model[0])
+        o.model = o.config.default_model;
     if (!o.model)
-        return cli_usage_error(&cmd_run, "which model? give -m MODEL");
+        return cli_usage_error(&cmd_run,
+                               "which model? give -m MODEL (or default_model in the config)");
     if (prompt_arg && file)
         return cli_usage_error(&cmd_run, "give -p TEXT or -f FILE, not both");
 
@@ -200,7 +203,7 @@ static int run_exec(int argc, char **argv)
         return cli_error("out of memory");
 
     char path[4096];
-    const char *model_file = cli_resolve_model(o.model, path, sizeof path);
+    const char *model_file = cli_find_model(&o, o.model, path, sizeof path);
     struct model_params mp;
     cli_model_params(&o, KV_TYPE_F16, &mp);
     struct engine *eng = NULL;

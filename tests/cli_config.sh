@@ -55,4 +55,11 @@ grep -q "unknown key 'colour'" "$tmp/err" || fail "no warning for an unknown key
 printf 'temp = 1.5\n' > "$cfg"
 expect_exit 0 "--temp overrides the config's temp" "$PONDER" run -m "$M" -p hi -n 4 --temp 0 --print-ids
 cmp -s "$tmp/a" "$tmp/out" || fail "--temp 0 did not override temp = 1.5"
+
+# chat (line mode) loads default_model instead of the demo model
+printf 'temp = 0\ndefault_model = "%s"\n' "$M" > "$cfg"
+echo hi | "$PONDER" chat --no-history -n 3 > "$tmp/c1" 2> "$tmp/err" || fail "chat with default_model failed"
+grep -q 'demo model' "$tmp/err" && fail "chat loaded the demo model, not default_model"
+echo hi | XDG_CONFIG_HOME="$tmp/none" "$PONDER" chat --no-history -n 3 -m "$M" --temp 0 > "$tmp/c2" 2>/dev/null
+cmp -s "$tmp/c1" "$tmp/c2" || fail "chat with default_model differs from chat -m"
 finish

@@ -15,106 +15,24 @@
 #include "infer/gguf.h"
 #include "infer/model.h"
 #include "tests/fixture.h"
+#include "tests/fx_conformance.h"
 #include "tests/fx_gguf.h"
-
-/* Tolerances measured in testdata README 3.7 (they supersede the issue's). */
-static double tolerance(const char *ftype)
-{
-    if (!strcmp(ftype, "F32"))
-        return 1e-3;
-    if (!strcmp(ftype, "F16"))
-        return 2e-2;
-    if (!strcmp(ftype, "BF16"))
-        return 0.1;
-    return 0.5;
-}
-
-static int argmax(const float *v, int n)
-{
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[best])
-            best = i;
-    return best;
-}
 
 static void check_model(const char *name, enum cpu_isa isa)
 {
-    char rel[256];
-    snprintf(rel, sizeof rel, "models/%s.ref.json", name);
-    json_t *ref = fx_load_json(fx_path(rel));
-    assert_non_null(ref);
+    char rel[256], err[512] = "", msg[512] = "";
     snprintf(rel, sizeof rel, "models/%s.gguf", name);
     struct model_params p = {.n_ctx = 2048, .n_threads = 2, .kv_type = KV_TYPE_F32, .max_isa = isa};
     struct model *m = NULL;
-    char err[512] = "";
-    int rc = model_load(fx_path(rel), &p, &m, err, sizeof err);
-    if (rc)
+    if (model_load(fx_path(rel), &p, &m, err, sizeof err))
         fail_msg("%s: %s", name, err);
-    const char *ftype = json_string_value(json_object_get(ref, "ftype"));
-    double tol = tolerance(ftype);
-    int n_vocab = (int)json_integer_value(json_object_get(ref, "n_vocab"));
-    assert_int_equal(n_vocab, model_info(m)->n_vocab);
-    float *logits = malloc((size_t)n_vocab * sizeof(float));
-    assert_non_null(logits);
-    double worst = 0;
-    int top1_checked = 0, steps_checked = 0;
-    json_t *prompts = json_object_get(ref, "prompts");
-    for (size_t pi = 0; pi < json_array_size(prompts); pi++) {
-        json_t *pr = json_array_get(prompts, pi);
-        const char *pname = json_string_value(json_object_get(pr, "name"));
-        json_t *jids = json_object_get(pr, "prompt_ids");
-        json_t *last = json_object_get(pr, "last_logits");
-        json_t *gen = json_object_get(pr, "gen_ids");
-        json_t *steps = json_object_get(pr, "steps");
-        size_t n = json_array_size(jids);
-        int32_t *ids = malloc(n * sizeof *ids);
-        assert_non_null(ids);
-        for (size_t i = 0; i < n; i++)
-            ids[i] = (int32_t)json_integer_value(json_array_get(jids, i));
-        model_clear(m);
-        rc = model_decode(m, ids, (int)n, logits, false, err, sizeof err);
-        if (rc)
-            fail_msg("%s %s: %s", name, pname, err);
-        double diff = 0;
-        for (int i = 0; i < n_vocab; i++) {
-            double d = fabs(logits[i] - json_number_value(json_array_get(last, (size_t)i)));
-            if (d > diff || d != d)
-                diff = d;
-        }
-        if (diff > worst)
-            worst = diff;
-        if (!(diff <= tol))
-            fail_msg("%s %s (%s): last-position logits differ by %g > %g", name, pname,
-                     isa == CPU_ISA_PORTABLE ? "portable" : "best kernels", diff, tol);
-        /* teacher forcing over gen_ids: steps[i] describes the logits that chose gen_ids[i] */
-        for (size_t s = 0; s < json_array_size(steps); s++) {
-            json_t *st = json_array_get(steps, s);
-            if (s > 0) {
-                int32_t prev = (int32_t)json_integer_value(json_array_get(gen, s - 1));
-                rc = model_decode(m, &prev, 1, logits, false, err, sizeof err);
-                if (rc)
-                    fail_msg("%s %s step %zu: %s", name, pname, s, err);
-            }
-            double gap = json_number_value(json_object_get(st, "gap"));
-            int want = (int)json_integer_value(json_object_get(st, "top1"));
-            steps_checked++;
-            if (gap > 2 * tol) {
-                top1_checked++;
-                int got = argmax(logits, n_vocab);
-                if (got != want)
-                    fail_msg("%s %s step %zu: top-1 %d, reference %d (gap %g)", name, pname, s,
-                             got, want, gap);
-            }
-        }
-        free(ids);
-    }
+    struct fx_conformance c;
+    int rc = fx_check_reference(m, name, &c, msg, sizeof msg);
     printf("  %-16s %-8s max |diff| %.3g (tolerance %g), top-1 checked at %d of %d steps\n", name,
-           model_info(m)->device, worst, tol, top1_checked,
-           steps_checked);
-    free(logits);
+           model_info(m)->device, c.worst, c.tolerance, c.top1_checked, c.steps);
     model_free(m);
-    json_decref(ref);
+    if (rc)
+        fail_msg("%s (%s kernels)", msg, isa == CPU_ISA_PORTABLE ? "portable" : "selected");
 }
 
 #define MODEL_TEST(id, file)                                                             \

@@ -19,6 +19,7 @@
 #include "infer/model.h"
 #include "infer/quant.h"
 #include "infer/vulkan/vk.h"
+#include "tests/fx_conformance.h"
 #include "tests/fixture.h"
 
 static bool have_device(void)
@@ -407,17 +408,6 @@ static void test_get_rows_of_every_type_matches_the_cpu(void **state)
 
 /* ---- whole models ---- */
 
-static double tolerance(const char *ftype)
-{
-    if (!strcmp(ftype, "F32"))
-        return 1e-3;
-    if (!strcmp(ftype, "F16"))
-        return 2e-2;
-    if (!strcmp(ftype, "BF16"))
-        return 0.1;
-    return 0.5;
-}
-
 static struct model *load(const char *name, int ngl, enum model_backend be, enum kv_type kv)
 {
     char rel[256], err[512] = "";
@@ -433,67 +423,18 @@ static struct model *load(const char *name, int ngl, enum model_backend be, enum
 
 static void check_model(const char *name)
 {
-    char rel[256], err[512] = "";
-    snprintf(rel, sizeof rel, "models/%s.ref.json", name);
-    json_t *ref = fx_load_json(fx_path(rel));
-    assert_non_null(ref);
+    char msg[512] = "";
     struct model *m = load(name, -1, MODEL_BACKEND_VULKAN, KV_TYPE_F32);
     const struct model_info *in = model_info(m);
     assert_string_equal(in->backend, "vulkan");
     assert_int_equal(in->n_gpu_layers, in->n_layer);
-    double tol = tolerance(json_string_value(json_object_get(ref, "ftype")));
-    int n_vocab = in->n_vocab;
-    float *logits = malloc((size_t)n_vocab * sizeof(float));
-    double worst = 0;
-    int top1 = 0;
-    json_t *prompts = json_object_get(ref, "prompts");
-    for (size_t pi = 0; pi < json_array_size(prompts); pi++) {
-        json_t *pr = json_array_get(prompts, pi);
-        const char *pname = json_string_value(json_object_get(pr, "name"));
-        json_t *jids = json_object_get(pr, "prompt_ids"), *last = json_object_get(pr, "last_logits");
-        json_t *gen = json_object_get(pr, "gen_ids"), *steps = json_object_get(pr, "steps");
-        size_t n = json_array_size(jids);
-        int32_t *ids = malloc(n * sizeof *ids);
-        for (size_t i = 0; i < n; i++)
-            ids[i] = (int32_t)json_integer_value(json_array_get(jids, i));
-        model_clear(m);
-        if (model_decode(m, ids, (int)n, logits, false, err, sizeof err))
-            fail_msg("%s %s: %s", name, pname, err);
-        double diff = 0;
-        for (int i = 0; i < n_vocab; i++) {
-            double d = fabs(logits[i] - json_number_value(json_array_get(last, (size_t)i)));
-            if (d > diff || d != d)
-                diff = d;
-        }
-        if (diff > worst)
-            worst = diff;
-        if (!(diff <= tol))
-            fail_msg("%s %s: last-position logits differ by %g > %g", name, pname, diff, tol);
-        for (size_t st = 0; st < json_array_size(steps); st++) {
-            json_t *sj = json_array_get(steps, st);
-            if (st > 0) {
-                int32_t prev = (int32_t)json_integer_value(json_array_get(gen, st - 1));
-                if (model_decode(m, &prev, 1, logits, false, err, sizeof err))
-                    fail_msg("%s %s step %zu: %s", name, pname, st, err);
-            }
-            if (json_number_value(json_object_get(sj, "gap")) > 2 * tol) {
-                int best = 0;
-                for (int i = 1; i < n_vocab; i++)
-                    if (logits[i] > logits[best])
-                        best = i;
-                top1++;
-                int want = (int)json_integer_value(json_object_get(sj, "top1"));
-                if (best != want)
-                    fail_msg("%s %s step %zu: top-1 %d, reference %d", name, pname, st, best, want);
-            }
-        }
-        free(ids);
-    }
+    struct fx_conformance c;
+    int rc = fx_check_reference(m, name, &c, msg, sizeof msg);
     printf("  %-12s vulkan (%s) max |diff| %.3g (tolerance %g), top-1 checked at %d steps\n", name,
-           in->device, worst, tol, top1);
-    free(logits);
+           in->device, c.worst, c.tolerance, c.top1_checked);
     model_free(m);
-    json_decref(ref);
+    if (rc)
+        fail_msg("%s", msg);
 }
 
 #define MODEL_TEST(id, file)                                      \

@@ -25,11 +25,12 @@ ifdef SAN
 override CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
-LDLIBS  += -lncursesw -lreadline -lsqlite3 -lvulkan -lutf8proc -ljansson -lm -pthread
+LDLIBS  += -lncursesw -lreadline -lsqlite3 -lvulkan -lutf8proc -ljansson -lmicrohttpd -lcurl -lm -pthread
 
 DEPS_DEB = build-essential pkg-config libncurses-dev libreadline-dev libsqlite3-dev \
            libvulkan-dev glslc mesa-vulkan-drivers vulkan-validationlayers \
-           libcmocka-dev tmux libutf8proc-dev libjansson-dev
+           libcmocka-dev tmux libutf8proc-dev libjansson-dev libmicrohttpd-dev \
+           libcurl4-openssl-dev
 
 INFER_SRC   := $(wildcard infer/*.c infer/arch/*.c infer/cpu/*.c infer/vulkan/*.c)
 HISTORY_SRC := $(wildcard history/*.c)
@@ -96,6 +97,11 @@ deps:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
 	else echo "all build and test packages are installed"; fi
+	@# the API tests use the official openai client from the npm registry
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm; fi
+	cd tests/node && npm install --no-audit --no-fund --loglevel=error
 
 run: deps ponder
 	./ponder

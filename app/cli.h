@@ -23,7 +23,7 @@ struct cmd {
 };
 
 extern const struct cmd cmd_run, cmd_eval, cmd_bench, cmd_tokenize, cmd_history, cmd_stats,
-    cmd_chat, cmd_devices;
+    cmd_chat, cmd_devices, cmd_models, cmd_fit, cmd_serve;
 
 /* Options shared by the commands that load a model, and sampling. */
 struct cli_opts {

@@ -9,11 +9,10 @@
 #define PONDER_VERSION "0.1.0"
 #endif
 
-static const struct cmd *const commands[] = {&cmd_chat,  &cmd_run,     &cmd_tokenize, &cmd_eval,
-                                               &cmd_bench, &cmd_history, &cmd_stats, &cmd_devices};
+static const struct cmd *const commands[] = {
+    &cmd_chat,    &cmd_run,   &cmd_tokenize, &cmd_eval, &cmd_bench, &cmd_history,
+    &cmd_stats,   &cmd_devices, &cmd_models, &cmd_fit,  &cmd_serve};
 
-/* Commands of the design that later work will add. */
-static const char *const planned[] = {"models", "fit", "serve"};
 
 static void usage(FILE *f)
 {
@@ -39,10 +38,6 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(name, commands[i]->name))
             return commands[i]->exec(argc - 1, argv + 1);
-    for (size_t i = 0; i < sizeof planned / sizeof planned[0]; i++)
-        if (!strcmp(name, planned[i]))
-            return cli_error("'%s' is not built yet in this version; 'ponder run -m MODEL -p TEXT' "
-                             "answers one prompt", name);
     if (name[0] == '-')     /* options without a command are chat's: ponder -c, ponder -m X */
         return cmd_chat.exec(argc, argv);
     return cli_usage_error(NULL, "unknown command '%s'", name);

@@ -19,13 +19,22 @@
 
 struct gguf_tensor;
 
-/* A weight matrix (n_out rows of n_in values) or vector (n_out = 1). */
+/* A weight matrix (n_out rows of n_in values) or vector (n_out = 1); or,
+ * when n_exp > 0, a stack of n_exp such matrices (a mixture-of-experts
+ * tensor [n_in, n_out, n_exp]), expert e starting exp_bytes after expert 0.
+ *
+ * A weight may be a view: data pointing at a row inside a tensor's data
+ * (n_out of its rows), or at memory the architecture prepared at load time
+ * (t is then the tensor it was made from).  Backends that keep their own
+ * copy of a weight (Vulkan) know it by its data pointer. */
 struct weight {
     const struct gguf_tensor *t;    /* NULL when absent (optional tensors) */
     enum quant_type type;
     int64_t n_in, n_out;
     const void *data;               /* host copy, in the mapping */
     size_t row_bytes;
+    int64_t n_exp;                  /* 0: a plain matrix or vector */
+    size_t exp_bytes;               /* bytes from one expert to the next */
 };
 
 /* An activation matrix: ne1 rows of ne0 float32 values. */
@@ -45,6 +54,8 @@ struct rope_params {
     float freq_base;
     float freq_scale;               /* 1 / scaling factor (1 = none) */
     const float *freq_factors;      /* n_rot/2 divisors (llama3 rope_freqs) or NULL */
+    int dim_off;                    /* the rotated dims start here in each head (0; deepseek2
+                                       keeps them after the head's no-rope part) */
     /* YaRN (deepseek2); ext_factor 0 turns it off */
     float ext_factor, attn_factor, beta_fast, beta_slow;
     int n_ctx_orig;
@@ -52,12 +63,17 @@ struct rope_params {
 
 enum kv_type { KV_TYPE_F16 = 0, KV_TYPE_F32 = 1 };
 
-/* The shape of the KV cache: per layer, n_ctx rows of k_width and v_width. */
+/* The shape of the KV cache: per layer, n_ctx rows of k_width and v_width.
+ * With v_in_k the cache holds no values of its own: the value row of a
+ * position is the first v_width entries of its key row (deepseek2's MLA
+ * caches the latent c_kv followed by the rope key, and attends over the
+ * latent as both key and value); kv_store() is then given v = NULL. */
 struct kv_shape {
     int n_layer;
     int n_ctx;
     int64_t k_width, v_width;
     enum kv_type type;
+    bool v_in_k;
 };
 
 struct backend;
@@ -95,6 +111,30 @@ struct backend_ops {
     int (*add)(struct backend *b, struct btensor *dst, const struct btensor *src);
     /* copies rows row0 .. row0+n-1 of src to host memory */
     int (*read)(struct backend *b, const struct btensor *src, int64_t row0, int64_t n, float *out);
+    /* copies n rows of host memory into rows row0 .. row0+n-1 of dst */
+    int (*write)(struct backend *b, struct btensor *dst, int64_t row0, int64_t n, const float *in);
+    /* strided column copy, for every row t and group g < n_group:
+     *   dst[t, dst_off + g*dst_stride + i] = src[t, src_off + g*src_stride + i], i < width
+     * (splits a head's parts apart and puts them together again) */
+    int (*copy_cols)(struct backend *b, struct btensor *dst, int64_t dst_off, int64_t dst_stride,
+                     const struct btensor *src, int64_t src_off, int64_t src_stride,
+                     int64_t width, int64_t n_group);
+    /* one matrix per head: w holds n_head blocks of w->n_out / n_head rows;
+     * for every row t and head j, with r = w->n_out / n_head:
+     *   dst[t, j*dst_stride + o] = W[j*r + o] . src[t, j*src_stride .. + w->n_in], o < r
+     * (deepseek2's absorbed attention: q_nope into the latent, the latent
+     * output back to each head's values) */
+    int (*matmul_heads)(struct backend *b, struct btensor *dst, int64_t dst_stride,
+                        const struct weight *w, int n_head, const struct btensor *src,
+                        int64_t src_stride);
+    /* routed experts, accumulated into dst: for every row t and k < n_used,
+     * with e = experts[t*n_used + k] and c = weights[t*n_used + k],
+     *   dst[t] += c * down_e . (silu(gate_e . src[t]) * (up_e . src[t]))
+     * gate/up/down have n_exp > 0; only the chosen experts' weights are read
+     * (a batch is grouped by expert).  experts and weights are host arrays. */
+    int (*moe)(struct backend *b, struct btensor *dst, const struct weight *gate,
+               const struct weight *up, const struct weight *down, const struct btensor *src,
+               const int32_t *experts, const float *weights, int n_used);
     /* a view of rows row0.. of src (no copy) */
     struct btensor *(*rows)(struct backend *b, const struct btensor *src, int64_t row0, int64_t n);
     const char *(*error)(const struct backend *b);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "app/cli.h"
+#include "infer/engine.h"
 #include "infer/model.h"
 
 int cli_online_cpus(void)
@@ -232,6 +233,49 @@ int cli_common(const struct cmd *cmd, int c, const char *arg, struct cli_opts *o
     case OPT_SYSTEM:
         o->system = arg;
         return 0;
+    case OPT_THINK_BUDGET:
+        if (cli_parse_int(arg, 0, 1L << 24, &l))
+            return cli_usage_error(cmd, "--think-budget wants a number of tokens >= 0, not '%s'",
+                                   arg);
+        o->think_budget = (int)l;
+        return 0;
+    case OPT_THINK_MODE:
+        if (!strcmp(arg, "soft"))
+            o->think_mode = ENGINE_THINK_SOFT;
+        else if (!strcmp(arg, "hard"))
+            o->think_mode = ENGINE_THINK_HARD;
+        else
+            return cli_usage_error(cmd, "--think-mode is soft or hard, not '%s'", arg);
+        return 0;
+    case OPT_THINK:
+        if (strcmp(arg, "on") && strcmp(arg, "off"))
+            return cli_usage_error(cmd, "--think is on or off, not '%s'", arg);
+        o->think_off = !strcmp(arg, "off");
+        return 0;
+    case OPT_FOLD:
+    case OPT_NO_FOLD:
+        o->fold = c == OPT_FOLD;
+        o->fold_set = true;
+        return 0;
+    case OPT_PLACEMENT:
+        if (!strcmp(arg, "auto"))
+            o->placement = PLAN_AUTO;
+        else if (!strcmp(arg, "layers"))
+            o->placement = PLAN_LAYERS;
+        else if (!strcmp(arg, "experts-cpu"))
+            o->placement = PLAN_EXPERTS_CPU;
+        else
+            return cli_usage_error(cmd, "--placement is auto, layers or experts-cpu, not '%s'",
+                                   arg);
+        return 0;
+    case OPT_REMOTE:
+        if (strncmp(arg, "http://", 7) && strncmp(arg, "https://", 8))
+            return cli_usage_error(cmd, "--remote wants an http:// or https:// URL, not '%s'", arg);
+        o->remote = arg;
+        return 0;
+    case OPT_API_KEY_FILE:
+        o->api_key_file = arg;
+        return 0;
     default:
         return 1;
     }
@@ -328,6 +372,7 @@ void cli_model_params(const struct cli_opts *o, enum kv_type default_kv, struct 
     p->device = o->device;
     p->n_gpu_layers = o->n_gpu_layers;
     p->cache_dir = o->cache_dir[0] ? o->cache_dir : NULL;
+    p->placement = (enum plan_placement)o->placement;
     /* --ngl 0 keeps every layer on the CPU */
     if (o->n_gpu_layers == 0)
         p->backend = MODEL_BACKEND_CPU;

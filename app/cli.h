@@ -50,6 +50,19 @@ struct cli_opts {
     int max_tokens;
     const char *system;
     const char *db;         /* --db PATH: the history store */
+    /* reasoning: --think-budget N (0 none), --think-mode soft|hard (0 soft,
+     * 1 hard: enum engine_think_mode), --think on|off, --fold / --no-fold
+     * (fold_set: given on the command line, overriding fold_reasoning) */
+    int think_budget;
+    int think_mode;
+    bool think_off;
+    bool fold, fold_set;
+    /* --placement auto|layers|experts-cpu (enum plan_placement) */
+    int placement;
+    /* --remote URL: a model served by an OpenAI-compatible server;
+     * --api-key-file F: its key (read by the command) */
+    const char *remote;
+    const char *api_key_file;
     /* the config file as cli_defaults() read it: default_model, model_dirs,
      * favourites and fold_reasoning are the commands' to use */
     struct config config;
@@ -61,6 +74,8 @@ enum {
     OPT_HELP = 'h',
     OPT_BACKEND = 256, OPT_DEVICE, OPT_NGL, OPT_KV_TYPE, OPT_DB, OPT_CPU, OPT_BATCH,
     OPT_TEMP, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REPEAT, OPT_SEED, OPT_SYSTEM, OPT_MMAP,
+    OPT_THINK_BUDGET, OPT_THINK_MODE, OPT_THINK, OPT_FOLD, OPT_NO_FOLD, OPT_PLACEMENT,
+    OPT_REMOTE, OPT_API_KEY_FILE,
     OPT_CMD_BASE = 400     /* commands number their own options from here */
 };
 
@@ -85,7 +100,15 @@ enum {
     {"repeat-penalty", required_argument, 0, OPT_REPEAT},         \
     {"seed", required_argument, 0, OPT_SEED},                     \
     {"max-tokens", required_argument, 0, OPT_MAXTOK},             \
-    {"system", required_argument, 0, OPT_SYSTEM}
+    {"system", required_argument, 0, OPT_SYSTEM},                 \
+    {"think-budget", required_argument, 0, OPT_THINK_BUDGET},     \
+    {"think-mode", required_argument, 0, OPT_THINK_MODE},         \
+    {"think", required_argument, 0, OPT_THINK},                   \
+    {"fold", no_argument, 0, OPT_FOLD},                           \
+    {"no-fold", no_argument, 0, OPT_NO_FOLD},                     \
+    {"placement", required_argument, 0, OPT_PLACEMENT},           \
+    {"remote", required_argument, 0, OPT_REMOTE},                 \
+    {"api-key-file", required_argument, 0, OPT_API_KEY_FILE}
 #define CLI_COMMON_SHORT "m:c:t:n:vh"
 
 /* The defaults, then the config file's ctx, threads, backend and sampling

@@ -20,7 +20,7 @@
 
 enum {
     OPT_CONTINUE = 'c',
-    OPT_CHAT_CTX = OPT_CMD_BASE, OPT_SCRIPT, OPT_NO_HISTORY, OPT_NO_FOLD, OPT_REASONING,
+    OPT_CHAT_CTX = OPT_CMD_BASE, OPT_SCRIPT, OPT_NO_HISTORY, OPT_REASONING,
 };
 
 #define CHAT_MAX_MODELS 64
@@ -383,7 +383,6 @@ static int chat_exec(int argc, char **argv)
         {"continue", no_argument, 0, OPT_CONTINUE},
         {"script", required_argument, 0, OPT_SCRIPT},
         {"no-history", no_argument, 0, OPT_NO_HISTORY},
-        {"no-fold", no_argument, 0, OPT_NO_FOLD},
         {"reasoning", required_argument, 0, OPT_REASONING},
         {0, 0, 0, 0},
     };
@@ -403,7 +402,6 @@ static int chat_exec(int argc, char **argv)
         case OPT_CONTINUE: resume = true; break;
         case OPT_SCRIPT: script = optarg; break;
         case OPT_NO_HISTORY: no_history = true; break;
-        case OPT_NO_FOLD: fold = false; break;
         case OPT_MODEL: models_add(&models, cli_find_model(&o, optarg, path, sizeof path)); break;
         case OPT_REASONING:
             if (!strcmp(optarg, "stderr"))
@@ -436,6 +434,8 @@ static int chat_exec(int argc, char **argv)
         models_free(&models);
         return cli_usage_error(&cmd_chat, "unexpected argument '%s'", argv[optind]);
     }
+    if (o.fold_set)
+        fold = o.fold;
     size_t n_given = models.n;
     char dir[4096];
     if (!n_given && o.config.default_model[0])     /* the config's default comes first */

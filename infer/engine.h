@@ -56,6 +56,12 @@ enum engine_stop {
     ENGINE_STOP_ERROR
 };
 
+/* How a reasoning budget ends the thinking: SOFT raises the logit of
+ * </think> step by step from 80 % of the budget, so the model closes its
+ * reasoning at a natural boundary; HARD inserts "</think>\n\n" when the
+ * budget is reached and the answer begins. */
+enum engine_think_mode { ENGINE_THINK_SOFT = 0, ENGINE_THINK_HARD };
+
 struct engine_stats {
     int prompt_tokens;        /* fed this turn (after prefix reuse: prompt_cached were not) */
     int prompt_cached;
@@ -65,6 +71,10 @@ struct engine_stats {
     char backend[16], device[64];
     int threads, layers_on_device, n_ctx;
     struct sampler_params sampler;   /* with the seed actually used */
+    int think_budget;                /* as requested (<= 0: none) */
+    enum engine_think_mode think_mode;
+    bool think_off;
+    bool budget_reached;             /* the budget ended (soft: pushed) the reasoning */
 };
 
 #define ENGINE_TEXT_MAX 64
@@ -97,10 +107,15 @@ struct engine_event {
     } u;
 };
 
+
 struct engine_generate_params {
     struct sampler_params sampler;   /* seed 0: the engine picks one (reported in DONE) */
     int max_tokens;                  /* < 0: until the context is full */
     bool raw;                        /* the last user message is fed as is (no chat format) */
+    int think_budget;                /* reasoning tokens this turn; <= 0: unlimited */
+    enum engine_think_mode think_mode;
+    bool think_off;                  /* the reply starts with an empty reasoning block
+                                        ("<think>\n\n</think>\n\n"): answer directly */
 };
 
 /* 0, or an errno with one line in err. */
@@ -116,6 +131,17 @@ uint64_t engine_load(struct engine *e, const char *path, const struct model_para
 uint64_t engine_generate(struct engine *e, const struct chat_msg *msgs, size_t n,
                          const struct engine_generate_params *gp);
 uint64_t engine_unload(struct engine *e);
+
+/* A model served elsewhere by an OpenAI-compatible server (infer/remote.c):
+ * after this load, generate requests go to url's /v1/chat/completions with
+ * the same events as a local model (LOADED carries arch "remote", the model
+ * name, backend "remote" and the host as device; stats are measured here). */
+struct engine_remote {
+    const char *url;                 /* e.g. http://127.0.0.1:11435 */
+    const char *api_key;             /* NULL: none */
+    const char *model;               /* the server's model name; NULL: its first */
+};
+uint64_t engine_load_remote(struct engine *e, const struct engine_remote *r);
 /* Stops the generation in progress (if any) within one token. */
 void engine_stop(struct engine *e);
 

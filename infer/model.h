@@ -14,6 +14,7 @@
 
 #include "backend.h"
 #include "cpu/cpu.h"
+#include "plan.h"
 
 struct gguf;
 struct tokenizer;
@@ -38,6 +39,7 @@ struct model_params {
     const char *cache_dir;  /* pipeline cache directory, or NULL */
     bool mmap_only;         /* map the file; default: read it into memory (huge pages)
                                when it takes at most half of the physical memory */
+    enum plan_placement placement;  /* infer/plan.h; PLAN_AUTO = 0 */
 };
 
 struct model_info {

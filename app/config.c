@@ -131,6 +131,52 @@ static int set_dirs(const char *v, char *buf, size_t cap)
     return 0;
 }
 
+/* The next blank-separated word of *cur into buf (cap); false when there is
+ * none or it does not fit. */
+static bool next_word(const char **cur, char *buf, size_t cap)
+{
+    const char *s = *cur;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strcspn(s, " \t");
+    *cur = s + n;
+    if (!n || n >= cap)
+        return false;
+    memcpy(buf, s, n);
+    buf[n] = 0;
+    return true;
+}
+
+/* "remote = NAME URL [KEYFILE]". */
+static int set_remote(struct config *c, const char *v, const char *name, int line, FILE *warn)
+{
+    struct config_remote r;
+    char key[1024];
+    const char *cur = v;
+    memset(&r, 0, sizeof r);
+    if (c->n_remotes >= CONFIG_REMOTES_MAX) {
+        warn_line(warn, name, line, "more than %d remote lines (ignored)", CONFIG_REMOTES_MAX);
+        return 1;
+    }
+    if (!next_word(&cur, r.name, sizeof r.name) || !next_word(&cur, r.url, sizeof r.url) ||
+        (strncmp(r.url, "http://", 7) && strncmp(r.url, "https://", 8))) {
+        warn_line(warn, name, line, "remote wants NAME http(s)://HOST[:PORT] [KEYFILE] (ignored)");
+        return 1;
+    }
+    if (next_word(&cur, key, sizeof key) && expand_home(key, r.keyfile, sizeof r.keyfile)) {
+        warn_line(warn, name, line, "remote: the key file name is too long (ignored)");
+        return 1;
+    }
+    while (*cur == ' ' || *cur == '\t')
+        cur++;
+    if (*cur) {
+        warn_line(warn, name, line, "remote: unexpected '%s' after the key file (ignored)", cur);
+        return 1;
+    }
+    c->remotes[c->n_remotes++] = r;
+    return 0;
+}
+
 /* One "key = value" pair; a warning and no change when the value is bad. */
 static int config_set(struct config *c, const char *key, const char *v, const char *name,
                       int line, FILE *warn)
@@ -232,6 +278,8 @@ static int config_set(struct config *c, const char *key, const char *v, const ch
         warn_line(warn, name, line, "fold_reasoning is true or false, not '%s' (ignored)", v);
         return 1;
     }
+    if (!strcmp(key, "remote"))
+        return set_remote(c, v, name, line, warn);
     warn_line(warn, name, line, "unknown key '%s' (ignored)", key);
     return 1;
 }

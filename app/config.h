@@ -2,7 +2,9 @@
  * when unset): "key = value" lines, '#' comment lines, blank lines; keys and
  * values are trimmed and a value may be quoted with "".  Keys: model_dirs,
  * default_model, favourites, ctx, threads, backend, temp, top_p, top_k, min_p,
- * fold_reasoning.  An unknown key or a bad value writes one warning line
+ * fold_reasoning, and remote (one line per remote model: "remote = NAME URL
+ * [KEYFILE]", NAME the server's model name, KEYFILE a file holding its API
+ * key; at most CONFIG_REMOTES_MAX lines).  An unknown key or a bad value writes one warning line
  * ("ponder: FILE:LINE: ...") to the warn stream and is skipped; the rest is
  * still used.  A missing file is no error.  A struct config holds what was
  * read (the has_* flags say which numbers were set); no global state. */
@@ -14,6 +16,14 @@
 #include <stdio.h>
 
 #define CONFIG_STR_MAX 4096
+#define CONFIG_REMOTES_MAX 8
+
+/* A model served elsewhere (an OpenAI-compatible server). */
+struct config_remote {
+    char name[256];                     /* the server's model name */
+    char url[1024];                     /* http:// or https:// */
+    char keyfile[1024];                 /* "~/" expanded; "" when none */
+};
 
 struct config {
     char model_dirs[CONFIG_STR_MAX];    /* colon-separated folders, "~/" expanded */
@@ -25,6 +35,8 @@ struct config {
     int backend;                        /* enum model_backend */
     float temp, top_p, min_p;
     bool fold_reasoning;
+    struct config_remote remotes[CONFIG_REMOTES_MAX];
+    int n_remotes;
 };
 
 /* Empties c (nothing set). */

@@ -186,6 +186,56 @@ static void test_config_expands_home_in_paths(void **state)
     assert_false(config_next_dir(&cur, dir, sizeof dir));
 }
 
+static void test_config_remote_lines_add_remote_models(void **state)
+{
+    (void)state;
+    struct config c;
+    char warn[1024] = "";
+    setenv("HOME", "/home/u", 1);
+    const char *text = "remote = r1-671b http://10.0.0.5:8000\n"
+                       "remote =  big\thttps://gpu.example/v1   ~/keys/gpu  \n";
+    assert_int_equal(parse(&c, text, warn, sizeof warn), 0);
+    assert_string_equal(warn, "");
+    assert_int_equal(c.n_remotes, 2);
+    assert_string_equal(c.remotes[0].name, "r1-671b");
+    assert_string_equal(c.remotes[0].url, "http://10.0.0.5:8000");
+    assert_string_equal(c.remotes[0].keyfile, "");
+    assert_string_equal(c.remotes[1].name, "big");
+    assert_string_equal(c.remotes[1].url, "https://gpu.example/v1");
+    assert_string_equal(c.remotes[1].keyfile, "/home/u/keys/gpu");
+}
+
+static void test_config_bad_remote_lines_warn(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name, *line;
+    } cases[] = {
+        {"no url", "remote = only-a-name"},
+        {"not http", "remote = m ftp://host"},
+        {"empty", "remote = "},
+        {"extra words", "remote = m http://h k extra"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct config c;
+        char warn[1024] = "";
+        int n = parse(&c, cases[i].line, warn, sizeof warn);
+        if (n != 1 || c.n_remotes != 0 || !strstr(warn, "remote"))
+            fail_msg("case %s: %d warnings, %d remotes, '%s'", cases[i].name, n, c.n_remotes,
+                     warn);
+    }
+    /* the ninth line is one too many */
+    char text[2048] = "", warn[1024] = "";
+    for (int i = 0; i < CONFIG_REMOTES_MAX + 1; i++) {
+        size_t l = strlen(text);
+        snprintf(text + l, sizeof text - l, "remote = m%d http://h:%d\n", i, 8000 + i);
+    }
+    struct config c;
+    assert_int_equal(parse(&c, text, warn, sizeof warn), 1);
+    assert_int_equal(c.n_remotes, CONFIG_REMOTES_MAX);
+    assert_non_null(strstr(warn, "more than"));
+}
+
 static void test_config_missing_file_is_fine(void **state)
 {
     (void)state;
@@ -243,6 +293,8 @@ int main(void)
         cmocka_unit_test(test_config_unknown_keys_and_junk_warn),
         cmocka_unit_test(test_config_later_lines_win),
         cmocka_unit_test(test_config_expands_home_in_paths),
+        cmocka_unit_test(test_config_remote_lines_add_remote_models),
+        cmocka_unit_test(test_config_bad_remote_lines_warn),
         cmocka_unit_test(test_config_missing_file_is_fine),
         cmocka_unit_test(test_config_load_reads_xdg_config_home),
     };

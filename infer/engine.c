@@ -13,9 +13,10 @@
 
 #include "infer/engine.h"
 #include "infer/gguf.h"
+#include "infer/remote.h"
 #include "infer/tokenizer.h"
 
-enum request_type { REQUEST_LOAD, REQUEST_GENERATE, REQUEST_UNLOAD };
+enum request_type { REQUEST_LOAD, REQUEST_GENERATE, REQUEST_UNLOAD, REQUEST_LOAD_REMOTE };
 
 struct request {
     struct request *next;
@@ -26,6 +27,11 @@ struct request {
     struct chat_msg *msgs;              /* generate: contents owned */
     size_t n_msgs;
     struct engine_generate_params gp;
+    char *remote[3];                    /* load_remote: url, api key, model (or NULL) */
+    /* allocated with the request, so the events that end it (DONE, and the
+     * ERROR before it; LOADED or ERROR; UNLOADED) are delivered even when
+     * memory runs out: a UI waiting for them never waits forever */
+    struct event_node *spare[2];
 };
 
 struct event_node {
@@ -48,6 +54,8 @@ struct engine {
     struct model *model;
     double load_ms;
     float *logits;
+    struct remote *remote;              /* instead of model: infer/remote.c */
+    char remote_device[64];             /* LOADED's device for a remote; lives until close */
 };
 
 static double now_ms(void)
@@ -61,7 +69,14 @@ static void request_free(struct request *r)
 {
     if (!r)
         return;
+    free(r->spare[0]);
+    free(r->spare[1]);
     free(r->path);
+    for (int i = 0; i < 3; i++) {
+        if (r->remote[i])
+            memset(r->remote[i], 0, strlen(r->remote[i]));   /* the key */
+        free(r->remote[i]);
+    }
     for (size_t i = 0; i < r->n_msgs; i++)
         free((char *)r->msgs[i].content);
     free(r->msgs);
@@ -70,11 +85,9 @@ static void request_free(struct request *r)
 
 /* ---- events ---- */
 
-static void post(struct engine *e, const struct engine_event *ev)
+/* Queues ev in node n (taken over) and wakes the reader. */
+static void post_node(struct engine *e, struct event_node *n, const struct engine_event *ev)
 {
-    struct event_node *n = malloc(sizeof *n);
-    if (!n)
-        return;     /* out of memory: the event is lost, the UI keeps working */
     n->next = NULL;
     n->ev = *ev;
     pthread_mutex_lock(&e->lock);
@@ -92,11 +105,43 @@ static void post(struct engine *e, const struct engine_event *ev)
     /* EAGAIN: the pipe is full of wake-ups already; the queue still holds the event */
 }
 
+/* A progress, phase or token event: lost when memory runs out (the UI keeps
+ * working; the request still ends with its final event). */
+static void post(struct engine *e, const struct engine_event *ev)
+{
+    struct event_node *n = malloc(sizeof *n);
+    if (n)
+        post_node(e, n, ev);
+}
+
+/* An event that ends (or reports the failure of) request r: in one of the
+ * nodes allocated with it, so it cannot be lost. */
+static void post_final(struct engine *e, struct request *r, const struct engine_event *ev)
+{
+    for (int i = 0; i < 2; i++) {
+        if (r->spare[i]) {
+            struct event_node *n = r->spare[i];
+            r->spare[i] = NULL;
+            post_node(e, n, ev);
+            return;
+        }
+    }
+    post(e, ev);    /* not reached: a request posts at most two final events */
+}
+
 static void post_error(struct engine *e, uint64_t id, const char *msg)
 {
     struct engine_event ev = {.type = ENGINE_EVENT_ERROR, .request = id};
     snprintf(ev.u.error, sizeof ev.u.error, "%s", msg);
     post(e, &ev);
+}
+
+/* The ERROR that ends (or comes just before the DONE of) request r. */
+static void post_fail(struct engine *e, struct request *r, const char *msg)
+{
+    struct engine_event ev = {.type = ENGINE_EVENT_ERROR, .request = r->id};
+    snprintf(ev.u.error, sizeof ev.u.error, "%s", msg);
+    post_final(e, r, &ev);
 }
 
 bool engine_next(struct engine *e, struct engine_event *ev)
@@ -133,6 +178,8 @@ static void do_load(struct engine *e, struct request *r)
     struct engine_event ev = {.type = ENGINE_EVENT_LOAD_PROGRESS, .request = r->id};
     snprintf(ev.u.progress.phase, sizeof ev.u.progress.phase, "opening");
     post(e, &ev);
+    remote_free(e->remote);
+    e->remote = NULL;
     model_free(e->model);
     e->model = NULL;
     free(e->logits);
@@ -147,7 +194,7 @@ static void do_load(struct engine *e, struct request *r)
         snprintf(err, sizeof err, "out of memory");
     }
     if (rc) {
-        post_error(e, r->id, err[0] ? err : strerror(rc));
+        post_fail(e, r, err[0] ? err : strerror(rc));
         return;
     }
     e->load_ms = now_ms() - t0;
@@ -156,7 +203,7 @@ static void do_load(struct engine *e, struct request *r)
     post(e, &ev);
     struct engine_event done = {.type = ENGINE_EVENT_LOADED, .request = r->id};
     done.u.loaded = *model_info(e->model);
-    post(e, &done);
+    post_final(e, r, &done);
 }
 
 /* ---- generate ---- */
@@ -395,6 +442,58 @@ out:
     post(e, &done);
 }
 
+/* ---- a remote engine (infer/remote.c) ---- */
+
+struct remote_post {
+    struct engine *e;
+    struct request *r;
+};
+
+static void remote_emit(void *ctx, const struct engine_event *ev)
+{
+    struct remote_post *rp = ctx;
+    if (ev->type == ENGINE_EVENT_DONE || ev->type == ENGINE_EVENT_ERROR)
+        post_final(rp->e, rp->r, ev);
+    else
+        post(rp->e, ev);
+}
+
+static void do_load_remote(struct engine *e, struct request *r)
+{
+    struct engine_event ev = {.type = ENGINE_EVENT_LOAD_PROGRESS, .request = r->id};
+    snprintf(ev.u.progress.phase, sizeof ev.u.progress.phase, "connecting");
+    post(e, &ev);
+    remote_free(e->remote);
+    e->remote = NULL;
+    model_free(e->model);
+    e->model = NULL;
+    free(e->logits);
+    e->logits = NULL;
+    char err[512] = "";
+    struct engine_remote rq = {r->remote[0], r->remote[1], r->remote[2]};
+    double t0 = now_ms();
+    int rc = remote_open(&rq, NULL, &e->remote, err, sizeof err);
+    if (rc) {
+        post_fail(e, r, err[0] ? err : strerror(rc));
+        return;
+    }
+    e->load_ms = now_ms() - t0;
+    ev.u.progress.fraction = 1.0f;
+    snprintf(ev.u.progress.phase, sizeof ev.u.progress.phase, "ready");
+    post(e, &ev);
+    struct engine_event done = {.type = ENGINE_EVENT_LOADED, .request = r->id};
+    done.u.loaded = *remote_info(e->remote);
+    snprintf(e->remote_device, sizeof e->remote_device, "%s", done.u.loaded.device);
+    done.u.loaded.device = e->remote_device;
+    post_final(e, r, &done);
+}
+
+static void do_generate_remote(struct engine *e, struct request *r)
+{
+    struct remote_post rp = {e, r};
+    remote_generate(e->remote, r->id, r->msgs, r->n_msgs, &r->gp, &e->stop, remote_emit, &rp);
+}
+
 /* ---- the worker ---- */
 
 static void *worker(void *arg)
@@ -418,15 +517,23 @@ static void *worker(void *arg)
         case REQUEST_LOAD:
             do_load(e, r);
             break;
+        case REQUEST_LOAD_REMOTE:
+            do_load_remote(e, r);
+            break;
         case REQUEST_GENERATE:
             atomic_store(&e->stop, false);
-            do_generate(e, r);
+            if (e->remote)
+                do_generate_remote(e, r);
+            else
+                do_generate(e, r);
             break;
         case REQUEST_UNLOAD: {
+            remote_free(e->remote);
+            e->remote = NULL;
             model_free(e->model);
             e->model = NULL;
             struct engine_event ev = {.type = ENGINE_EVENT_UNLOADED, .request = r->id};
-            post(e, &ev);
+            post_final(e, r, &ev);
             break;
         }
         }
@@ -435,8 +542,16 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/* Takes r over: queues it, or frees it when its final events' nodes cannot
+ * be allocated (0). */
 static uint64_t enqueue(struct engine *e, struct request *r)
 {
+    for (int i = 0; i < 2; i++) {
+        if (!(r->spare[i] = malloc(sizeof *r->spare[i]))) {
+            request_free(r);
+            return 0;
+        }
+    }
     pthread_mutex_lock(&e->lock);
     r->id = ++e->next_id;
     if (e->req_tail)
@@ -493,6 +608,22 @@ uint64_t engine_unload(struct engine *e)
     if (!r)
         return 0;
     r->type = REQUEST_UNLOAD;
+    return enqueue(e, r);
+}
+
+uint64_t engine_load_remote(struct engine *e, const struct engine_remote *rq)
+{
+    struct request *r = calloc(1, sizeof *r);
+    if (!r)
+        return 0;
+    r->type = REQUEST_LOAD_REMOTE;
+    const char *src[3] = {rq->url ? rq->url : "", rq->api_key, rq->model};
+    for (int i = 0; i < 3; i++) {
+        if (src[i] && !(r->remote[i] = strdup(src[i]))) {
+            request_free(r);
+            return 0;
+        }
+    }
     return enqueue(e, r);
 }
 
@@ -561,6 +692,7 @@ void engine_close(struct engine *e)
         e->ev_head = n->next;
         free(n);
     }
+    remote_free(e->remote);
     model_free(e->model);
     free(e->logits);
     close(e->pipe_r);

@@ -1,0 +1,141 @@
+/* The remote engine: a model served elsewhere by an OpenAI-compatible server
+ * (ponder serve, vLLM, SGLang, llama-server, Ollama), driven with the same
+ * requests and answering with the same events as a local model (engine.h).
+ *
+ * remote_open() checks the server with GET {url}/v1/models and fills a
+ * model_info (arch "remote", name = the model, backend "remote", device =
+ * "host:port").  remote_generate() POSTs {url}/v1/chat/completions with
+ * "stream": true and turns the server-sent events into PHASE, TOKEN, DONE
+ * (and ERROR) events through an emit callback, measuring time to first token
+ * and tokens/s here; it returns when the reply ends, fails, or *stop is set
+ * (checked while data flows and at least once a second while it does not).
+ * The reasoning comes from `reasoning_content` (or `reasoning`) deltas, or
+ * from <think> tags inside `content` (split with infer/reason.c).  Sampler
+ * fields go out as temperature/top_p/top_k/min_p/repeat_penalty/seed/
+ * max_tokens, the thinking budget as the extension fields think_budget,
+ * think_mode ("soft"/"hard") and think ("off").  The API key goes out as
+ * "Authorization: Bearer KEY" and is never part of a message.
+ *
+ * The parsing layers are exposed for tests: struct sse (bytes to event
+ * data, lines split anywhere, LF/CRLF/CR, comments and keep-alives skipped)
+ * and struct remote_stream (event data or an HTTP error body to engine
+ * events).  Errors: one line, POSIX codes (ECONNREFUSED, ETIMEDOUT, EACCES
+ * for 401/403, ENOENT for an unknown model, EPROTO for a malformed reply,
+ * EIO otherwise).  No global mutable state besides libcurl's own init. */
+#ifndef PONDER_REMOTE_H
+#define PONDER_REMOTE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "infer/engine.h"
+
+typedef void (*remote_emit_fn)(void *ctx, const struct engine_event *ev);
+
+/* ---- server-sent events ---- */
+
+#define SSE_LINE_MAX (1u << 20)   /* a longer line is an error (E2BIG) */
+
+struct sse {
+    char *line;             /* the current line, not yet ended */
+    size_t len, cap;
+    char *data;             /* the current event's data lines, joined with \n */
+    size_t dlen, dcap;
+    bool has_data;
+    bool after_cr;          /* the last byte was CR: a following LF belongs to it */
+};
+
+/* Called with each event's data (NUL-terminated, len bytes); a non-zero
+ * return stops sse_push, which returns it. */
+typedef int (*sse_data_fn)(void *ctx, const char *data, size_t len);
+
+void sse_init(struct sse *s);
+void sse_free(struct sse *s);
+/* 0, fn's non-zero return, ENOMEM or E2BIG. */
+int sse_push(struct sse *s, const char *buf, size_t len, sse_data_fn fn, void *ctx);
+/* At the end of the stream: an event whose blank line never came is still
+ * delivered (servers that close right after the last data line). */
+int sse_finish(struct sse *s, sse_data_fn fn, void *ctx);
+
+/* ---- one streamed reply ---- */
+
+#define REMOTE_BODY_MAX 16384      /* bytes of an error body kept */
+
+struct remote_stream {
+    uint64_t request;
+    remote_emit_fn emit;
+    void *ctx;
+    struct sse sse;
+    struct reason rs;               /* <think> tags inside content */
+    int http_status;                /* 0 until known; >= 400: the body is an error */
+    char *body;                     /* the error body */
+    size_t body_len;
+    enum engine_phase phase;
+    bool phase_sent;
+    bool done;                      /* [DONE] seen */
+    bool finished;                  /* a finish_reason seen */
+    enum engine_stop stop;
+    bool failed;
+    char error[400];
+    int32_t n_deltas;
+    int reasoning_deltas, answer_deltas;
+    bool has_usage;
+    int usage_prompt, usage_completion, usage_reasoning;
+    bool first_event;               /* no event posted yet for this delta */
+    double t0, t_first, t_switch;   /* ms: request sent, first text, answer began */
+    double (*clock)(void);          /* now in ms (tests replace it) */
+};
+
+void remote_stream_init(struct remote_stream *st, uint64_t request, remote_emit_fn emit,
+                        void *ctx);
+void remote_stream_free(struct remote_stream *st);
+/* Response bytes (after the headers; http_status set before the first call).
+ * 0, or an errno once the stream is unusable (st->error says why). */
+int remote_stream_feed(struct remote_stream *st, const char *buf, size_t len);
+/* Ends the reply: flushes held text, posts ERROR when the reply failed (an
+ * HTTP error body, an error event, a cut-off stream, or transport_error when
+ * not NULL), and fills *done with DONE (stop reason and stats; the caller
+ * completes the backend/device/sampler fields). */
+void remote_stream_end(struct remote_stream *st, const char *transport_error, bool user_stop,
+                       struct engine_event *done);
+
+/* ---- the connection ---- */
+
+struct remote;
+
+struct remote_timeouts {
+    long connect_ms;                /* default 10 s */
+    long models_ms;                 /* the whole GET /v1/models; default 30 s */
+    long idle_ms;                   /* no byte for this long ends a reply; default 10 min */
+};
+
+/* Copies r; checks the server and the model (r->model NULL: the first the
+ * server lists).  to may be NULL for the defaults. */
+int remote_open(const struct engine_remote *r, const struct remote_timeouts *to,
+                struct remote **out, char *err, size_t errlen);
+void remote_free(struct remote *rm);   /* NULL is a no-op */
+/* LOADED's model info; its strings live as long as rm. */
+const struct model_info *remote_info(const struct remote *rm);
+/* Streams one reply as events (PHASE, TOKEN, ERROR when it fails, then
+ * exactly one DONE). */
+void remote_generate(struct remote *rm, uint64_t request, const struct chat_msg *msgs, size_t n,
+                     const struct engine_generate_params *gp, const atomic_bool *stop,
+                     remote_emit_fn emit, void *ctx);
+
+/* ---- helpers for the interface and the store ---- */
+
+/* The name a remote model goes by in the transcript and the store:
+ * "NAME@HOST:PORT" from a LOADED model_info. */
+void remote_display_name(const struct model_info *in, char *buf, size_t cap);
+/* A store fingerprint (32 hex digits) for a remote model: its display name
+ * hashed, prefixed so it can never equal a file's. */
+void remote_fingerprint(const char *display_name, char out[33]);
+/* Reads an API key: the file's first line, trimmed.  0, or an errno (ENOENT,
+ * EACCES, EINVAL for an empty file or a key with control characters). */
+int remote_read_key(const char *path, char *buf, size_t cap, char *err, size_t errlen);
+/* "host:port" of a URL (the default port from the scheme): 0 or EINVAL. */
+int remote_url_host(const char *url, char *buf, size_t cap);
+
+#endif

@@ -242,6 +242,9 @@ static int run_exec(int argc, char **argv)
     gp.sampler.seed = o.seed_set ? o.seed : 0;
     if (o.seed_set && o.seed == 0)
         gp.sampler.seed = 1;  /* 0 asks the engine for a random seed */
+    gp.think_budget = o.think_budget;
+    gp.think_mode = o.think_mode == ENGINE_THINK_HARD ? ENGINE_THINK_HARD : ENGINE_THINK_SOFT;
+    gp.think_off = o.think_off;
     if (!engine_generate(eng, msgs, n_msgs, &gp)) {
         cli_error("out of memory");
         goto out;

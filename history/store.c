@@ -15,7 +15,8 @@
 #include "infer/ckd.h"
 
 /* Version 1: the tables.  Version 2: the device driver of a run, and FTS5
- * over answers and reasoning (built from the messages already there). */
+ * over answers and reasoning (built from the messages already there).
+ * Version 3: the thinking budget of a run (runs before it had none). */
 const char *const store_migrations[STORE_SCHEMA_VERSION] = {
     "PRAGMA application_id = 1347306578;"
     "CREATE TABLE models("
@@ -103,6 +104,11 @@ const char *const store_migrations[STORE_SCHEMA_VERSION] = {
     "  INSERT INTO messages_fts(rowid, answer, reasoning)"
     "    VALUES (new.id, new.answer, new.reasoning);"
     "END;",
+
+    "ALTER TABLE runs ADD COLUMN think_budget INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE runs ADD COLUMN think_mode TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE runs ADD COLUMN think_off INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE runs ADD COLUMN budget_reached INTEGER NOT NULL DEFAULT 0;",
 };
 
 int store_fail(char *err, size_t errlen, int code, const char *fmt, ...)

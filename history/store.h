@@ -38,7 +38,7 @@ struct store;
 /* The schema version this ponder writes.  A new column (the thinking budget
  * of a run, say) is a new entry at the end of store_migrations[] in store.c
  * and one more here; struct store_run grows at its end. */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 enum store_flags {
     STORE_CREATE = 1,       /* create the file (mode 0600) when missing */
@@ -145,6 +145,14 @@ struct store_run {
     int top_k;
     uint64_t seed;
     int64_t created;
+    /* the thinking budget (schema 3): think_budget reasoning tokens (0:
+     * none), think_mode "soft" or "hard" (NULL or "": none), think_off (the
+     * reply started with an empty reasoning block), budget_reached (the
+     * budget ended the reasoning) */
+    int think_budget;
+    const char *think_mode;
+    bool think_off;
+    bool budget_reached;
 };
 
 /* A whole message in one transaction (the user's message before generation

@@ -296,9 +296,10 @@ static int insert_run(struct store *s, const struct store_run *r, int64_t msg, i
         "INSERT INTO runs(message_id, model_id, backend, device, driver, n_ctx, n_threads,"
         " n_gpu_layers, prompt_tokens, reasoning_tokens, answer_tokens, load_ms, prompt_ms,"
         " ttft_ms, reasoning_ms, answer_ms, prompt_tps, gen_tps, stop_reason, temp, top_k, top_p,"
-        " min_p, repeat_penalty, seed, created)"
+        " min_p, repeat_penalty, seed, created, think_budget, think_mode, think_off,"
+        " budget_reached)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,"
-        " ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
+        " ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
         &st, err, errlen);
     if (rc)
         return rc;
@@ -327,6 +328,10 @@ static int insert_run(struct store *s, const struct store_run *r, int64_t msg, i
     memcpy(&seed, &r->seed, sizeof seed);
     sqlite3_bind_int64(st, 25, seed);
     sqlite3_bind_int64(st, 26, r->created ? r->created : store_now(s));
+    sqlite3_bind_int(st, 27, r->think_budget > 0 ? r->think_budget : 0);
+    sqlite3_bind_text(st, 28, r->think_mode ? r->think_mode : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 29, r->think_off);
+    sqlite3_bind_int(st, 30, r->budget_reached);
     if (sqlite3_step(st) != SQLITE_DONE)
         rc = store_db_fail(s, err, errlen, "recording a run");
     else if (id)
@@ -498,6 +503,7 @@ void store_conv_free(struct store_conv *c)
         free((char *)m->run.device);
         free((char *)m->run.driver);
         free((char *)m->run.stop_reason);
+        free((char *)m->run.think_mode);
     }
     free(c->msgs);
     free(c->title);
@@ -546,6 +552,12 @@ static int load_run(struct store *s, sqlite3_stmt *st, struct store_message *m, 
     int64_t seed = sqlite3_column_int64(st, 24);
     memcpy(&r->seed, &seed, sizeof seed);
     r->created = sqlite3_column_int64(st, 25);
+    r->think_budget = sqlite3_column_int(st, 26);
+    r->think_mode = dup_col(st, 27);
+    if (!r->think_mode)
+        return store_fail(err, errlen, ENOMEM, "out of memory");
+    r->think_off = sqlite3_column_int(st, 28) != 0;
+    r->budget_reached = sqlite3_column_int(st, 29) != 0;
     return 0;
 }
 
@@ -588,7 +600,8 @@ int store_conv_load(struct store *s, int64_t id, struct store_conv **out, char *
              "SELECT id, model_id, backend, device, driver, stop_reason, n_ctx, n_threads,"
              " n_gpu_layers, prompt_tokens, reasoning_tokens, answer_tokens, load_ms, prompt_ms,"
              " ttft_ms, reasoning_ms, answer_ms, prompt_tps, gen_tps, temp, top_k, top_p, min_p,"
-             " repeat_penalty, seed, created FROM runs WHERE message_id = ?"
+             " repeat_penalty, seed, created, think_budget, think_mode, think_off,"
+             " budget_reached FROM runs WHERE message_id = ?"
              " ORDER BY id DESC LIMIT 1",
              &runs, err, errlen)))
         goto out;

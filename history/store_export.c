@@ -68,9 +68,18 @@ static int export_md(const struct store_conv *c, unsigned flags, struct store_bu
             rc = store_buf_printf(b, "*(error: %s)*\n\n", m->error);
         if (!rc && m->has_run) {
             const struct store_run *r = &m->run;
-            rc = store_buf_printf(b, "*%lld tokens at %.1f tokens/s, %s on %s*\n\n",
+            rc = store_buf_printf(b, "*%lld tokens at %.1f tokens/s, %s on %s",
                             (long long)(r->reasoning_tokens + r->answer_tokens), r->gen_tps,
                             r->backend[0] ? r->backend : "?", r->device[0] ? r->device : "?");
+            if (!rc && r->think_budget > 0)
+                rc = store_buf_printf(b, "; %lld reasoning tokens, budget %d (%s), %s",
+                                      (long long)r->reasoning_tokens, r->think_budget,
+                                      r->think_mode && r->think_mode[0] ? r->think_mode : "soft",
+                                      r->budget_reached ? "reached" : "not reached");
+            if (!rc && r->think_off)
+                rc = store_buf_str(b, "; thinking off");
+            if (!rc)
+                rc = store_buf_str(b, "*\n\n");
         }
     }
     if (!rc && b->n >= 2)
@@ -202,6 +211,12 @@ static int json_run(struct store_buf *b, const struct store_run *r)
     if (!rc) rc = json_kv_num(b, in, "repeat_penalty", r->repeat_penalty, true);
     if (!rc) rc = json_key(b, in, "seed", false);
     if (!rc) rc = store_buf_printf(b, "%llu", (unsigned long long)r->seed);
+    if (!rc) rc = json_kv_int(b, in, "think_budget", r->think_budget);
+    if (!rc) rc = json_kv_str(b, in, "think_mode", r->think_mode ? r->think_mode : "", false);
+    if (!rc) rc = json_key(b, in, "think_off", false);
+    if (!rc) rc = store_buf_str(b, r->think_off ? "true" : "false");
+    if (!rc) rc = json_key(b, in, "budget_reached", false);
+    if (!rc) rc = store_buf_str(b, r->budget_reached ? "true" : "false");
     if (!rc) rc = store_buf_str(b, "\n      }");
     return rc;
 }

@@ -140,11 +140,14 @@ static const char *kept(const char *c)
 }
 
 static int render_r1(const struct tokenizer *t, const struct chat_msg *msgs, size_t n,
-                     bool add_generation_prompt, struct tokens *ids, struct text *b, char *err,
+                     enum chat_gen gen, struct tokens *ids, struct text *b, char *err,
                      size_t errlen)
 {
     struct r1_ids id;
+    int32_t think_end = -1;
     int rc;
+    if (gen == CHAT_GEN_THINK_OFF && (rc = find_token(t, R1_THINK_END, &think_end, err, errlen)))
+        return rc;
     if ((rc = find_token(t, R1_BOS, &id.bos, err, errlen)) ||
         (rc = find_token(t, R1_EOS, &id.eos, err, errlen)) ||
         (rc = find_token(t, R1_USER, &id.user, err, errlen)) ||
@@ -189,12 +192,21 @@ static int render_r1(const struct tokenizer *t, const struct chat_msg *msgs, siz
             break;
         }
     }
-    if (add_generation_prompt) {
+    if (gen == CHAT_GEN_THINK || gen == CHAT_GEN_THINK_OFF) {
         if ((rc = put_control(ids, b, id.assistant, R1_ASSISTANT)) ||
             (rc = put_control(ids, b, id.think, R1_THINK)))
             goto oom;
-        if ((rc = put_content(t, ids, b, "\n", 1, err, errlen)))
+        /* thinking off: the empty block is written the way R1 writes it,
+         * "\n\n" as one piece of text on each side of </think> */
+        const char *nl = gen == CHAT_GEN_THINK ? "\n" : "\n\n";
+        if ((rc = put_content(t, ids, b, nl, strlen(nl), err, errlen)))
             return rc;
+        if (gen == CHAT_GEN_THINK_OFF) {
+            if ((rc = put_control(ids, b, think_end, R1_THINK_END)))
+                goto oom;
+            if ((rc = put_content(t, ids, b, "\n\n", 2, err, errlen)))
+                return rc;
+        }
     }
     return 0;
 oom:
@@ -205,6 +217,14 @@ int chat_render(enum chat_format f, const struct tokenizer *t, const struct chat
                 size_t n, bool add_generation_prompt, struct tokens *ids, char **text,
                 char *err, size_t errlen)
 {
+    return chat_render_gen(f, t, msgs, n, add_generation_prompt ? CHAT_GEN_THINK : CHAT_GEN_NONE,
+                           ids, text, err, errlen);
+}
+
+int chat_render_gen(enum chat_format f, const struct tokenizer *t, const struct chat_msg *msgs,
+                    size_t n, enum chat_gen gen, struct tokens *ids, char **text, char *err,
+                    size_t errlen)
+{
     struct text b = { .want = text != NULL };
     size_t n0 = ids->n;
     int rc;
@@ -212,7 +232,7 @@ int chat_render(enum chat_format f, const struct tokenizer *t, const struct chat
         *text = NULL;
     switch (f) {
     case CHAT_FORMAT_DEEPSEEK_R1:
-        rc = render_r1(t, msgs, n, add_generation_prompt, ids, &b, err, errlen);
+        rc = render_r1(t, msgs, n, gen, ids, &b, err, errlen);
         break;
     default:
         rc = err_set(err, errlen, EINVAL, "unknown chat format %d", (int)f);

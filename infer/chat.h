@@ -8,6 +8,8 @@
  *   + per user message       "<｜User｜>" + content
  *   + per assistant message  "<｜Assistant｜>" + kept(content) + "<｜end▁of▁sentence｜>"
  *   + with a generation prompt "<｜Assistant｜><think>\n"
+ *     (or, thinking off, "<｜Assistant｜><think>\n\n</think>\n\n": an empty
+ *     reasoning block, the R1 idiom for answering directly)
  *
  * system is the content of the last system message ("" if none; system
  * messages render nothing where they occur; R1's own template would join
@@ -63,5 +65,20 @@ bool chat_prompt_opens_reasoning(enum chat_format f);
 int chat_render(enum chat_format f, const struct tokenizer *t, const struct chat_msg *msgs,
                 size_t n, bool add_generation_prompt, struct tokens *ids, char **text,
                 char *err, size_t errlen);
+
+/* How a rendered prompt ends. */
+enum chat_gen {
+    CHAT_GEN_NONE,        /* no generation prompt */
+    CHAT_GEN_THINK,       /* "<｜Assistant｜><think>\n": the model reasons first */
+    CHAT_GEN_THINK_OFF    /* "<｜Assistant｜><think>\n\n</think>\n\n": the reply is
+                             the answer only (also needs a </think> token) */
+};
+
+/* chat_render() with the ending chosen by gen (chat_render's
+ * add_generation_prompt is CHAT_GEN_THINK or CHAT_GEN_NONE).  Errors as
+ * chat_render(). */
+int chat_render_gen(enum chat_format f, const struct tokenizer *t, const struct chat_msg *msgs,
+                    size_t n, enum chat_gen gen, struct tokens *ids, char **text, char *err,
+                    size_t errlen);
 
 #endif

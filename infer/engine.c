@@ -129,13 +129,6 @@ static void post_final(struct engine *e, struct request *r, const struct engine_
     post(e, ev);    /* not reached: a request posts at most two final events */
 }
 
-static void post_error(struct engine *e, uint64_t id, const char *msg)
-{
-    struct engine_event ev = {.type = ENGINE_EVENT_ERROR, .request = id};
-    snprintf(ev.u.error, sizeof ev.u.error, "%s", msg);
-    post(e, &ev);
-}
-
 /* The ERROR that ends (or comes just before the DONE of) request r. */
 static void post_fail(struct engine *e, struct request *r, const char *msg)
 {
@@ -277,7 +270,7 @@ static uint64_t pick_seed(void)
 }
 
 /* Renders the request into prompt ids; sets *reasoning when the prompt opens
- * a think block. */
+ * a think block.  Raw prompts are fed as they are (think_off does not apply). */
 static int render(struct engine *e, struct request *r, struct tokens *ids, bool *reasoning,
                   char *err, size_t errlen)
 {
@@ -295,8 +288,82 @@ static int render(struct engine *e, struct request *r, struct tokens *ids, bool 
     if (gguf_get_str(model_gguf(e->model), "tokenizer.chat_template", &tmpl, ignored,
                      sizeof ignored) == 0)
         (void)chat_detect(tmpl.ptr, (size_t)tmpl.len, &fmt, ignored, sizeof ignored);
-    *reasoning = chat_prompt_opens_reasoning(fmt);
-    return chat_render(fmt, tok, r->msgs, r->n_msgs, true, ids, NULL, err, errlen);
+    *reasoning = chat_prompt_opens_reasoning(fmt) && !r->gp.think_off;
+    return chat_render_gen(fmt, tok, r->msgs, r->n_msgs,
+                           r->gp.think_off ? CHAT_GEN_THINK_OFF : CHAT_GEN_THINK, ids, NULL, err,
+                           errlen);
+}
+
+/* The thinking budget of one generation (N reasoning tokens).
+ *
+ * HARD: when the reasoning holds N tokens, the engine feeds "</think>\n\n"
+ * (tokenized with special tokens, the ids the model itself would write)
+ * instead of sampling; the splitter sees the tag, the answer follows.
+ *
+ * SOFT: from 80 % of N (start = N - N/5 reasoning tokens) the logit of
+ * </think> gets a bias that grows by BUDGET_SOFT_BIAS / (N - start) per
+ * reasoning token: +BUDGET_SOFT_BIAS (8 logits, about e^8 = 3000 times the
+ * odds) at N, and on at the same rate after it.  A model that is near a
+ * natural boundary (the end of a sentence, where </think> is already
+ * plausible) takes it there.  Guarantee: a reasoning still open after
+ * N + BUDGET_SOFT_GRACE (64) tokens is closed as in HARD mode, so a soft
+ * budget ends the reasoning within N + 64 tokens. */
+#define BUDGET_SOFT_BIAS 8.0f
+#define BUDGET_SOFT_GRACE 64
+
+struct budget {
+    int limit;              /* N; 0: no budget */
+    bool hard;
+    int start;              /* soft: the reasoning count from which </think> is pushed */
+    float step;             /* soft: bias added per reasoning token from start */
+    int32_t think_end;      /* the </think> id; -1 when the vocabulary has none */
+    struct tokens close;    /* "</think>\n\n" as ids */
+    size_t next;            /* the next id of close to feed */
+    bool forcing, forced;   /* feeding close now / did */
+    bool pushed;            /* soft: the bias was applied */
+};
+
+static int budget_init(struct budget *b, const struct engine_generate_params *gp,
+                       const struct tokenizer *tok, char *err, size_t errlen)
+{
+    static const char close[] = "</think>\n\n";
+    memset(b, 0, sizeof *b);
+    b->think_end = -1;
+    if (gp->think_budget <= 0)
+        return 0;
+    b->limit = gp->think_budget;
+    b->hard = gp->think_mode == ENGINE_THINK_HARD;
+    b->start = b->limit - b->limit / 5;
+    b->step = BUDGET_SOFT_BIAS / (float)(b->limit - b->start > 0 ? b->limit - b->start : 1);
+    b->think_end = tokenizer_find(tok, "</think>", 8);
+    return tokenizer_encode(tok, close, sizeof close - 1, false, true, &b->close, err, errlen);
+}
+
+/* The forced id for this step, or -1 to sample.  n: reasoning tokens so far. */
+static int32_t budget_force(struct budget *b, bool in_reasoning, int n)
+{
+    if (b->forcing) {
+        int32_t id = b->close.ids[b->next++];
+        if (b->next == b->close.n)
+            b->forcing = false;
+        return id;
+    }
+    if (!b->limit || b->forced || !in_reasoning || b->close.n == 0)
+        return -1;
+    if (n < (b->hard ? b->limit : b->limit + BUDGET_SOFT_GRACE))
+        return -1;
+    b->forced = b->forcing = true;
+    b->next = 0;
+    return budget_force(b, in_reasoning, n);
+}
+
+/* Soft mode: raises the logit of </think> (n: reasoning tokens so far). */
+static void budget_bias(struct budget *b, bool in_reasoning, int n, float *logits)
+{
+    if (!b->limit || b->hard || b->think_end < 0 || !in_reasoning || n < b->start)
+        return;
+    logits[b->think_end] += b->step * (float)(n - b->start + 1);
+    b->pushed = true;
 }
 
 static void do_generate(struct engine *e, struct request *r)
@@ -307,9 +374,14 @@ static void do_generate(struct engine *e, struct request *r)
     char err[512] = "";
     struct tokens ids = {0};
     struct sampler *smp = NULL;
+    struct budget bud;
+    memset(&bud, 0, sizeof bud);
     struct gen g = {.e = e, .id = r->id};
+    st->think_budget = r->gp.think_budget > 0 ? r->gp.think_budget : 0;
+    st->think_mode = r->gp.think_mode;
+    st->think_off = r->gp.think_off && !r->gp.raw;
     if (!e->model) {
-        post_error(e, r->id, "no model is loaded");
+        post_fail(e, r, "no model is loaded");
         goto out;
     }
     const struct model_info *in = model_info(e->model);
@@ -327,10 +399,14 @@ static void do_generate(struct engine *e, struct request *r)
         sp.seed = pick_seed();
     if (!rc)
         rc = sampler_init(&sp, in->n_vocab, &smp, err, sizeof err);
+    if (!rc)
+        rc = budget_init(&bud, &r->gp, tok, err, sizeof err);
     if (rc) {
-        post_error(e, r->id, err);
+        post_fail(e, r, err);
         goto out;
     }
+    for (size_t i = 0; i < ids.n; i++)
+        sampler_accept(smp, ids.ids[i]);
     snprintf(st->backend, sizeof st->backend, "%s", in->backend);
     snprintf(st->device, sizeof st->device, "%s", in->device);
     st->threads = in->n_threads;
@@ -351,7 +427,7 @@ static void do_generate(struct engine *e, struct request *r)
         rc = model_decode(e->model, ids.ids + done_n, chunk, last ? e->logits : NULL, false, err,
                           sizeof err);
         if (rc) {
-            post_error(e, r->id, err);
+            post_fail(e, r, err);
             model_clear(e->model);
             goto out;
         }
@@ -373,23 +449,26 @@ static void do_generate(struct engine *e, struct request *r)
     g.t_switch = reasoning ? 0 : t1;
     int max = r->gp.max_tokens >= 0 ? r->gp.max_tokens : in->n_ctx;
     enum engine_stop stop = ENGINE_STOP_LENGTH;
+    bool closed = false;        /* this reply's reasoning ended at a </think> */
     for (int i = 0; i < max; i++) {
         if (atomic_load(&e->stop)) {
             stop = ENGINE_STOP_USER;
             break;
         }
-        int32_t id = sampler_sample(smp, e->logits, in->n_vocab);
-        sampler_accept(smp, id);
+        bool was_reasoning = reason_kind_now(&rs) == REASON_KIND_REASONING;
+        int32_t id = budget_force(&bud, was_reasoning, st->reasoning_tokens);
+        if (id >= 0) {
+            sampler_accept(smp, id);
+        } else {
+            budget_bias(&bud, was_reasoning, st->reasoning_tokens, e->logits);
+            id = sampler_sample(smp, e->logits, in->n_vocab);   /* accepts id */
+        }
         if (i == 0)
             st->first_token_ms = now_ms() - t0;
         if (tokenizer_is_eog(tok, id)) {
             stop = ENGINE_STOP_END;
             break;
         }
-        if (reason_kind_now(&rs) == REASON_KIND_REASONING)
-            st->reasoning_tokens++;
-        else
-            st->answer_tokens++;
         char piece[256], text[DETOK_OUT_MAX(256)];
         int len = tokenizer_piece(tok, id, false, piece, sizeof piece);
         if (len > (int)sizeof piece)
@@ -400,6 +479,20 @@ static void do_generate(struct engine *e, struct request *r)
             size_t n = detok_push(&dt, piece, (size_t)len, text);
             if (n)
                 reason_push(&rs, text, n, on_span, &g);
+        }
+        /* a reasoning token is one written inside the think block; the one
+         * that closes it (</think>) and all after it are answer tokens */
+        if (was_reasoning && reason_kind_now(&rs) == REASON_KIND_REASONING) {
+            st->reasoning_tokens++;
+        } else {
+            st->answer_tokens++;
+            if (was_reasoning) {
+                closed = true;
+                if (g.phase != ENGINE_PHASE_ANSWERING) {
+                    g.t_switch = now_ms();
+                    post_phase(&g, ENGINE_PHASE_ANSWERING);
+                }
+            }
         }
         if (g.first) {
             struct engine_event ev = {.type = ENGINE_EVENT_TOKEN, .request = r->id};
@@ -416,7 +509,7 @@ static void do_generate(struct engine *e, struct request *r)
             break;
         rc = model_decode(e->model, &id, 1, e->logits, false, err, sizeof err);
         if (rc) {
-            post_error(e, r->id, err);
+            post_fail(e, r, err);
             stop = ENGINE_STOP_ERROR;
             break;
         }
@@ -426,6 +519,7 @@ static void do_generate(struct engine *e, struct request *r)
     if (n)
         reason_push(&rs, tail, n, on_span, &g);
     reason_flush(&rs, on_span, &g);
+    st->budget_reached = bud.forced || (bud.pushed && closed);
     double t2 = now_ms();
     if (g.phase == ENGINE_PHASE_ANSWERING && g.t_switch > 0) {
         st->reasoning_ms = g.t_switch - t1;
@@ -437,9 +531,10 @@ static void do_generate(struct engine *e, struct request *r)
     st->gen_tps = gen_n / ((t2 - t1) > 0 ? (t2 - t1) / 1e3 : 1e-9);
     done.u.done.stop = stop;
 out:
+    tokens_free(&bud.close);
     sampler_free(smp);
     tokens_free(&ids);
-    post(e, &done);
+    post_final(e, r, &done);
 }
 
 /* ---- a remote engine (infer/remote.c) ---- */

@@ -191,6 +191,46 @@ static void test_render_appends_and_text_is_optional(void **state)
     close_vocab(&v);
 }
 
+/* Thinking off: the prompt ends with the empty reasoning block R1 writes,
+ * "<｜Assistant｜><think>\n\n</think>\n\n", with the ids the tokenizer gives
+ * that text read with special tokens, in every vocabulary. */
+static void test_think_off_ends_the_prompt_with_an_empty_think_block(void **state)
+{
+    (void)state;
+    static const char tail[] = "<｜Assistant｜><think>\n\n</think>\n\n";
+    for (size_t k = 0; k < 3; k++) {
+        struct vocab v;
+        assert_int_equal(open_vocab(&v, vocab_names[k]), 0);
+        struct chat_msg m[] = { { CHAT_ROLE_USER, "Hi" } };
+        struct tokens on = { 0 }, off = { 0 }, want = { 0 };
+        char *text_on = NULL, *text_off = NULL, err[256] = "";
+        assert_int_equal(chat_render_gen(CHAT_FORMAT_DEEPSEEK_R1, v.t, m, 1, CHAT_GEN_THINK, &on,
+                                         &text_on, err, sizeof err), 0);
+        assert_int_equal(chat_render_gen(CHAT_FORMAT_DEEPSEEK_R1, v.t, m, 1, CHAT_GEN_THINK_OFF,
+                                         &off, &text_off, err, sizeof err), 0);
+        size_t n = strlen(text_off), nt = strlen(tail);
+        if (n < nt || strcmp(text_off + n - nt, tail) != 0)
+            fail_msg("vocab %s: text '%s' does not end with the empty block", v.name, text_off);
+        assert_int_equal(tokenizer_encode(v.t, tail, nt, false, true, &want, err, sizeof err), 0);
+        /* the same prefix as with thinking on, up to the assistant tag */
+        size_t common = on.n - 3;   /* on ends with Assistant, <think>, "\n" */
+        if (off.n != common + want.n)
+            fail_msg("vocab %s: %zu ids, want %zu", v.name, off.n, common + want.n);
+        for (size_t i = 0; i < common; i++)
+            assert_int_equal(off.ids[i], on.ids[i]);
+        for (size_t i = 0; i < want.n; i++)
+            if (off.ids[common + i] != want.ids[i])
+                fail_msg("vocab %s: id %zu of the tail is %d, want %d", v.name, i,
+                         off.ids[common + i], want.ids[i]);
+        free(text_on);
+        free(text_off);
+        tokens_free(&on);
+        tokens_free(&off);
+        tokens_free(&want);
+        close_vocab(&v);
+    }
+}
+
 static void test_kept_part_of_replies(void **state)
 {
     (void)state;
@@ -300,6 +340,7 @@ int main(void)
         cmocka_unit_test(test_unknown_or_missing_template_is_enotsup),
         cmocka_unit_test(test_conversations_render_to_reference_text_and_ids),
         cmocka_unit_test(test_render_appends_and_text_is_optional),
+        cmocka_unit_test(test_think_off_ends_the_prompt_with_an_empty_think_block),
         cmocka_unit_test(test_kept_part_of_replies),
         cmocka_unit_test(test_bad_messages_are_einval_and_leave_ids),
         cmocka_unit_test(test_vocabulary_without_r1_tokens_is_enotsup),

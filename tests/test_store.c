@@ -186,6 +186,11 @@ static void test_migration_upgrades_v1_with_data_intact(void **state)
     assert_string_equal(c->msgs[1].run.driver, "");
     assert_true(c->msgs[1].run.seed == UINT64_MAX);
     assert_close(c->msgs[1].run.gen_tps, 42.5, 0);
+    /* runs from before schema 3 had no thinking budget */
+    assert_int_equal(c->msgs[1].run.think_budget, 0);
+    assert_string_equal(c->msgs[1].run.think_mode, "");
+    assert_false(c->msgs[1].run.think_off);
+    assert_false(c->msgs[1].run.budget_reached);
     store_conv_free(c);
     /* the new FTS index covers the old messages */
     int n = 0;
@@ -544,6 +549,7 @@ static void test_reply_streams_then_completes_with_its_run(void **state)
         .ttft_ms = 25.25, .reasoning_ms = 100, .answer_ms = 60, .prompt_tps = 600,
         .gen_tps = 50, .stop_reason = "eos", .temp = 0.6f, .top_k = 40, .top_p = 0.95f,
         .min_p = 0.05f, .repeat_penalty = 1.1f, .seed = UINT64_MAX - 1,
+        .think_budget = 256, .think_mode = "hard", .budget_reached = true,
     };
     OK(store_reply_finish(s, msg, STORE_STATUS_COMPLETE, NULL, &r, err, sizeof err));
     assert_int_equal(q_int(s, "SELECT count(*) FROM chunks"), 0);
@@ -574,6 +580,10 @@ static void test_reply_streams_then_completes_with_its_run(void **state)
     assert_int_equal(m->run.top_k, 40);
     assert_true(m->run.seed == UINT64_MAX - 1);
     assert_int_equal(m->run.created, T0);
+    assert_int_equal(m->run.think_budget, 256);
+    assert_string_equal(m->run.think_mode, "hard");
+    assert_false(m->run.think_off);
+    assert_true(m->run.budget_reached);
     store_conv_free(c);
 
     /* a finished reply cannot be finished or streamed into again */
@@ -826,7 +836,8 @@ static int64_t fixture_conversation(struct store *s, int64_t *now)
         .answer_tokens = 4, .load_ms = 812.25, .prompt_ms = 31.5, .ttft_ms = 33,
         .reasoning_ms = 180, .answer_ms = 80, .prompt_tps = 539.6825396825397, .gen_tps = 50,
         .stop_reason = "eos", .temp = 0.6f, .top_k = 0, .top_p = 0.95f, .min_p = 0,
-        .repeat_penalty = 1, .seed = 42,
+        .repeat_penalty = 1, .seed = 42, .think_budget = 1024, .think_mode = "soft",
+        .budget_reached = true,
     };
     *now += 1000;
     OK(store_reply_finish(s, msg, STORE_STATUS_COMPLETE, NULL, &r, err, sizeof err));
@@ -863,7 +874,8 @@ static const char expected_md[] =
     "\n"
     "**4** \xe2\x9c\x93\n"
     "\n"
-    "*13 tokens at 50.0 tokens/s, cpu on Ryzen 9*\n"
+    "*13 tokens at 50.0 tokens/s, cpu on Ryzen 9; 9 reasoning tokens, budget 1024 (soft), "
+    "reached*\n"
     "\n"
     "## User\n"
     "\n"
@@ -939,7 +951,11 @@ static const char expected_json[] =
     "        \"top_p\": 0.95,\n"
     "        \"min_p\": 0,\n"
     "        \"repeat_penalty\": 1,\n"
-    "        \"seed\": 42\n"
+    "        \"seed\": 42,\n"
+    "        \"think_budget\": 1024,\n"
+    "        \"think_mode\": \"soft\",\n"
+    "        \"think_off\": false,\n"
+    "        \"budget_reached\": true\n"
     "      }\n"
     "    },\n"
     "    {\n"

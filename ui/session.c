@@ -233,6 +233,11 @@ int session_reply_end(struct session *s, enum engine_stop stop, const struct eng
             run.repeat_penalty = st->sampler.repeat_penalty;
             run.top_k = st->sampler.top_k;
             run.seed = st->sampler.seed;
+            run.think_budget = st->think_budget;
+            run.think_mode = st->think_budget <= 0 ? ""
+                             : st->think_mode == ENGINE_THINK_HARD ? "hard" : "soft";
+            run.think_off = st->think_off;
+            run.budget_reached = st->budget_reached;
         }
         enum store_status status = error || stop == ENGINE_STOP_ERROR ? STORE_STATUS_ERROR
                                    : interrupted                      ? STORE_STATUS_INTERRUPTED

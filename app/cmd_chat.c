@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "app/advisor.h"
 #include "app/cli.h"
 #include "history/store.h"
 #include "infer/engine.h"
@@ -32,7 +33,9 @@ const struct cmd cmd_chat = {
     .summary = "the chat interface (line mode when not on a terminal)",
     .usage =
         "usage: ponder [chat] [-m MODEL]... [-c|--continue] [--db PATH] [--no-history]\n"
-        "                     [--no-fold] [--system TEXT] [sampling options]\n\n"
+        "                     [--fold|--no-fold] [--think-budget N] [--think-mode soft|hard]\n"
+        "                     [--think on|off] [--remote URL [--api-key-file F]]\n"
+        "                     [--system TEXT] [sampling options]\n\n"
         "Opens the chat interface: the reasoning streams apart from the answer and folds\n"
         "once the answer starts; F1 lists every key.  Each -m adds a model to the picker\n"
         "(F2), the first is loaded; without -m the models of $XDG_DATA_HOME/ponder/models\n"
@@ -41,7 +44,11 @@ const struct cmd cmd_chat = {
         "is not a terminal (or TERM is dumb), each input line is a message and each\n"
         "answer is written to stdout (the reasoning to stderr, or\n"
         "--reasoning show|hide).  Conversations are kept in the history store\n"
-        "(--db PATH; --no-history keeps nothing).\n\n"
+        "(--db PATH; --no-history keeps nothing).  --fold / --no-fold override the\n"
+        "config's fold_reasoning.  --think-budget N limits the reasoning of each reply\n"
+        "(soft: nudged to end from 80 %; hard: cut at N), --think off answers directly;\n"
+        "Ctrl-B and /set budget change it in the interface.  --remote URL chats with a\n"
+        "model served by an OpenAI-compatible server (-m then names the server's model).\n\n"
         "options: --ctx N (the context; -c is --continue here), -t/--threads N,\n"
         "  -n/--max-tokens N, --kv-type f16|f32, --cpu portable|avx2|avx512\n"
         "sampling: --temp T (0.6), --top-k K, --top-p P (0.95), --min-p P,\n"
@@ -50,8 +57,13 @@ const struct cmd cmd_chat = {
 };
 
 struct chat_models {
-    char *v[CHAT_MAX_MODELS];
+    char *v[CHAT_MAX_MODELS];       /* a file, or "remote:URL" */
     char *label[CHAT_MAX_MODELS];   /* for the picker */
+    char *name[CHAT_MAX_MODELS];    /* general.name, or the remote's model name */
+    uint64_t size[CHAT_MAX_MODELS];
+    struct engine_remote remote[CHAT_MAX_MODELS];
+    char *key[CHAT_MAX_MODELS];     /* a remote's API key */
+    bool is_remote[CHAT_MAX_MODELS];
     size_t n;
 };
 
@@ -62,6 +74,59 @@ static void models_add(struct chat_models *m, const char *path)
             return;
     if (m->n < CHAT_MAX_MODELS && (m->v[m->n] = strdup(path)))
         m->n++;
+}
+
+/* Reads an API key file: its first line, trimmed; NULL after printing why. */
+static char *read_key_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        cli_error("%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char buf[4096];
+    char *line = fgets(buf, sizeof buf, f);
+    fclose(f);
+    if (!line) {
+        cli_error("%s: empty key file", path);
+        return NULL;
+    }
+    size_t n = strcspn(buf, "\r\n");
+    while (n && (buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+        n--;
+    buf[n] = 0;
+    char *p = buf;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return strdup(p);
+}
+
+/* A remote model: url, the server's model name (NULL: its first), a key
+ * file (NULL: none).  Returns 1 after printing an error (the key file). */
+static int models_add_remote(struct chat_models *m, const char *url, const char *name,
+                             const char *keyfile)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "remote:%s%s%s", url, name ? "#" : "", name ? name : "");
+    size_t before = m->n;
+    models_add(m, path);
+    if (m->n == before)
+        return 0;
+    size_t i = m->n - 1;
+    m->is_remote[i] = true;
+    m->name[i] = name ? strdup(name) : NULL;
+    m->key[i] = NULL;
+    if (keyfile && *keyfile && !(m->key[i] = read_key_file(keyfile))) {
+        free(m->v[i]);
+        free(m->name[i]);
+        m->name[i] = NULL;
+        m->n--;
+        return 1;
+    }
+    /* the url after "remote:" and before "#NAME" */
+    char *u = strdup(url);
+    m->remote[i] = (struct engine_remote){.url = u, .api_key = m->key[i], .model = m->name[i]};
+    return 0;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -99,8 +164,61 @@ static void models_free(struct chat_models *m)
     for (size_t i = 0; i < m->n; i++) {
         free(m->v[i]);
         free(m->label[i]);
+        free(m->name[i]);
+        free(m->key[i]);
+        if (m->is_remote[i])
+            free((char *)m->remote[i].url);
     }
-    m->n = 0;
+    memset(m, 0, sizeof *m);
+}
+
+/* The base name of a path without ".gguf". */
+static void stem(const char *path, char *buf, size_t cap)
+{
+    const char *b = strrchr(path, '/');
+    snprintf(buf, cap, "%s", b ? b + 1 : path);
+    size_t l = strlen(buf);
+    if (l > 5 && !strcmp(buf + l - 5, ".gguf"))
+        buf[l - 5] = 0;
+}
+
+/* The config's favourites ("a, b, c": file names with or without .gguf,
+ * general.name or a remote's name) as indexes into m, in their order. */
+static size_t models_favourites(const struct chat_models *m, const char *list, size_t *out)
+{
+    size_t n = 0;
+    const char *cur = list;
+    while (*cur && n < CHAT_MAX_MODELS) {
+        size_t len = strcspn(cur, ",");
+        char want[512];
+        const char *s = cur, *e = cur + len;
+        cur = *e ? e + 1 : e;
+        while (s < e && (*s == ' ' || *s == '\t'))
+            s++;
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        if (e == s || (size_t)(e - s) >= sizeof want)
+            continue;
+        memcpy(want, s, (size_t)(e - s));
+        want[e - s] = 0;
+        size_t wl = strlen(want);
+        if (wl > 5 && !strcmp(want + wl - 5, ".gguf"))
+            want[wl - 5] = 0;
+        for (size_t i = 0; i < m->n; i++) {
+            char st[512];
+            stem(m->v[i], st, sizeof st);
+            bool hit = (!m->is_remote[i] && !strcmp(st, want)) ||
+                       (m->name[i] && !strcmp(m->name[i], want));
+            bool dup = false;
+            for (size_t k = 0; k < n; k++)
+                dup |= out[k] == i;
+            if (hit && !dup) {
+                out[n++] = i;
+                break;
+            }
+        }
+    }
+    return n;
 }
 
 struct speed_ctx {
@@ -116,13 +234,50 @@ static int speed_fn(void *ctx, const struct store_stats *st)
     return 0;
 }
 
-/* The picker's line for each model: file, architecture, parameters, weight
- * type, size, where it runs, and the median speed measured here before. */
-static void models_label(struct chat_models *m, struct store *store)
+/* The advisor (app/advisor.c) may not be in this build yet: its functions
+ * are weak references, NULL when absent, and the column shows "?". */
+#pragma weak advisor_machine_probe
+#pragma weak advisor_file_estimate
+
+/* Where a plan runs, as the picker's "fits" column says it. */
+static void fits_text(const struct plan *p, char *buf, size_t cap)
 {
+    if (!p->fits)
+        snprintf(buf, cap, "does not fit");
+    else if (p->n_gpu_layers >= p->n_layer && p->n_layer > 0 && !p->experts_on_cpu)
+        snprintf(buf, cap, "full");
+    else if (p->experts_on_cpu)
+        snprintf(buf, cap, "experts in RAM");
+    else if (p->n_gpu_layers > 0)
+        snprintf(buf, cap, "%d of %d layers", p->n_gpu_layers, p->n_layer);
+    else
+        snprintf(buf, cap, "CPU only");
+}
+
+/* The picker's line for each model: file, architecture, parameters, weight
+ * type, size, where it runs at this context (the memory plan, from the
+ * advisor), and its speed: predicted by the advisor ("~"), measured here
+ * ("measured"), or the median of the runs the store recorded. */
+static void models_label(struct chat_models *m, struct store *store, const struct cli_opts *o)
+{
+    struct advisor_machine mc;
+    char err[256];
+    bool advisor = advisor_machine_probe && advisor_file_estimate &&
+                   !advisor_machine_probe(&mc,
+                                          ADVISOR_PROBE_QUICK |
+                                              (o->backend == MODEL_BACKEND_CPU
+                                                   ? ADVISOR_PROBE_NO_DEVICE : 0),
+                                          o->n_threads, store, err, sizeof err);
     for (size_t i = 0; i < m->n; i++) {
-        char line[512], err[256], name[128] = "", arch[32] = "?", params[32] = "?", wt[16] = "?";
-        char speed[32] = "";
+        char line[512], name[128] = "", arch[32] = "?", params[32] = "?", wt[16] = "?";
+        char speed[48] = "", fits[32] = "?";
+        if (m->is_remote[i]) {
+            snprintf(line, sizeof line, "%-28.28s %-9.9s %7s %-6.6s %13s  %-14s %s",
+                     m->name[i] ? m->name[i] : "(first model)", "remote", "", "", "",
+                     "remote", m->remote[i].url);
+            m->label[i] = strdup(line);
+            continue;
+        }
         const char *base = strrchr(m->v[i], '/');
         base = base ? base + 1 : m->v[i];
         struct gguf *g = NULL;
@@ -153,16 +308,37 @@ static void models_label(struct chat_models *m, struct store *store)
                 snprintf(params, sizeof params, "%.1fM", n_params / 1e6);
             else
                 snprintf(params, sizeof params, "%.1fK", n_params / 1e3);
-            mib = gguf_file_size(g) / (1024.0 * 1024);
+            m->size[i] = gguf_file_size(g);
+            mib = m->size[i] / (1024.0 * 1024);
             gguf_close(g);
         }
+        struct advisor_estimate est;
+        if (advisor && !advisor_file_estimate(m->v[i], o->n_ctx, &mc, store, &est, err,
+                                              sizeof err)) {
+            fits_text(&est.plan, fits, sizeof fits);
+            if (est.tg_tps > 0)
+                snprintf(speed, sizeof speed, "%s%.1f t/s%s", est.measured ? "" : "~",
+                         est.tg_tps, est.measured ? " measured" : "");
+        }
         struct speed_ctx sc = {name, 0};
-        if (store && name[0] && !store_stats(store, name, speed_fn, &sc, err, sizeof err) &&
-            sc.tps > 0)
+        if (!speed[0] && store && name[0] &&
+            !store_stats(store, name, speed_fn, &sc, err, sizeof err) && sc.tps > 0)
             snprintf(speed, sizeof speed, "%.1f t/s here", sc.tps);
-        snprintf(line, sizeof line, "%-28.28s %-9.9s %7s %-6.6s %9.1f MiB  CPU  %s", base, arch,
-                 params, wt, mib, speed);
+        snprintf(line, sizeof line, "%-28.28s %-9.9s %7s %-6.6s %9.1f MiB  %-14s %s", base, arch,
+                 params, wt, mib, fits, speed);
         m->label[i] = strdup(line);
+        if (name[0])
+            m->name[i] = strdup(name);
+    }
+}
+
+/* The sizes and names the switch estimate needs, for line mode too. */
+static void models_sizes(struct chat_models *m)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        struct stat st;
+        if (!m->is_remote[i] && !m->size[i] && stat(m->v[i], &st) == 0)
+            m->size[i] = (uint64_t)st.st_size;
     }
 }
 
@@ -331,8 +507,8 @@ static int line_reply(struct ui_source *src, struct session *ses,
 }
 
 static int line_mode(struct ui_source *src, struct session *ses, const char *model_file,
-                     const struct model_params *mp, const struct engine_generate_params *gp,
-                     const struct line_opts *lo)
+                     const struct engine_remote *remote, const struct model_params *mp,
+                     const struct engine_generate_params *gp, const struct line_opts *lo)
 {
     struct sigaction sa = {.sa_handler = on_sigint};
     sigaction(SIGINT, &sa, NULL);
@@ -340,7 +516,7 @@ static int line_mode(struct ui_source *src, struct session *ses, const char *mod
         return cli_error("%s", no_model_hint);
     char err[512];
     struct model_info info;
-    if (!src->load(src->ctx, model_file, mp))
+    if (!(remote ? src->load_remote(src->ctx, remote) : src->load(src->ctx, model_file, mp)))
         return cli_error("out of memory");
     if (!wait_loaded(src, err, sizeof err, &info))
         return cli_error("%s", err);
@@ -388,7 +564,10 @@ static int chat_exec(int argc, char **argv)
     };
     struct cli_opts o;
     cli_defaults(&o);
-    struct chat_models models = {0};
+    static struct chat_models models;   /* large; chat_exec runs once */
+    const char *given[CHAT_MAX_MODELS];
+    size_t n_given = 0;
+    memset(&models, 0, sizeof models);
     const char *script = NULL;
     bool resume = false, no_history = false;
     bool fold = !o.config.has_fold_reasoning || o.config.fold_reasoning;
@@ -402,7 +581,10 @@ static int chat_exec(int argc, char **argv)
         case OPT_CONTINUE: resume = true; break;
         case OPT_SCRIPT: script = optarg; break;
         case OPT_NO_HISTORY: no_history = true; break;
-        case OPT_MODEL: models_add(&models, cli_find_model(&o, optarg, path, sizeof path)); break;
+        case OPT_MODEL:
+            if (n_given < CHAT_MAX_MODELS)
+                given[n_given++] = optarg;
+            break;
         case OPT_REASONING:
             if (!strcmp(optarg, "stderr"))
                 lo.reasoning = 0;
@@ -436,15 +618,27 @@ static int chat_exec(int argc, char **argv)
     }
     if (o.fold_set)
         fold = o.fold;
-    size_t n_given = models.n;
     char dir[4096];
-    if (!n_given && o.config.default_model[0])     /* the config's default comes first */
+    if (o.remote) {
+        /* --remote URL: -m names the server's model (none: its first) */
+        if (models_add_remote(&models, o.remote, n_given ? given[0] : NULL, o.api_key_file))
+            goto out_early;
+        n_given = 0;
+    }
+    for (size_t i = 0; i < n_given; i++)
+        models_add(&models, cli_find_model(&o, given[i], path, sizeof path));
+    if (!models.n && o.config.default_model[0])     /* the config's default comes first */
         models_add(&models, cli_find_model(&o, o.config.default_model, path, sizeof path));
     xdg_path("XDG_DATA_HOME", ".local/share", "models", dir, sizeof dir);
     if (dir[0])
         models_scan(&models, dir);
     for (const char *cur = o.config.model_dirs; config_next_dir(&cur, dir, sizeof dir);)
         models_scan(&models, dir);
+    for (int i = 0; i < o.config.n_remotes; i++) {
+        const struct config_remote *r = &o.config.remotes[i];
+        if (models_add_remote(&models, r->url, r->name, r->keyfile[0] ? r->keyfile : NULL))
+            fprintf(stderr, "ponder: the remote model %s is left out\n", r->name);
+    }
     const char *notice = NULL;
     if (models.n == 0) {
         char demo[4096];
@@ -454,7 +648,7 @@ static int chat_exec(int argc, char **argv)
         }
     }
     const char *model_file = models.n ? models.v[0] : NULL;
-    (void)n_given;
+    models_sizes(&models);
 
     struct model_params mp;
     cli_model_params(&o, KV_TYPE_F16, &mp);
@@ -467,14 +661,18 @@ static int chat_exec(int argc, char **argv)
     gp.sampler.repeat_penalty = o.repeat_penalty;
     gp.sampler.repeat_last_n = o.repeat_last_n;
     gp.sampler.seed = o.seed_set ? (o.seed ? o.seed : 1) : 0;
+    gp.think_budget = o.think_budget;
+    gp.think_mode = o.think_mode ? ENGINE_THINK_HARD : ENGINE_THINK_SOFT;
+    gp.think_off = o.think_off;
 
     struct store *store = no_history ? NULL : open_store(&o);
     if (!script && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO))
-        models_label(&models, store);     /* only the screen's picker shows them */
+        models_label(&models, store, &o);     /* only the screen's picker shows them */
     struct engine *eng = NULL;
     struct ui_source src = {0};
     struct session ses;
     session_init(&ses, store);
+    ses.driver = "line";
     char err[512] = "";
     if (script) {
         if (ui_script_open(script, &src, err, sizeof err)) {
@@ -505,7 +703,8 @@ static int chat_exec(int argc, char **argv)
         }
         if (notice)
             fprintf(stderr, "ponder: %s\n", notice);
-        status = line_mode(&src, &ses, model_file, &mp, &gp, &lo);
+        status = line_mode(&src, &ses, model_file, models.n && models.is_remote[0] ?
+                           &models.remote[0] : NULL, &mp, &gp, &lo);
         goto out;
     }
 
@@ -517,13 +716,25 @@ static int chat_exec(int argc, char **argv)
         snprintf(hist + l, sizeof hist - l, "/input_history");
     }
     const char *nc = getenv("NO_COLOR");
+    static struct ui_model ums[CHAT_MAX_MODELS];
+    static size_t favs[CHAT_MAX_MODELS];
+    for (size_t i = 0; i < models.n; i++)
+        ums[i] = (struct ui_model){
+            .path = models.v[i], .label = models.label[i], .name = models.name[i],
+            .file_size = models.size[i],
+            .remote = models.is_remote[i] ? &models.remote[i] : NULL,
+        };
+    size_t n_favs = models_favourites(&models, o.config.favourites, favs);
     struct ui_config cfg = {
         .src = &src,
         .store = store,
-        .model = model_file,
-        .models = (const char *const *)models.v,
-        .model_labels = (const char *const *)models.label,
+        .models = ums,
         .n_models = models.n,
+        .first = models.n ? 0 : -1,
+        .favourites = favs,
+        .n_favourites = n_favs,
+        .fits_title = "columns: file, arch, params, type, size, fits here, generation speed",
+        .mouse = true,
         .mp = mp,
         .gp = gp,
         .system = o.system,
@@ -546,6 +757,7 @@ out:
         ui_script_close(&src);
     engine_close(eng);
     store_close(store);
+out_early:
     models_free(&models);
     return status;
 }

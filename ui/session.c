@@ -66,6 +66,22 @@ int session_set_system(struct session *s, const char *text)
     return 0;
 }
 
+/* A remote model has no file: its fingerprint hashes "remote:URL" and its
+ * name (two 64-bit FNV-1a hashes with different offsets, in hex). */
+static void remote_fingerprint(const char *path, const char *name, char out[STORE_FINGERPRINT_SIZE])
+{
+    uint64_t h[2] = {0xcbf29ce484222325ull, 0x84222325cbf29ce4ull};
+    for (int k = 0; k < 2; k++) {
+        for (const char *p = path; *p; p++)
+            h[k] = (h[k] ^ (unsigned char)*p) * 0x100000001b3ull;
+        h[k] = (h[k] ^ 0xff) * 0x100000001b3ull;
+        for (const char *p = name; *p; p++)
+            h[k] = (h[k] ^ (unsigned char)*p) * 0x100000001b3ull;
+    }
+    snprintf(out, STORE_FINGERPRINT_SIZE, "%016llx%016llx", (unsigned long long)h[0],
+             (unsigned long long)h[1]);
+}
+
 void session_set_model(struct session *s, const char *path, const struct model_info *info)
 {
     const char *base = strrchr(path, '/');
@@ -76,7 +92,9 @@ void session_set_model(struct session *s, const char *path, const struct model_i
     if (!s->store)
         return;
     char fp[STORE_FINGERPRINT_SIZE], err[512];
-    if (store_model_fingerprint(path, fp, err, sizeof err))
+    if (!strncmp(path, "remote:", 7))
+        remote_fingerprint(path, s->model_name, fp);
+    else if (store_model_fingerprint(path, fp, err, sizeof err))
         return;     /* not a file we can read (a scripted source): replies without a model */
     struct store_model m = {
         .path = path,
@@ -213,6 +231,7 @@ int session_reply_end(struct session *s, enum engine_stop stop, const struct eng
             run.model_id = s->model_id;
             run.backend = st->backend;
             run.device = st->device;
+            run.driver = s->driver;
             run.n_ctx = st->n_ctx;
             run.n_threads = st->threads;
             run.n_gpu_layers = st->layers_on_device;

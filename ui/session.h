@@ -23,6 +23,7 @@ struct session_msg {
     bool interrupted;
     double think_ms;        /* from the stored run, 0 when unknown */
     int think_tokens;
+    bool budget_reached;    /* the thinking budget ended the reasoning */
     char footer[160];       /* the run's timings, "" when unknown */
 };
 
@@ -32,6 +33,7 @@ struct session {
     int64_t model_id;               /* the model in the store, 0 when unknown */
     int64_t reply_id;               /* the streaming reply in the store, 0 when none */
     char model_name[128];
+    const char *driver;             /* stored with each run: "tui", "line"; may be NULL */
     char *system;                   /* the system prompt, may be NULL */
     struct session_msg *msgs;
     size_t n, cap;

@@ -22,12 +22,16 @@ static uint64_t eng_generate(void *ctx, const struct chat_msg *msgs, size_t n,
     return engine_generate(ctx, msgs, n, gp);
 }
 static void eng_stop(void *ctx) { engine_stop(ctx); }
+static uint64_t eng_load_remote(void *ctx, const struct engine_remote *r)
+{
+    return engine_load_remote(ctx, r);
+}
 
 void ui_source_engine(struct ui_source *src, struct engine *e)
 {
     *src = (struct ui_source){
         .ctx = e, .fd = eng_fd, .next = eng_next, .load = eng_load,
-        .generate = eng_generate, .stop = eng_stop,
+        .generate = eng_generate, .stop = eng_stop, .load_remote = eng_load_remote,
     };
 }
 
@@ -48,6 +52,10 @@ struct script {
     size_t n, pos;
     uint64_t request;
     int delay_ms;
+    int load_ms;                /* < 0: the delay */
+    bool remote;
+    struct engine_generate_params gp;   /* of the reply playing */
+    bool budget_reached;
     enum { SC_IDLE, SC_LOADING, SC_READING, SC_PLAYING, SC_DONE_END, SC_DONE_USER } state;
     bool stop;
     double due_ms, start_ms, first_ms, think_end_ms;
@@ -111,16 +119,28 @@ static uint64_t sc_load(void *ctx, const char *path, const struct model_params *
     char *dot = strstr(s->model, ".gguf");
     if (dot)
         *dot = 0;
+    s->remote = false;
     s->state = SC_LOADING;
-    arm(s, mono_ms() + s->delay_ms);
+    arm(s, mono_ms() + (s->load_ms >= 0 ? s->load_ms : s->delay_ms));
+    return ++s->request;
+}
+
+static uint64_t sc_load_remote(void *ctx, const struct engine_remote *r)
+{
+    struct script *s = ctx;
+    snprintf(s->model, sizeof s->model, "%s", r->model ? r->model : "remote");
+    s->remote = true;
+    s->state = SC_LOADING;
+    arm(s, mono_ms() + (s->load_ms >= 0 ? s->load_ms : s->delay_ms));
     return ++s->request;
 }
 
 static uint64_t sc_generate(void *ctx, const struct chat_msg *msgs, size_t n,
                             const struct engine_generate_params *gp)
 {
-    (void)gp;
     struct script *s = ctx;
+    s->gp = *gp;
+    s->budget_reached = false;
     s->n_prompt = 0;
     for (size_t i = 0; i < n; i++)
         s->n_prompt += (int)(strlen(msgs[i].content) / 4) + 4;
@@ -165,6 +185,11 @@ static void done_event(struct script *s, struct engine_event *ev, enum engine_st
     snprintf(st->device, sizeof st->device, "script");
     st->threads = 1;
     st->n_ctx = 4096;
+    st->sampler = s->gp.sampler;
+    st->think_budget = s->gp.think_budget;
+    st->think_mode = s->gp.think_mode;
+    st->think_off = s->gp.think_off;
+    st->budget_reached = s->budget_reached;
     s->state = SC_IDLE;
 }
 
@@ -181,11 +206,11 @@ static bool sc_next(void *ctx, struct engine_event *ev)
     if (s->state == SC_LOADING) {
         ev->type = ENGINE_EVENT_LOADED;
         struct model_info *in = &ev->u.loaded;
-        snprintf(in->arch, sizeof in->arch, "qwen2");
+        snprintf(in->arch, sizeof in->arch, "%s", s->remote ? "remote" : "qwen2");
         snprintf(in->name, sizeof in->name, "%s", s->model);
-        snprintf(in->ftype, sizeof in->ftype, "Q8_0");
+        snprintf(in->ftype, sizeof in->ftype, "%s", s->remote ? "remote" : "Q8_0");
         in->n_ctx = 4096;
-        in->backend = "script";
+        in->backend = s->remote ? "remote" : "script";
         in->device = "script";
         in->n_threads = 1;
         s->state = SC_IDLE;
@@ -207,8 +232,18 @@ static bool sc_next(void *ctx, struct engine_event *ev)
         arm(s, mono_ms() + s->delay_ms);
         return true;
     }
-    while (s->pos < s->n && s->steps[s->pos].kind == STEP_DELAY)
-        s->delay_ms = s->steps[s->pos++].ms;
+    for (;;) {
+        while (s->pos < s->n && s->steps[s->pos].kind == STEP_DELAY)
+            s->delay_ms = s->steps[s->pos++].ms;
+        /* the thinking budget: think steps past it (all, with think off) are skipped */
+        if (s->pos < s->n && s->steps[s->pos].kind == STEP_THINK &&
+            (s->gp.think_off || (s->gp.think_budget > 0 && s->n_think >= s->gp.think_budget))) {
+            s->budget_reached = !s->gp.think_off;
+            s->pos++;
+            continue;
+        }
+        break;
+    }
     if (s->pos >= s->n) {
         static const char eos[] = "(end of script)";
         if (!s->n_answer) {
@@ -296,6 +331,7 @@ int ui_script_open(const char *path, struct ui_source *src, char *err, size_t er
         goto out;
     }
     s->delay_ms = 20;
+    s->load_ms = -1;
     s->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (s->tfd < 0) {
         rc = errno;
@@ -311,6 +347,9 @@ int ui_script_open(const char *path, struct ui_source *src, char *err, size_t er
         if (!strncmp(line, "delay ", 6)) {
             st.kind = STEP_DELAY;
             st.ms = atoi(line + 6);
+        } else if (!strncmp(line, "loadms ", 7)) {
+            s->load_ms = atoi(line + 7);
+            continue;
         } else if (!strncmp(line, "think ", 6)) {
             st.kind = STEP_THINK;
             st.len = unescape(line + 6, st.text, sizeof st.text);
@@ -321,7 +360,7 @@ int ui_script_open(const char *path, struct ui_source *src, char *err, size_t er
             st.kind = STEP_END;
         } else {
             rc = EINVAL;
-            snprintf(err, errlen, "%s:%d: unknown line (delay, think, answer, end)", path,
+            snprintf(err, errlen, "%s:%d: unknown line (delay, loadms, think, answer, end)", path,
                      lineno);
             goto out;
         }
@@ -343,7 +382,7 @@ out:
     }
     *src = (struct ui_source){
         .ctx = s, .fd = sc_fd, .next = sc_next, .load = sc_load,
-        .generate = sc_generate, .stop = sc_stop,
+        .generate = sc_generate, .stop = sc_stop, .load_remote = sc_load_remote,
     };
     return 0;
 }

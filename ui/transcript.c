@@ -283,6 +283,7 @@ void tr_reply_end(struct transcript *t, enum engine_stop stop, const struct engi
             e->think_tokens = st->reasoning_tokens;
         }
         e->answer_tokens = st->answer_tokens;
+        e->budget_reached = st->budget_reached;
         snprintf(e->footer, sizeof e->footer,
                  "read %.1f s · think %.1f s · answer %.1f s · %.1f t/s · first token %.2f s%s",
                  st->prompt_ms / 1000, st->reasoning_ms / 1000, st->answer_ms / 1000, st->gen_tps,
@@ -415,9 +416,10 @@ static int layout_reply(const struct tr_entry *e, size_t idx, int width, double 
             snprintf(head, sizeof head, "%s Thinking… %.1f s · %s tokens", e->folded ? "▸" : "▾",
                      ms / 1000, tr_count(e->think_tokens, cnt, sizeof cnt));
         } else {
-            snprintf(head, sizeof head, "%s Thought for %.1f s (%s tokens)",
+            snprintf(head, sizeof head, "%s Thought for %.1f s (%s tokens%s)",
                      e->folded ? "▸" : "▾", e->think_ms / 1000,
-                     tr_count(e->think_tokens, cnt, sizeof cnt));
+                     tr_count(e->think_tokens, cnt, sizeof cnt),
+                     e->budget_reached ? ", budget reached" : "");
         }
         if (push_fmt(out, idx, TR_STYLE_THINK_HEAD, head))
             return ENOMEM;

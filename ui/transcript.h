@@ -47,6 +47,7 @@ struct tr_entry {
     bool thinking;              /* the reasoning is still streaming */
     bool streaming;             /* the reply is not done */
     bool interrupted;
+    bool budget_reached;        /* the thinking budget ended the reasoning */
     double think_start_ms, think_ms;
     int think_tokens, answer_tokens;
     char footer[200];

@@ -22,6 +22,7 @@
 
 #include "ui/keymap.h"
 #include "ui/session.h"
+#include "ui/switch.h"
 #include "ui/transcript.h"
 #include "ui/ui.h"
 
@@ -32,6 +33,7 @@ enum {
 };
 
 #define UI_LIST_MAX 200
+#define UI_WHEEL_LINES 3
 
 struct ui_conv_row {
     int64_t id;
@@ -55,6 +57,13 @@ struct ui {
     /* the model */
     char *model_path;           /* loaded or loading */
     char *loading_path;
+    long cur_model, loading_model;  /* indexes into cfg->models, -1: none or another file */
+    double load_start_ms;
+    bool switching;             /* the load replaces a loaded model */
+    struct switch_cost cost;    /* estimated for that switch */
+    bool reread_pending;        /* the next DONE gives the real re-read time */
+    int conv_tokens;            /* the conversation as a model reads it (no reasoning) */
+    bool mouse;                 /* wheel events are on */
     bool loaded, loading;
     float load_frac;
     struct model_info info;
@@ -221,20 +230,53 @@ static const char *base_name(const char *path)
     return b ? b + 1 : path;
 }
 
-static void load_model(struct ui *u, const char *path)
+/* The picker entry idx, or (idx < 0) the file at path. */
+static void model_entry(const struct ui *u, long idx, const char *path, struct ui_model *out)
+{
+    if (idx >= 0) {
+        *out = u->cfg->models[idx];
+        return;
+    }
+    struct stat st;
+    *out = (struct ui_model){.path = path};
+    if (path && stat(path, &st) == 0)
+        out->file_size = (uint64_t)st.st_size;
+}
+
+/* Loads picker entry idx, or (idx < 0) the file at path; when a model is
+ * loaded, first says what the switch will cost. */
+static void load_model(struct ui *u, long idx, const char *path)
 {
     if (u->generating) {
         set_hint(u, "wait for the reply (or stop it with Esc) before switching models");
         return;
     }
-    char *copy = strdup(path);
+    struct ui_model m;
+    model_entry(u, idx, path, &m);
+    if (m.remote && !u->src->load_remote) {
+        set_hint(u, "remote models are not available here");
+        return;
+    }
+    char *copy = strdup(m.path ? m.path : "");
     if (!copy)
         return;
     free(u->loading_path);
     u->loading_path = copy;
+    u->loading_model = idx;
+    u->switching = u->loaded;
+    u->reread_pending = false;
+    if (u->switching) {
+        char line[256];
+        switch_estimate(u->cfg->store, &m, u->conv_tokens, u->cfg->disk_mb_s, &u->cost);
+        note(u, "%s · to %s", switch_text(&u->cost, line, sizeof line),
+             m.remote && m.remote->model ? m.remote->model : base_name(copy));
+    }
     u->loading = true;
     u->load_frac = 0;
-    if (!u->src->load(u->src->ctx, path, &u->cfg->mp)) {
+    u->load_start_ms = now_ms();
+    uint64_t id = m.remote ? u->src->load_remote(u->src->ctx, m.remote)
+                           : u->src->load(u->src->ctx, copy, &u->cfg->mp);
+    if (!id) {
         u->loading = false;
         note(u, "out of memory");
     }
@@ -253,11 +295,16 @@ static void transcript_from_session(struct ui *u)
             struct tr_entry *e = &u->tr.e[u->tr.n - 1];
             e->think_ms = m->think_ms;
             e->think_tokens = m->think_tokens;
+            e->budget_reached = m->budget_reached;
             if (m->footer[0])
                 snprintf(e->footer, sizeof e->footer, "%s", m->footer);
         }
     }
     u->scroll = 0;
+    /* what a model would read again: roughly 4 bytes a token */
+    u->conv_tokens = 0;
+    for (size_t i = 0; i < u->ses.n; i++)
+        u->conv_tokens += (int)(strlen(u->ses.msgs[i].text) / 4) + 4;
 }
 
 static void send_message(struct ui *u, const char *text)
@@ -299,6 +346,7 @@ static void new_chat(struct ui *u)
     session_new(&u->ses);
     tr_clear(&u->tr);
     u->ctx_used = 0;
+    u->conv_tokens = 0;
     note(u, "a new conversation");
 }
 
@@ -424,10 +472,8 @@ static void open_mode(struct ui *u, enum ui_mode m)
             set_hint(u, "%s", err);
         stats_bars(u);
     }
-    if (m == UI_MODE_MODELS)
-        for (size_t i = 0; i < u->cfg->n_models; i++)
-            if (u->model_path && !strcmp(u->cfg->models[i], u->model_path))
-                u->sel = (int)i;
+    if (m == UI_MODE_MODELS && u->cur_model >= 0)
+        u->sel = (int)u->cur_model;
 }
 
 static void open_conversation(struct ui *u, int64_t id)
@@ -446,18 +492,80 @@ static void open_conversation(struct ui *u, int64_t id)
          u->ses.model_name[0] ? u->ses.model_name : "no model");
 }
 
+/* The models Alt-1..9 and Ctrl-N/Ctrl-P go through: the favourites, or all. */
+static size_t cycle_n(const struct ui *u)
+{
+    return u->cfg->n_favourites ? u->cfg->n_favourites : u->cfg->n_models;
+}
+
+static long cycle_at(const struct ui *u, size_t k)
+{
+    return u->cfg->n_favourites ? (long)u->cfg->favourites[k] : (long)k;
+}
+
 static void cycle_model(struct ui *u, int dir)
 {
-    size_t n = u->cfg->n_models;
+    size_t n = cycle_n(u);
     if (!n) {
         set_hint(u, "no models to switch to");
         return;
     }
-    size_t cur = 0;
-    for (size_t i = 0; i < n; i++)
-        if (u->model_path && !strcmp(u->cfg->models[i], u->model_path))
-            cur = i;
-    load_model(u, u->cfg->models[(cur + n + (size_t)dir) % n]);
+    long cur = u->loading ? u->loading_model : u->cur_model;
+    size_t next = dir > 0 ? 0 : n - 1;
+    for (size_t k = 0; k < n; k++)
+        if (cycle_at(u, k) == cur && cur >= 0)
+            next = (k + n + (size_t)(dir > 0 ? 1 : n - 1)) % n;
+    long idx = cycle_at(u, next);
+    if (idx >= 0 && (size_t)idx < u->cfg->n_models)
+        load_model(u, idx, NULL);
+}
+
+/* Alt-1 .. Alt-9: favourite (or model) k. */
+static void pick_model(struct ui *u, size_t k)
+{
+    long idx = k < cycle_n(u) ? cycle_at(u, k) : -1;
+    if (idx >= 0 && (size_t)idx < u->cfg->n_models)
+        load_model(u, idx, NULL);
+    else
+        set_hint(u, "there is no %s %zu (F2 lists the models)",
+                 u->cfg->n_favourites ? "favourite" : "model", k + 1);
+}
+
+/* The thinking budget as the status line shows it: "off", "∞", "1,024",
+ * "1,024 hard". */
+static const char *budget_text(const struct engine_generate_params *gp, char *buf, size_t cap)
+{
+    char n[32];
+    if (gp->think_off)
+        snprintf(buf, cap, "off");
+    else if (gp->think_budget <= 0)
+        snprintf(buf, cap, "∞");
+    else
+        snprintf(buf, cap, "%s%s", tr_count(gp->think_budget, n, sizeof n),
+                 gp->think_mode == ENGINE_THINK_HARD ? " hard" : "");
+    return buf;
+}
+
+/* Ctrl-B: off -> 256 -> 1024 -> 4096 -> unlimited -> off. */
+static void cycle_budget(struct ui *u)
+{
+    static const int steps[] = {256, 1024, 4096};
+    struct engine_generate_params *gp = &u->gp;
+    if (gp->think_off) {
+        gp->think_off = false;
+        gp->think_budget = steps[0];
+    } else if (gp->think_budget <= 0) {
+        gp->think_off = true;
+    } else {
+        int next = 0;
+        for (size_t i = 0; i < sizeof steps / sizeof steps[0] && !next; i++)
+            if (gp->think_budget < steps[i])
+                next = steps[i];
+        gp->think_budget = next;    /* past 4096: unlimited */
+    }
+    char b[32];
+    set_hint(u, "thinking budget from the next turn: %s%s", budget_text(gp, b, sizeof b),
+             gp->think_off ? " (answers directly)" : gp->think_budget > 0 ? " tokens" : "");
 }
 
 static void export_conv(struct ui *u, const char *file)
@@ -487,6 +595,73 @@ static void export_conv(struct ui *u, const char *file)
         note(u, "exported to %s", file);
 }
 
+/* /set KEY VALUE: sampling and the thinking budget. */
+static void set_command(struct ui *u, const char *arg)
+{
+    static const char usage[] = "usage: /set temp|top_p|top_k|min_p VALUE, /set budget N|off, "
+                                "/set think on|off, /set budget-mode soft|hard";
+    char key[32], val[64], *end;
+    if (sscanf(arg, "%31s %63s", key, val) != 2) {
+        set_hint(u, "%s", usage);
+        return;
+    }
+    struct engine_generate_params *gp = &u->gp;
+    struct sampler_params *sp = &gp->sampler;
+    char b[32];
+    if (!strcmp(key, "think")) {
+        if (strcmp(val, "on") && strcmp(val, "off")) {
+            set_hint(u, "/set think: on or off, not '%s'", val);
+            return;
+        }
+        gp->think_off = !strcmp(val, "off");
+        note(u, "thinking %s", gp->think_off ? "off: the model answers directly" : "on");
+        return;
+    }
+    if (!strcmp(key, "budget-mode") || !strcmp(key, "budget_mode")) {
+        if (strcmp(val, "soft") && strcmp(val, "hard")) {
+            set_hint(u, "/set budget-mode: soft or hard, not '%s'", val);
+            return;
+        }
+        gp->think_mode = !strcmp(val, "hard") ? ENGINE_THINK_HARD : ENGINE_THINK_SOFT;
+        note(u, "budget mode %s", val);
+        return;
+    }
+    if (!strcmp(key, "budget")) {
+        errno = 0;
+        long n = strtol(val, &end, 10);
+        if (!strcmp(val, "off") || !strcmp(val, "unlimited") || !strcmp(val, "none"))
+            n = 0;
+        else if (errno || end == val || *end || n < 0 || n > 1000000) {
+            set_hint(u, "/set budget: a number of tokens (0 or off: unlimited), not '%s'", val);
+            return;
+        }
+        gp->think_budget = (int)n;
+        gp->think_off = false;
+        note(u, "thinking budget %s", budget_text(gp, b, sizeof b));
+        return;
+    }
+    errno = 0;
+    double v = strtod(val, &end);
+    if (errno || end == val || *end) {
+        set_hint(u, "%s", usage);
+        return;
+    }
+    if (!strcmp(key, "temp") && v >= 0 && v <= 100)
+        sp->temperature = (float)v;
+    else if (!strcmp(key, "top_p") && v >= 0 && v <= 1)
+        sp->top_p = (float)v;
+    else if (!strcmp(key, "min_p") && v >= 0 && v <= 1)
+        sp->min_p = (float)v;
+    else if (!strcmp(key, "top_k") && v >= 0 && v <= 1e9)
+        sp->top_k = (int32_t)v;
+    else {
+        set_hint(u, "/set: %s is temp (0-100), top_p, min_p (0-1), top_k (>= 0), budget, "
+                 "budget-mode or think", key);
+        return;
+    }
+    note(u, "%s = %g", key, v);
+}
+
 /* A slash command typed on the input line. */
 static void run_command(struct ui *u, const char *line)
 {
@@ -513,14 +688,17 @@ static void run_command(struct ui *u, const char *line)
             open_mode(u, UI_MODE_MODELS);
             return;
         }
-        for (size_t i = 0; i < u->cfg->n_models; i++)
-            if (strstr(base_name(u->cfg->models[i]), arg)) {
-                load_model(u, u->cfg->models[i]);
+        for (size_t i = 0; i < u->cfg->n_models; i++) {
+            const struct ui_model *m = &u->cfg->models[i];
+            if ((m->path && strstr(base_name(m->path), arg)) ||
+                (m->name && strstr(m->name, arg))) {
+                load_model(u, (long)i, NULL);
                 return;
             }
+        }
         struct stat st;
         if (stat(arg, &st) == 0)
-            load_model(u, arg);
+            load_model(u, -1, arg);
         else
             set_hint(u, "no model matches '%s' (F2 lists them)", arg);
     } else if (!strcmp(cmd, "/system")) {
@@ -529,26 +707,7 @@ static void run_command(struct ui *u, const char *line)
         else
             note(u, *arg ? "system prompt: %s" : "system prompt cleared%s", arg);
     } else if (!strcmp(cmd, "/set")) {
-        char key[32];
-        double v;
-        if (sscanf(arg, "%31s %lf", key, &v) != 2) {
-            set_hint(u, "usage: /set temp|top_p|top_k|min_p VALUE");
-            return;
-        }
-        struct sampler_params *sp = &u->gp.sampler;
-        if (!strcmp(key, "temp") && v >= 0 && v <= 100)
-            sp->temperature = (float)v;
-        else if (!strcmp(key, "top_p") && v >= 0 && v <= 1)
-            sp->top_p = (float)v;
-        else if (!strcmp(key, "min_p") && v >= 0 && v <= 1)
-            sp->min_p = (float)v;
-        else if (!strcmp(key, "top_k") && v >= 0 && v <= 1e9)
-            sp->top_k = (int32_t)v;
-        else {
-            set_hint(u, "/set: %s is temp (0-100), top_p, min_p (0-1) or top_k (>= 0)", key);
-            return;
-        }
-        note(u, "%s = %g", key, v);
+        set_command(u, arg);
     } else if (!strcmp(cmd, "/rename")) {
         char err[512];
         if (!u->cfg->store || !u->ses.conv)
@@ -588,18 +747,31 @@ static void on_event(struct ui *u, struct engine_event *ev)
     switch (ev->type) {
     case ENGINE_EVENT_LOAD_PROGRESS: u->load_frac = ev->u.progress.fraction; break;
     case ENGINE_EVENT_LOADED: {
-        bool switched = u->loaded;
+        bool switched = u->loaded && u->switching;
+        double load_ms = now_ms() - u->load_start_ms;
         u->info = ev->u.loaded;
         u->loaded = true;
         u->loading = false;
         free(u->model_path);
         u->model_path = u->loading_path;
         u->loading_path = NULL;
+        u->cur_model = u->loading_model;
+        struct ui_model m;
+        model_entry(u, u->cur_model, u->model_path, &m);
+        switch_record_load(u->cfg->store, &m, load_ms);
         session_set_model(&u->ses, u->model_path ? u->model_path : "", &u->info);
         note(u, "%s %s (%s, %s, %s/%s, context %d)", switched ? "switched to" : "loaded",
              u->ses.model_name, u->info.arch, u->info.ftype,
              u->info.backend ? u->info.backend : "?", u->info.device ? u->info.device : "?",
              u->info.n_ctx);
+        if (switched) {
+            char a[32], b[32];
+            note(u, "switch: loaded in %s (estimated %s)%s", switch_secs(load_ms, a, sizeof a),
+                 switch_secs(u->cost.load_ms, b, sizeof b),
+                 u->conv_tokens ? "; the next reply reads the conversation again" : "");
+            u->reread_pending = u->conv_tokens > 0;
+        }
+        u->switching = false;
         u->ctx_used = 0;
         break;
     }
@@ -630,6 +802,16 @@ static void on_event(struct ui *u, struct engine_event *ev)
         u->tps = st->gen_tps;
         u->ctx_used = st->prompt_cached + st->prompt_tokens + st->reasoning_tokens +
                       st->answer_tokens;
+        if (!u->gen_error[0])
+            u->conv_tokens = st->prompt_cached + st->prompt_tokens + st->answer_tokens;
+        if (u->reread_pending && !u->gen_error[0]) {
+            char a[32], b[32], n[32];
+            note(u, "switch: re-read %s tokens in %s (estimated %s)",
+                 tr_count(st->prompt_cached + st->prompt_tokens, n, sizeof n),
+                 switch_secs(st->prompt_ms, a, sizeof a),
+                 switch_secs(u->cost.reread_ms, b, sizeof b));
+            u->reread_pending = false;
+        }
         if (u->ses.store_err[0]) {
             set_hint(u, "%s", u->ses.store_err);
             u->ses.store_err[0] = 0;
@@ -802,10 +984,12 @@ static void draw_status(struct ui *u, int y)
             double ms = now_ms() - u->gen_start_ms;
             tps = ms > 0 ? u->gen_tokens * 1000.0 / ms : 0;
         }
-        snprintf(s, sizeof s, " %s · %s · %s/%s · ctx %s %s/%d · %.1f t/s · %s",
+        char bud[32];
+        snprintf(s, sizeof s, " %s · %s · %s/%s · ctx %s %s/%d · %.1f t/s · think %s · %s",
                  u->ses.model_name, u->info.ftype, u->info.backend ? u->info.backend : "?",
                  u->info.device ? u->info.device : "?", bar,
-                 tr_count(u->ctx_used, cnt, sizeof cnt), u->info.n_ctx, tps, phase);
+                 tr_count(u->ctx_used, cnt, sizeof cnt), u->info.n_ctx, tps,
+                 budget_text(&u->gp, bud, sizeof bud), phase);
     }
     draw_str(y, 0, s, u->cols);
     attroff(a);
@@ -913,7 +1097,8 @@ static void draw_list(struct ui *u)
     char title[256];
     size_t n = 0;
     if (u->mode == UI_MODE_MODELS) {
-        snprintf(title, sizeof title, "Models · Enter loads · Esc closes");
+        snprintf(title, sizeof title, "Models · Enter loads · Esc closes%s%s",
+                 u->cfg->fits_title ? " · " : "", u->cfg->fits_title ? u->cfg->fits_title : "");
         n = u->cfg->n_models;
     } else if (u->mode == UI_MODE_HISTORY) {
         snprintf(title, sizeof title, "History · Enter opens · type to search%s%s · Del deletes, "
@@ -934,18 +1119,18 @@ static void draw_list(struct ui *u)
                  w - 4);
         return;
     }
-    int vis = h - 2;
+    int vis = u->mode == UI_MODE_MODELS ? h - 3 : h - 2;
     int first = u->sel >= vis ? u->sel - vis + 1 : 0;
     for (int r = 0; r < vis && first + r < (int)n; r++) {
         int i = first + r;
         char s[512];
         if (u->mode == UI_MODE_MODELS) {
-            struct stat st;
-            const char *p = u->cfg->models[i];
-            double gib = stat(p, &st) == 0 ? st.st_size / (1024.0 * 1024 * 1024) : 0;
-            bool cur = u->model_path && !strcmp(p, u->model_path);
-            if (u->cfg->model_labels && u->cfg->model_labels[i])
-                snprintf(s, sizeof s, "%s %s%s", cur ? "●" : " ", u->cfg->model_labels[i],
+            const struct ui_model *m = &u->cfg->models[i];
+            const char *p = m->path ? m->path : "";
+            double gib = m->file_size / (1024.0 * 1024 * 1024);
+            bool cur = u->loaded && i == u->cur_model;
+            if (m->label)
+                snprintf(s, sizeof s, "%s %s%s", cur ? "●" : " ", m->label,
                          cur ? "  (loaded)" : "");
             else
                 snprintf(s, sizeof s, "%s %-40s %8.2f GiB%s", cur ? "●" : " ", base_name(p), gib,
@@ -958,6 +1143,16 @@ static void draw_list(struct ui *u)
         draw_str(top + 1 + r, left + 1, s, w - 2);
         if (i == u->sel)
             attroff(A_REVERSE);
+    }
+    /* before a switch: what it costs */
+    if (u->mode == UI_MODE_MODELS && u->loaded && u->sel != u->cur_model && h > 3) {
+        char line[256];
+        struct switch_cost c;
+        switch_estimate(u->cfg->store, &u->cfg->models[u->sel], u->conv_tokens,
+                        u->cfg->disk_mb_s, &c);
+        attron(A_BOLD);
+        draw_str(top + h - 1, left + 1, switch_text(&c, line, sizeof line), w - 2);
+        attroff(A_BOLD);
     }
 }
 
@@ -1082,6 +1277,7 @@ static void do_action(struct ui *u, enum ui_action a)
     case UI_ACT_NEW_CHAT: new_chat(u); break;
     case UI_ACT_REDRAW: clearok(stdscr, TRUE); break;
     case UI_ACT_EDITOR: edit_in_editor(u); break;
+    case UI_ACT_BUDGET: cycle_budget(u); break;
     }
 }
 
@@ -1113,7 +1309,7 @@ static void list_key(struct ui *u, int key, bool fn)
     else if (!fn && (key == '\r' || key == '\n') && n) {
         if (u->mode == UI_MODE_MODELS) {
             u->mode = UI_MODE_CHAT;
-            load_model(u, u->cfg->models[u->sel]);
+            load_model(u, u->sel, NULL);
         } else if (u->mode == UI_MODE_HISTORY) {
             u->mode = UI_MODE_CHAT;
             open_conversation(u, u->rows_v[u->sel].id);
@@ -1223,6 +1419,20 @@ static void on_key(struct ui *u, int rc, wint_t wc)
         clearok(stdscr, TRUE);
         return;
     }
+    if (fn && key == KEY_MOUSE) {
+        MEVENT me;
+        if (getmouse(&me) != OK)
+            return;
+        int dir = me.bstate & BUTTON4_PRESSED ? 1 : me.bstate & BUTTON5_PRESSED ? -1 : 0;
+        if (u->mode == UI_MODE_CHAT) {
+            u->scroll += dir * UI_WHEEL_LINES;
+            if (u->scroll < 0)
+                u->scroll = 0;
+        } else if (dir) {
+            list_key(u, dir > 0 ? KEY_UP : KEY_DOWN, true);
+        }
+        return;
+    }
     if (!fn && key == 27) {
         /* Esc alone stops; Esc + key is Alt-key; Esc [ 200 ~ starts a paste */
         wint_t w2;
@@ -1255,12 +1465,8 @@ static void on_key(struct ui *u, int rc, wint_t wc)
             return;
         }
         if (rc2 == OK && w2 >= '1' && w2 <= '9') {
-            size_t i = (size_t)(w2 - '1');
             u->mode = UI_MODE_CHAT;
-            if (i < u->cfg->n_models)
-                load_model(u, u->cfg->models[i]);
-            else
-                set_hint(u, "there is no model %zu (F2 lists them)", i + 1);
+            pick_model(u, (size_t)(w2 - '1'));
             return;
         }
         if (rc2 == OK) {
@@ -1370,6 +1576,12 @@ static int screen_init(struct ui *u, char *err, size_t errlen)
         init_pair(UI_PAIR_NOTE, COLOR_YELLOW, -1);
         init_pair(UI_PAIR_BAR, COLOR_BLACK, COLOR_CYAN);
     }
+    /* the wheel, when the terminal reports mouse events (kmous) */
+    const char *kmous = tigetstr("kmous");
+    if (u->cfg->mouse && kmous && kmous != (char *)-1 && *kmous) {
+        mouseinterval(0);
+        u->mouse = mousemask(BUTTON4_PRESSED | BUTTON5_PRESSED, NULL) != 0;
+    }
     fputs("\033[?2004h", stdout);   /* bracketed paste */
     fflush(stdout);
     return 0;
@@ -1426,7 +1638,9 @@ int ui_run(const struct ui_config *c, char *err, size_t errlen)
     u->cfg = c;
     u->src = c->src;
     u->gp = c->gp;
+    u->cur_model = u->loading_model = -1;
     session_init(&u->ses, c->store);
+    u->ses.driver = "tui";
     session_set_system(&u->ses, c->system);
     tr_init(&u->tr, c->fold_reasoning);
     ui_current = u;
@@ -1442,8 +1656,8 @@ int ui_run(const struct ui_config *c, char *err, size_t errlen)
         open_conversation(u, c->resume);
     if (c->notice)
         note(u, "%s", c->notice);
-    if (c->model)
-        load_model(u, c->model);
+    if (c->first >= 0 && (size_t)c->first < c->n_models)
+        load_model(u, c->first, NULL);
     else
         note(u, "%s", c->no_model_hint);
 

@@ -24,6 +24,8 @@ struct ui_source {
     uint64_t (*generate)(void *ctx, const struct chat_msg *msgs, size_t n,
                          const struct engine_generate_params *gp);
     void (*stop)(void *ctx);
+    /* a model served elsewhere (engine_load_remote); NULL: not supported */
+    uint64_t (*load_remote)(void *ctx, const struct engine_remote *r);
 };
 
 /* Events from the engine thread e (borrowed). */
@@ -33,18 +35,32 @@ void ui_source_engine(struct ui_source *src, struct engine *e);
  *   delay MS       pause before each following event (default 20)
  *   think TEXT     a reasoning token       answer TEXT   an answer token
  *   end            the reply ends (DONE); the next request plays the next reply
- * A load request answers LOADED with the file's base name.  When the script
- * runs out, replies are "(end of script)".  0, or an errno with one line. */
+ * A load request answers LOADED with the file's base name (a remote load
+ * with the remote's model name and backend "remote").  load_ms is measured
+ * from the request.  When the script runs out, replies are "(end of script)".
+ *   loadms MS      how long the following loads take (default: the delay)  0, or an errno with one line. */
 int ui_script_open(const char *path, struct ui_source *src, char *err, size_t errlen);
 void ui_script_close(struct ui_source *src);
+
+/* A model the picker lists: a file, or a model served elsewhere. */
+struct ui_model {
+    const char *path;                   /* the file; for a remote: "remote:URL" (a label) */
+    const char *label;                  /* the picker's line; NULL: the file's base name */
+    const char *name;                   /* the name its runs are stored under; NULL: unknown */
+    uint64_t file_size;                 /* bytes, 0 when unknown */
+    const struct engine_remote *remote; /* non-NULL: a remote model */
+};
 
 struct ui_config {
     struct ui_source *src;
     struct store *store;                /* may be NULL: nothing is kept */
-    const char *model;                  /* the model file to load first; NULL: none */
-    const char *const *models;          /* the models the picker lists */
-    const char *const *model_labels;    /* a line for each (NULL or NULL entries: the name) */
+    const struct ui_model *models;      /* the models the picker lists */
     size_t n_models;
+    long first;                         /* the model to load first (index), -1: none */
+    const size_t *favourites;           /* indexes into models that Alt-1..9 and
+                                           Ctrl-N/Ctrl-P cycle; n_favourites 0: all */
+    size_t n_favourites;
+    const char *fits_title;             /* the picker's column header, may be NULL */
     struct model_params mp;
     struct engine_generate_params gp;
     const char *system;                 /* the system prompt, may be NULL */
@@ -55,6 +71,9 @@ struct ui_config {
     bool color;                         /* false for NO_COLOR or TERM=dumb */
     bool fold_reasoning;                /* fold traces once the answer starts */
     int64_t resume;                     /* a conversation to continue, 0: a new one */
+    bool mouse;                         /* mouse wheel scrolling (when the terminal has it) */
+    double disk_mb_s;                   /* the disk read speed a switch estimate assumes
+                                           when no load was recorded (0: 500 MB/s) */
 };
 
 /* Runs the interface on the terminal until the user quits.  0, or an errno

@@ -2,10 +2,12 @@
 /* Causal attention of one query row and head per workgroup over the
  * layer's cache rows 0..pos: scores go to a scratch row (so any context
  * length works), then softmax, then the weighted sum of V rows.
- * K and V are F32 or, with KV_F16, halves two per uint.
+ * K and V are F32 or, with KV_F16, halves two per uint.  V may be bound to
+ * the K buffer (a cache with v_in_k: the value row is the start of the
+ * key row, v_width = the key row's stride).
  * u: 0 n_head, 1 group (query heads per KV head), 2 head_dim, 3 v_dim,
  *    4 pos0 (position of query row 0), 5 q_off, 6 d_off, 7 k_width,
- *    8 v_width, 9 sc_stride (floats per scratch row), 10 t0 (first row of
+ *    8 v_width (floats per V row), 9 sc_stride (floats per scratch row), 10 t0 (first row of
  *    this dispatch); f: 0 scale */
 #include "common.glsl"
 

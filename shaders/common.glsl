@@ -1,5 +1,5 @@
 /* Shared by every ponder compute shader: the push constants all pipelines
- * use (mirrored by struct vk_push in infer/vulkan/push.h, 64 bytes) and the
+ * use (mirrored by struct vk_push in infer/vulkan/push.h, 80 bytes) and the
  * six storage-buffer bindings of the one descriptor-set layout. */
 #ifndef PONDER_COMMON_GLSL
 #define PONDER_COMMON_GLSL
@@ -9,7 +9,7 @@
 /* u[] are operation-specific counts and offsets (in 4-byte words); f[] are
  * float parameters.  Each shader names its fields in a comment. */
 layout(push_constant) uniform Push {
-    uint u[12];
+    uint u[16];
     float f[4];
 } pc;
 

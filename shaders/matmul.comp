@@ -9,8 +9,15 @@
  * per 32; Q6: int8 quants, a float scale per 16 (Q6_K); Q4: nibbles
  * (value i of a 32-block at bits 4*(i%8) of word i/8), per 32 a float
  * scale a and offset b, value = a*q - b (Q4_0, Q4_1, Q4_K).
- * u: 0 n_in, 1 n_rows (this chunk), 2 n_tok, 3 row0, 4 x_off, 5 d_off,
- *    6 d_stride, 7 b_off, 8 has_bias, 9 scale_off (Q8), 10 t0 */
+ * u: 0 n_in, 1 n_rows (this dispatch), 2 n_tok, 3 row0 (dst column and bias
+ *    index of row 0), 4 x_off, 5 d_off, 6 d_stride, 7 b_off, 8 has_bias,
+ *    9 scale_off, 10 t0, 11 x_stride (floats per x row), 12 w_row0 (first
+ *    weight row of the chunk this dispatch reads; matmul_heads and the
+ *    experts pick a head's rows with it), 13 x_head, 14 d_head, 15 rows per
+ *    head: workgroup z = head j reads weight rows from j*u[15], x from
+ *    x_off + j*x_head and writes from d_off + j*d_head (matmul_heads).
+ * F32 and F16 rows need only a multiple of 4 values: a tail after the last
+ * whole 32 is read without shuffles. */
 #include "common.glsl"
 #ifdef SHUFFLE_X
 #extension GL_KHR_shader_subgroup_shuffle : require
@@ -49,7 +56,7 @@ vec4 i8x4(uint v)
 #else
 #define TOKENS(X) X(0)
 #endif
-#define DECL(j) float acc##j = 0.0; uint xb##j = (pc.u[4] + min(t0 + j, n_tok - 1) * n_in) / 4;
+#define DECL(j) float acc##j = 0.0; uint xb##j = (x0 + min(t0 + j, n_tok - 1) * pc.u[11]) / 4;
 #ifdef SHUFFLE_X
 /* each lane of a group of 8 loads one of the block's 8 x vectors; the
  * others get it by shuffle, instead of every lane loading all 8 */
@@ -59,11 +66,15 @@ vec4 i8x4(uint v)
 #define XL(j)
 #define ACC(j) acc##j += dot(w, x4[xb##j + k4]);
 #endif
-#define STORE(j) if (t0 + j < n_tok) d[pc.u[5] + (t0 + j) * pc.u[6] + pc.u[3] + r] = acc##j + b;
+#define ACC_DIRECT(j) acc##j += dot(w, x4[xb##j + k4]);
+#define STORE(j) if (t0 + j < n_tok) d[d0 + (t0 + j) * pc.u[6] + pc.u[3] + r] = acc##j + b;
 
 void main()
 {
     uint r = min(gl_GlobalInvocationID.x, pc.u[1] - 1);  /* every lane takes part in shuffles */
+    uint head = gl_WorkGroupID.z;
+    uint wr = pc.u[12] + head * pc.u[15] + r;               /* the weight row in the chunk */
+    uint x0 = pc.u[4] + head * pc.u[13], d0 = pc.u[5] + head * pc.u[14];
     uint n_in = pc.u[0], n_tok = pc.u[2];
 #ifdef SHUFFLE_X
     uint lane = gl_SubgroupInvocationID;
@@ -73,34 +84,45 @@ void main()
     uint nb = n_in / 32;
     for (uint kb = 0; kb < nb; kb++) {
 #if defined(W_Q8)
-        float s = uintBitsToFloat(wq[pc.u[9] + r * nb + kb]);
+        float s = uintBitsToFloat(wq[pc.u[9] + wr * nb + kb]);
 #elif defined(W_Q6)
-        uint so = pc.u[9] + (r * nb + kb) * 2;
+        uint so = pc.u[9] + (wr * nb + kb) * 2;
         float s0 = uintBitsToFloat(wq[so]), s1 = uintBitsToFloat(wq[so + 1]);
 #elif defined(W_Q4)
-        uint so = pc.u[9] + (r * nb + kb) * 2;
+        uint so = pc.u[9] + (wr * nb + kb) * 2;
         float s = uintBitsToFloat(wq[so]), mb = uintBitsToFloat(wq[so + 1]);
 #endif
         TOKENS(XL)
         [[unroll]] for (uint q = 0; q < 8; q++) {
             uint k4 = kb * 8 + q;
 #if defined(W_F32)
-            vec4 w = w4[(r * n_in) / 4 + k4];
+            vec4 w = w4[(wr * n_in) / 4 + k4];
 #elif defined(W_F16)
-            uvec2 h = w2[(r * n_in) / 4 + k4];
+            uvec2 h = w2[(wr * n_in) / 4 + k4];
             vec4 w = vec4(unpackHalf2x16(h.x), unpackHalf2x16(h.y));
 #elif defined(W_Q8)
-            vec4 w = s * i8x4(wq[(r * n_in) / 4 + k4]);
+            vec4 w = s * i8x4(wq[(wr * n_in) / 4 + k4]);
 #elif defined(W_Q6)
-            vec4 w = (q < 4 ? s0 : s1) * i8x4(wq[(r * n_in) / 4 + k4]);
+            vec4 w = (q < 4 ? s0 : s1) * i8x4(wq[(wr * n_in) / 4 + k4]);
 #elif defined(W_Q4)
-            uint u = wq[(r * n_in) / 8 + kb * 4 + q / 2] >> (16 * (q % 2));
+            uint u = wq[(wr * n_in) / 8 + kb * 4 + q / 2] >> (16 * (q % 2));
             vec4 w = s * vec4(float(u & 15u), float((u >> 4) & 15u), float((u >> 8) & 15u),
                               float((u >> 12) & 15u)) - mb;
 #endif
             TOKENS(ACC)
         }
     }
+#if defined(W_F32) || defined(W_F16)
+    for (uint k4 = nb * 8; k4 < n_in / 4; k4++) {
+#if defined(W_F32)
+        vec4 w = w4[(wr * n_in) / 4 + k4];
+#else
+        uvec2 h = w2[(wr * n_in) / 4 + k4];
+        vec4 w = vec4(unpackHalf2x16(h.x), unpackHalf2x16(h.y));
+#endif
+        TOKENS(ACC_DIRECT)
+    }
+#endif
     float b = pc.u[8] != 0 ? bias[pc.u[7] + pc.u[3] + r] : 0.0;
     if (gl_GlobalInvocationID.x >= pc.u[1])
         return;

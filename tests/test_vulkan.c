@@ -13,6 +13,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "infer/cpu/backend_cpu.h"
 #include "infer/gguf.h"
@@ -406,6 +408,374 @@ static void test_get_rows_of_every_type_matches_the_cpu(void **state)
     close_pair(&p);
 }
 
+/* ---- deepseek2's operations ---- */
+
+static void fill(float *v, size_t n, uint32_t seed)
+{
+    for (size_t i = 0; i < n; i++)
+        v[i] = rnd(&seed);
+}
+
+static void test_write_and_copy_cols_move_exact_values(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    struct backend *b = open_vk();
+    enum { NE0 = 37, NE1 = 5, DNE0 = 29 };
+    float x[NE0 * NE1], rows[3 * NE0];
+    fill(x, NE0 * NE1, 1);
+    fill(rows, 3 * NE0, 2);
+    b->ops->reset(b);
+    struct btensor *t = put(b, x, NE0, NE1);
+    assert_int_equal(b->ops->write(b, t, 1, 3, rows), 0);
+    memcpy(x + NE0, rows, sizeof rows);
+    float *got = get(b, t);
+    assert_memory_equal(got, x, sizeof x);
+    free(got);
+    /* 3 groups of 5 columns from offset 2, stride 11, to offset 1, stride 9 */
+    struct btensor *d = b->ops->alloc(b, DNE0, NE1);
+    float zero[DNE0 * NE1] = {0};
+    assert_int_equal(b->ops->write(b, d, 0, NE1, zero), 0);
+    assert_int_equal(b->ops->copy_cols(b, d, 1, 9, t, 2, 11, 5, 3), 0);
+    float want[DNE0 * NE1] = {0};
+    for (int r = 0; r < NE1; r++)
+        for (int g = 0; g < 3; g++)
+            for (int i = 0; i < 5; i++)
+                want[r * DNE0 + 1 + g * 9 + i] = x[r * NE0 + 2 + g * 11 + i];
+    got = get(b, d);
+    assert_memory_equal(got, want, sizeof want);
+    free(got);
+    /* out of range is an error, not a write past the row */
+    assert_int_equal(b->ops->copy_cols(b, d, 20, 9, t, 2, 11, 5, 3), EINVAL);
+    assert_int_equal(b->ops->write(b, t, 4, 2, rows), EINVAL);
+    close_vk(b);
+}
+
+/* n_out rows of n_in random values quantized to type (the dequantized
+ * rows to deq); NULL when the type cannot hold rows of n_in */
+static unsigned char *make_weight(enum quant_type type, int64_t n_in, int64_t n_out, uint32_t seed,
+                                  float *deq, size_t *row_bytes)
+{
+    const struct quant_traits *tr = quant_traits(type);
+    if (!tr->quantize || n_in % tr->block_size)
+        return NULL;
+    size_t rb = quant_row_bytes(type, n_in);
+    unsigned char *wq = malloc(rb * (size_t)n_out);
+    float *row = malloc((size_t)n_in * sizeof(float));
+    for (int64_t r = 0; r < n_out; r++) {
+        fill(row, (size_t)n_in, seed + (uint32_t)r * 7919u);
+        tr->quantize(row, wq + (size_t)r * rb, n_in);
+        tr->dequantize(wq + (size_t)r * rb, deq + r * n_in, n_in);
+    }
+    free(row);
+    *row_bytes = rb;
+    return wq;
+}
+
+static void check_matmul_heads(struct backend *b, const struct mm_case *c, int64_t n_in, int n_head,
+                               int64_t r, int64_t n_tok)
+{
+    int64_t n_out = r * n_head, src_stride = n_in + 4, dst_stride = r + 3;
+    int64_t sne0 = src_stride * n_head, dne0 = dst_stride * n_head;
+    float *deq = malloc((size_t)(n_in * n_out) * sizeof(float));
+    size_t rb;
+    unsigned char *wq = make_weight(c->type, n_in, n_out, 5u + (uint32_t)n_in, deq, &rb);
+    if (!wq) {
+        free(deq);
+        return;
+    }
+    float *x = malloc((size_t)(sne0 * n_tok) * sizeof(float));
+    fill(x, (size_t)(sne0 * n_tok), 77);
+    double *want = calloc((size_t)(dne0 * n_tok), sizeof(double));
+    float *zero = calloc((size_t)(dne0 * n_tok), sizeof(float));
+    for (int64_t t = 0; t < n_tok; t++)
+        for (int j = 0; j < n_head; j++)
+            for (int64_t o = 0; o < r; o++) {
+                double a = 0;
+                for (int64_t i = 0; i < n_in; i++)
+                    a += (double)deq[(j * r + o) * n_in + i] * x[t * sne0 + j * src_stride + i];
+                want[t * dne0 + j * dst_stride + o] = a;
+            }
+    struct weight w = {.type = c->type, .n_in = n_in, .n_out = n_out, .data = wq, .row_bytes = rb};
+    b->ops->reset(b);
+    struct btensor *xt = put(b, x, sne0, n_tok), *dt = b->ops->alloc(b, dne0, n_tok);
+    assert_int_equal(b->ops->write(b, dt, 0, n_tok, zero), 0);
+    if (b->ops->matmul_heads(b, dt, dst_stride, &w, n_head, xt, src_stride))
+        fail_msg("matmul_heads %s: %s", quant_traits(c->type)->name, b->ops->error(b));
+    float *got = get(b, dt);
+    vk_backend_drop_weights(b);
+    double e = norm_err(got, want, (size_t)(dne0 * n_tok));
+    if (!(e <= c->tol))
+        fail_msg("matmul_heads %s, %d heads of %lldx%lld, %lld tokens: normalised error %g > %g",
+                 quant_traits(c->type)->name, n_head, (long long)r, (long long)n_in,
+                 (long long)n_tok, e, c->tol);
+    free(got);
+    free(deq);
+    free(wq);
+    free(x);
+    free(want);
+    free(zero);
+}
+
+static void test_matmul_heads_matches_per_head_dots_for_every_type(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    struct backend *b = open_vk();
+    for (size_t c = 0; c < sizeof mm_cases / sizeof mm_cases[0]; c++) {
+        check_matmul_heads(b, &mm_cases[c], 256, 3, 5, 1);
+        check_matmul_heads(b, &mm_cases[c], 64, 4, 33, 9);
+    }
+    /* F32 rows of 20: a multiple of 4, not of 32 */
+    check_matmul_heads(b, &mm_cases[0], 20, 2, 7, 3);
+    close_vk(b);
+}
+
+/* The expected moe output: dst + sum over k of c * down_e (silu(gate_e x) * up_e x). */
+static void moe_reference(const float *g, const float *u, const float *dn, int64_t ne, int64_t ff,
+                          int64_t n_tok, const float *x, const int32_t *ex, const float *cw,
+                          int n_used, const float *dst0, double *want)
+{
+    double *h = malloc((size_t)ff * sizeof(double));
+    for (int64_t t = 0; t < n_tok; t++) {
+        for (int64_t o = 0; o < ne; o++)
+            want[t * ne + o] = dst0[t * ne + o];
+        for (int k = 0; k < n_used; k++) {
+            int64_t e = ex[t * n_used + k];
+            for (int64_t f = 0; f < ff; f++) {
+                double a = 0, bb = 0;
+                for (int64_t i = 0; i < ne; i++) {
+                    a += (double)g[(e * ff + f) * ne + i] * x[t * ne + i];
+                    bb += (double)u[(e * ff + f) * ne + i] * x[t * ne + i];
+                }
+                h[f] = a / (1 + exp(-a)) * bb;
+            }
+            for (int64_t o = 0; o < ne; o++) {
+                double a = 0;
+                for (int64_t f = 0; f < ff; f++)
+                    a += (double)dn[(e * ne + o) * ff + f] * h[f];
+                want[t * ne + o] += cw[t * n_used + k] * a;
+            }
+        }
+    }
+    free(h);
+}
+
+static void check_moe(struct backend *b, const struct mm_case *c, int64_t ne, int64_t ff,
+                      int n_exp, int n_used, int64_t n_tok)
+{
+    float *g = malloc((size_t)(n_exp * ff * ne) * sizeof(float));
+    float *u = malloc((size_t)(n_exp * ff * ne) * sizeof(float));
+    float *dn = malloc((size_t)(n_exp * ne * ff) * sizeof(float));
+    size_t rg, rd;
+    unsigned char *gq = make_weight(c->type, ne, ff * n_exp, 11, g, &rg);
+    unsigned char *uq = make_weight(c->type, ne, ff * n_exp, 12, u, &rg);
+    unsigned char *dq = make_weight(c->type, ff, ne * n_exp, 13, dn, &rd);
+    if (!gq || !uq || !dq) {
+        free(gq), free(uq), free(dq), free(g), free(u), free(dn);
+        return;
+    }
+    struct weight wg = {.type = c->type, .n_in = ne, .n_out = ff, .data = gq, .row_bytes = rg,
+                        .n_exp = n_exp, .exp_bytes = rg * (size_t)ff};
+    struct weight wu = wg;
+    wu.data = uq;
+    struct weight wd = {.type = c->type, .n_in = ff, .n_out = ne, .data = dq, .row_bytes = rd,
+                        .n_exp = n_exp, .exp_bytes = rd * (size_t)ne};
+    float *x = malloc((size_t)(ne * n_tok) * sizeof(float));
+    float *d0 = malloc((size_t)(ne * n_tok) * sizeof(float));
+    fill(x, (size_t)(ne * n_tok), 21);
+    fill(d0, (size_t)(ne * n_tok), 22);
+    int32_t *ex = malloc((size_t)(n_tok * n_used) * sizeof *ex);
+    float *cw = malloc((size_t)(n_tok * n_used) * sizeof *cw);
+    uint32_t s = 5;
+    for (int64_t t = 0; t < n_tok; t++)
+        for (int k = 0; k < n_used; k++) {   /* distinct experts per token */
+            ex[t * n_used + k] = (int32_t)((t * 3 + k * 2 + (t % 2)) % n_exp);
+            cw[t * n_used + k] = 0.5f + rnd(&s) / 4;
+        }
+    double *want = malloc((size_t)(ne * n_tok) * sizeof(double));
+    moe_reference(g, u, dn, ne, ff, n_tok, x, ex, cw, n_used, d0, want);
+    b->ops->reset(b);
+    struct btensor *xt = put(b, x, ne, n_tok), *dt = put(b, d0, ne, n_tok);
+    if (b->ops->moe(b, dt, &wg, &wu, &wd, xt, ex, cw, n_used))
+        fail_msg("moe %s: %s", quant_traits(c->type)->name, b->ops->error(b));
+    float *got = get(b, dt);
+    vk_backend_drop_weights(b);
+    double e = norm_err(got, want, (size_t)(ne * n_tok));
+    if (!(e <= c->tol))
+        fail_msg("moe %s, %d experts of %lldx%lld, %d used, %lld tokens: normalised error %g > %g",
+                 quant_traits(c->type)->name, n_exp, (long long)ff, (long long)ne, n_used,
+                 (long long)n_tok, e, c->tol);
+    free(got), free(x), free(d0), free(ex), free(cw), free(want);
+    free(gq), free(uq), free(dq), free(g), free(u), free(dn);
+}
+
+static void test_moe_matches_a_host_reference_for_every_type(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    struct backend *b = open_vk();
+    for (size_t c = 0; c < sizeof mm_cases / sizeof mm_cases[0]; c++) {
+        check_moe(b, &mm_cases[c], 256, 256, 5, 2, 1);
+        check_moe(b, &mm_cases[c], 64, 32, 6, 3, 7);
+    }
+    check_moe(b, &mm_cases[0], 32, 16, 4, 2, 11);  /* td-lite's shape: rows of 16 */
+    close_vk(b);
+}
+
+/* For one token only the chosen experts' memory may be read: every other
+ * expert lies in pages that fault when touched. */
+static void test_moe_for_one_token_reads_only_the_chosen_experts(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    enum { NE = 64, FF = 16, NEXP = 64, PAGE = NE * FF * 4 };   /* one expert = 4096 bytes */
+    long ps = sysconf(_SC_PAGESIZE);
+    if (ps != PAGE) {
+        printf("  skipped: page size %ld\n", ps);
+        skip();
+        return;
+    }
+    int32_t ex[2] = {41, 7};
+    float cw[2] = {0.7f, 0.4f};
+    unsigned char *stack[3];
+    float *host[3];
+    for (int k = 0; k < 3; k++) {
+        stack[k] = mmap(NULL, (size_t)PAGE * NEXP, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        assert_true(stack[k] != MAP_FAILED);
+        host[k] = calloc((size_t)NEXP * NE * FF, sizeof(float));
+        for (int j = 0; j < 2; j++) {
+            float *e = (float *)(stack[k] + (size_t)ex[j] * PAGE);
+            assert_int_equal(mprotect(e, PAGE, PROT_READ | PROT_WRITE), 0);
+            fill(e, NE * FF, 100u + (uint32_t)(k * 2 + j));
+            memcpy(host[k] + (size_t)ex[j] * NE * FF, e, PAGE);
+        }
+    }
+    struct weight wg = {.type = QUANT_TYPE_F32, .n_in = NE, .n_out = FF, .data = stack[0],
+                        .row_bytes = NE * 4, .n_exp = NEXP, .exp_bytes = PAGE};
+    struct weight wu = wg, wd = {.type = QUANT_TYPE_F32, .n_in = FF, .n_out = NE, .data = stack[2],
+                                 .row_bytes = FF * 4, .n_exp = NEXP, .exp_bytes = PAGE};
+    wu.data = stack[1];
+    float x[NE], d0[NE] = {0};
+    fill(x, NE, 9);
+    double want[NE];
+    moe_reference(host[0], host[1], host[2], NE, FF, 1, x, ex, cw, 2, d0, want);
+    struct backend *b = open_vk();
+    b->ops->reset(b);
+    struct btensor *xt = put(b, x, NE, 1), *dt = put(b, d0, NE, 1);
+    if (b->ops->moe(b, dt, &wg, &wu, &wd, xt, ex, cw, 2))
+        fail_msg("moe: %s", b->ops->error(b));
+    float *got = get(b, dt);
+    assert_true(norm_err(got, want, NE) <= 1e-5);
+    free(got);
+    vk_backend_drop_weights(b);
+    close_vk(b);
+    for (int k = 0; k < 3; k++) {
+        munmap(stack[k], (size_t)PAGE * NEXP);
+        free(host[k]);
+    }
+}
+
+/* rope with dim_off equals the CPU's rope on the rotated columns alone */
+static void test_rope_with_dim_off_rotates_only_the_columns_after_it(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    struct pair p = open_pair();
+    enum { HD = 48, OFF = 32, NROT = 16, NH = 3, NT = 5 };
+    float x[NT * NH * HD], xr[NT * NH * NROT];
+    fill(x, NT * NH * HD, 31);
+    for (int t = 0; t < NT; t++)
+        for (int h = 0; h < NH; h++)
+            memcpy(xr + (t * NH + h) * NROT, x + (t * NH + h) * HD + OFF, NROT * sizeof(float));
+    int32_t pos[NT];
+    for (int t = 0; t < NT; t++)
+        pos[t] = 3 + t;
+    for (int yarn = 0; yarn < 2; yarn++) {
+        struct rope_params rp = {.mode = ROPE_MODE_NORM, .n_rot = NROT, .freq_base = 10000,
+                                 .freq_scale = 1, .attn_factor = 1, .dim_off = OFF};
+        if (yarn) {
+            rp.ext_factor = 1;
+            rp.freq_scale = 1.0f / 40;
+            rp.beta_fast = 32;
+            rp.beta_slow = 1;
+            rp.n_ctx_orig = 4096;
+        }
+        p.vk->ops->reset(p.vk);
+        p.cpu->ops->reset(p.cpu);
+        struct btensor *v = put(p.vk, x, NH * HD, NT), *cr = put(p.cpu, xr, NH * NROT, NT);
+        assert_int_equal(p.vk->ops->rope(p.vk, v, HD, &rp, pos), 0);
+        rp.dim_off = 0;
+        assert_int_equal(p.cpu->ops->rope(p.cpu, cr, NROT, &rp, pos), 0);
+        float *got = get(p.vk, v), *ref = get(p.cpu, cr);
+        for (int t = 0; t < NT; t++)
+            for (int h = 0; h < NH; h++)
+                for (int i = 0; i < HD; i++) {
+                    float w = i < OFF ? x[(t * NH + h) * HD + i] : ref[(t * NH + h) * NROT + i - OFF];
+                    assert_close(got[(t * NH + h) * HD + i], w, 1e-6);
+                }
+        free(got);
+        free(ref);
+    }
+    close_pair(&p);
+}
+
+/* A cache with v_in_k (values = the start of each key row, no V buffer)
+ * attends like a plain cache given those values explicitly. */
+static void check_attention_v_in_k(struct pair *p, enum kv_type type, int n_head, int kw, int vw,
+                                   int n_prompt, int n_more)
+{
+    struct kv_shape ks = {.n_layer = 2, .n_ctx = 64, .k_width = kw, .v_width = vw, .type = type,
+                          .v_in_k = true};
+    struct kv_shape kc = ks;
+    kc.v_in_k = false;
+    assert_int_equal(p->vk->ops->kv_init(p->vk, &ks), 0);
+    assert_int_equal(p->cpu->ops->kv_init(p->cpu, &kc), 0);
+    uint32_t s = 17;
+    int pos0 = 0;
+    for (int step = 0; step <= n_more; step++) {
+        int n = step == 0 ? n_prompt : 1;
+        float *q = malloc((size_t)(n_head * kw * n) * sizeof(float));
+        float *k = malloc((size_t)(kw * n) * sizeof(float));
+        float *v = malloc((size_t)(vw * n) * sizeof(float));
+        for (int i = 0; i < n_head * kw * n; i++)
+            q[i] = rnd(&s);
+        for (int i = 0; i < kw * n; i++)
+            k[i] = rnd(&s);
+        for (int t = 0; t < n; t++)
+            memcpy(v + t * vw, k + t * kw, (size_t)vw * sizeof(float));
+        struct btensor *d[2];
+        struct backend *bs[2] = {p->vk, p->cpu};
+        for (int j = 0; j < 2; j++) {
+            bs[j]->ops->reset(bs[j]);
+            struct btensor *qt = put(bs[j], q, n_head * kw, n), *kt = put(bs[j], k, kw, n);
+            struct btensor *vt = j ? put(bs[j], v, vw, n) : NULL;
+            d[j] = bs[j]->ops->alloc(bs[j], (int64_t)n_head * vw, n);
+            if (bs[j]->ops->kv_store(bs[j], 1, kt, vt, pos0) ||
+                bs[j]->ops->attention(bs[j], d[j], qt, 1, n_head, 1, kw, vw, pos0, 0.27f))
+                fail_msg("%s: %s", j ? "cpu" : "vulkan", bs[j]->ops->error(bs[j]));
+        }
+        char what[96];
+        snprintf(what, sizeof what, "attention v_in_k %s, %d heads, key %d, value %d, step %d",
+                 type == KV_TYPE_F16 ? "f16" : "f32", n_head, kw, vw, step);
+        cmp_tensors(p, d[0], d[1], 1e-5, what);
+        pos0 += n;
+        free(q);
+        free(k);
+        free(v);
+    }
+}
+
+static void test_attention_over_a_latent_cache_with_v_in_k_matches_the_cpu(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    struct pair p = open_pair();
+    check_attention_v_in_k(&p, KV_TYPE_F32, 4, 80, 64, 7, 2);
+    check_attention_v_in_k(&p, KV_TYPE_F16, 3, 48, 32, 5, 1);
+    close_pair(&p);
+}
+
 /* ---- whole models ---- */
 
 static struct model *load(const char *name, int ngl, enum model_backend be, enum kv_type kv)
@@ -545,6 +915,12 @@ int main(void)
         cmocka_unit_test(test_norm_rope_swiglu_add_match_the_cpu),
         cmocka_unit_test(test_attention_matches_the_cpu),
         cmocka_unit_test(test_get_rows_of_every_type_matches_the_cpu),
+        cmocka_unit_test(test_write_and_copy_cols_move_exact_values),
+        cmocka_unit_test(test_matmul_heads_matches_per_head_dots_for_every_type),
+        cmocka_unit_test(test_moe_matches_a_host_reference_for_every_type),
+        cmocka_unit_test(test_moe_for_one_token_reads_only_the_chosen_experts),
+        cmocka_unit_test(test_rope_with_dim_off_rotates_only_the_columns_after_it),
+        cmocka_unit_test(test_attention_over_a_latent_cache_with_v_in_k_matches_the_cpu),
         cmocka_unit_test(test_tq_f32_on_the_device_matches_llama_cpp),
         cmocka_unit_test(test_tq_f16_on_the_device_matches_llama_cpp),
         cmocka_unit_test(test_tq_bf16_on_the_device_matches_llama_cpp),
@@ -565,5 +941,8 @@ int main(void)
         cmocka_unit_test(test_a_layer_split_equals_all_gpu_and_all_cpu),
         cmocka_unit_test(test_vulkan_backend_without_a_device_is_a_clear_error),
     };
+    /* PONDER_TEST_FILTER=pattern runs only the matching tests (while iterating) */
+    if (getenv("PONDER_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("PONDER_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

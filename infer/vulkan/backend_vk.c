@@ -17,7 +17,8 @@
 #include "infer/vulkan/vk_impl.h"
 
 #define N_BINDINGS 6
-#define MAX_TENSORS 256
+#define TENSOR_CHUNK 256     /* tensor records come in chunks (pointers stay put) */
+#define MAX_TENSOR_CHUNKS 64
 #define MAX_SETS 1024
 #define ARENA_BLOCK ((VkDeviceSize)64 << 20)
 #define STAGING_SIZE ((VkDeviceSize)64 << 20)
@@ -213,7 +214,7 @@ struct vk_backend {
     struct vk_buf *blocks;
     int n_blocks, cur_block;
     VkDeviceSize cur_used;
-    struct vk_tensor tensors[MAX_TENSORS];
+    struct vk_tensor *tchunks[MAX_TENSOR_CHUNKS];
     int n_tensors;
 
     /* KV cache, one buffer per layer for K and for V, and attention scores */
@@ -221,8 +222,9 @@ struct vk_backend {
     struct vk_buf *kc, *vc;
     struct vk_buf scores;
 
-    /* uploaded weights, open addressing on the host data pointer */
-    struct vk_weight *wt;
+    /* uploaded weights, open addressing on the host data pointer (and
+     * shape: a view of a tensor's first rows is a weight of its own) */
+    struct vk_weight **wt;
     size_t wt_cap, wt_n;
 
     float *host_rows;           /* scratch for dequantized rows */
@@ -459,11 +461,11 @@ static uint32_t groups(int64_t n, uint32_t per) { return (uint32_t)((n + per - 1
 
 /* ---- weights ---- */
 
-static size_t wt_slot(const struct vk_backend *c, const void *key)
+static size_t wt_slot(const struct vk_backend *c, const void *key, int64_t n_in, int64_t n_out)
 {
     size_t h = (size_t)((uintptr_t)key >> 4) * 0x9E3779B97F4A7C15ull;
     size_t i = h & (c->wt_cap - 1);
-    while (c->wt[i].key && c->wt[i].key != key)
+    while (c->wt[i] && (c->wt[i]->key != key || c->wt[i]->n_in != n_in || c->wt[i]->n_out != n_out))
         i = (i + 1) & (c->wt_cap - 1);
     return i;
 }
@@ -471,7 +473,7 @@ static size_t wt_slot(const struct vk_backend *c, const void *key)
 static int wt_grow(struct vk_backend *c)
 {
     size_t cap = c->wt_cap ? c->wt_cap * 2 : 256;
-    struct vk_weight *old = c->wt;
+    struct vk_weight **old = c->wt;
     size_t old_cap = c->wt_cap;
     c->wt = calloc(cap, sizeof *c->wt);
     if (!c->wt) {
@@ -480,8 +482,8 @@ static int wt_grow(struct vk_backend *c)
     }
     c->wt_cap = cap;
     for (size_t i = 0; i < old_cap; i++)
-        if (old[i].key)
-            c->wt[wt_slot(c, old[i].key)] = old[i];
+        if (old[i])
+            c->wt[wt_slot(c, old[i]->key, old[i]->n_in, old[i]->n_out)] = old[i];
     free(old);
     return 0;
 }
@@ -598,17 +600,17 @@ static int weight_get(struct vk_backend *c, const struct weight *w, struct vk_we
         if (rc)
             return rc;
     }
-    size_t slot = wt_slot(c, w->data);
-    struct vk_weight *vw = &c->wt[slot];
-    if (vw->key) {
-        *out = vw;
+    size_t slot = wt_slot(c, w->data, w->n_in, w->n_out);
+    if (c->wt[slot]) {
+        *out = c->wt[slot];
         return 0;
     }
     bool vector = w->n_out == 1;
-    if (!vector && w->n_in % 32)
-        return fail(c, ENOTSUP, "vulkan: rows of %lld values (not a multiple of 32)",
-                    (long long)w->n_in);
     enum wfmt fmt = wfmt_of(w->type, vector);
+    int64_t mult = fmt == WFMT_F32 || fmt == WFMT_F16 ? 4 : 32;
+    if (!vector && w->n_in % mult)
+        return fail(c, ENOTSUP, "vulkan: rows of %lld values (not a multiple of %lld)",
+                    (long long)w->n_in, (long long)mult);
     size_t row_dev = wfmt_row_bytes(fmt, (size_t)w->n_in);
     VkDeviceSize limit = c->max_range;
     if (c->desc.max_alloc && c->desc.max_alloc < limit)
@@ -618,10 +620,15 @@ static int weight_get(struct vk_backend *c, const struct weight *w, struct vk_we
                     row_dev);
     int64_t per = (int64_t)(limit / row_dev);
     int n_chunks = (int)((w->n_out + per - 1) / per);
+    struct vk_weight *vw = malloc(sizeof *vw);
+    if (!vw)
+        return fail(c, ENOMEM, "out of memory");
     struct vk_weight nw = {.key = w->data, .fmt = fmt, .n_in = w->n_in, .n_out = w->n_out,
                            .n_chunks = n_chunks, .chunks = calloc((size_t)n_chunks, sizeof(struct wchunk))};
-    if (!nw.chunks)
+    if (!nw.chunks) {
+        free(vw);
         return fail(c, ENOMEM, "out of memory");
+    }
     int rc = 0;
     for (int i = 0; !rc && i < n_chunks; i++) {
         struct wchunk *ch = &nw.chunks[i];
@@ -634,9 +641,11 @@ static int weight_get(struct vk_backend *c, const struct weight *w, struct vk_we
         for (int i = 0; i < n_chunks; i++)
             buf_free(c, &nw.chunks[i].b);
         free(nw.chunks);
+        free(vw);
         return rc;
     }
     *vw = nw;
+    c->wt[slot] = vw;
     c->wt_n++;
     *out = vw;
     return 0;
@@ -670,7 +679,17 @@ int vk_backend_upload(struct backend *b, const struct weight *w, char *err, size
 {
     struct vk_backend *c = vb(b);
     struct vk_weight *vw;
-    int rc = weight_get(c, w, &vw);
+    int rc = 0;
+    if (w->n_exp > 0) {     /* every expert, each a weight of its own */
+        for (int64_t e = 0; !rc && e < w->n_exp; e++) {
+            struct weight we = *w;
+            we.data = (const unsigned char *)w->data + (size_t)e * w->exp_bytes;
+            we.n_exp = 0;
+            rc = weight_get(c, &we, &vw);
+        }
+    } else {
+        rc = weight_get(c, w, &vw);
+    }
     if (rc)
         snprintf(err, errlen, "%s", c->err);
     return rc;
@@ -682,9 +701,12 @@ void vk_backend_drop_weights(struct backend *b)
     if (c->recording)
         flush(c);
     for (size_t i = 0; i < c->wt_cap; i++) {
-        for (int j = 0; c->wt[i].key && j < c->wt[i].n_chunks; j++)
-            buf_free(c, &c->wt[i].chunks[j].b);
-        free(c->wt[i].chunks);
+        if (!c->wt[i])
+            continue;
+        for (int j = 0; j < c->wt[i]->n_chunks; j++)
+            buf_free(c, &c->wt[i]->chunks[j].b);
+        free(c->wt[i]->chunks);
+        free(c->wt[i]);
     }
     free(c->wt);
     c->wt = NULL;
@@ -693,16 +715,13 @@ void vk_backend_drop_weights(struct backend *b)
 
 /* ---- arena ---- */
 
-static struct btensor *vk_alloc(struct backend *b, int64_t ne0, int64_t ne1)
+/* need bytes (a multiple of 256) of the activation arena: block and float
+ * offset; NULL-free failure as an errno. */
+static int arena_take(struct vk_backend *c, VkDeviceSize need, int *block, uint32_t *off)
 {
-    struct vk_backend *c = vb(b);
-    size_t bytes;
-    if (c->n_tensors >= MAX_TENSORS || ne0 <= 0 || ne1 <= 0 ||
-        ckd_mul_size(&bytes, (size_t)ne0, (size_t)ne1) || ckd_mul_size(&bytes, bytes, 4))
-        return NULL;
-    VkDeviceSize need = ((VkDeviceSize)bytes + 255) & ~(VkDeviceSize)255;
     if (need > c->max_range)
-        return NULL;
+        return fail(c, ENOMEM, "vulkan: an activation of %llu bytes exceeds the buffer range",
+                    (unsigned long long)need);
     while (c->cur_block < c->n_blocks && c->cur_used + need > c->blocks[c->cur_block].size) {
         c->cur_block++;
         c->cur_used = 0;
@@ -710,23 +729,53 @@ static struct btensor *vk_alloc(struct backend *b, int64_t ne0, int64_t ne1)
     if (c->cur_block == c->n_blocks) {
         struct vk_buf *nb = realloc(c->blocks, (size_t)(c->n_blocks + 1) * sizeof *nb);
         if (!nb)
-            return NULL;
+            return fail(c, ENOMEM, "out of memory");
         c->blocks = nb;
         VkDeviceSize size = need > ARENA_BLOCK ? need : ARENA_BLOCK;
         if (size > c->max_range)
             size = c->max_range;
-        if (buf_create(c, &c->blocks[c->n_blocks], size, false))
-            return NULL;
+        int rc = buf_create(c, &c->blocks[c->n_blocks], size, false);
+        if (rc)
+            return rc;
         c->n_blocks++;
         c->cur_used = 0;
     }
-    struct vk_tensor *t = &c->tensors[c->n_tensors++];
+    *block = c->cur_block;
+    *off = (uint32_t)(c->cur_used / 4);
+    c->cur_used += need;
+    return 0;
+}
+
+static struct vk_tensor *tensor_new(struct vk_backend *c)
+{
+    int ci = c->n_tensors / TENSOR_CHUNK;
+    if (ci >= MAX_TENSOR_CHUNKS)
+        return NULL;
+    if (!c->tchunks[ci] && !(c->tchunks[ci] = calloc(TENSOR_CHUNK, sizeof(struct vk_tensor))))
+        return NULL;
+    return &c->tchunks[ci][c->n_tensors++ % TENSOR_CHUNK];
+}
+
+static struct btensor *vk_alloc(struct backend *b, int64_t ne0, int64_t ne1)
+{
+    struct vk_backend *c = vb(b);
+    size_t bytes;
+    if (ne0 <= 0 || ne1 <= 0 ||
+        ckd_mul_size(&bytes, (size_t)ne0, (size_t)ne1) || ckd_mul_size(&bytes, bytes, 4))
+        return NULL;
+    VkDeviceSize need = ((VkDeviceSize)bytes + 255) & ~(VkDeviceSize)255;
+    int block;
+    uint32_t off;
+    if (arena_take(c, need, &block, &off))
+        return NULL;
+    struct vk_tensor *t = tensor_new(c);
+    if (!t)
+        return NULL;
     t->t.ne0 = ne0;
     t->t.ne1 = ne1;
     t->t.data = NULL;
-    t->block = c->cur_block;
-    t->off = (uint32_t)(c->cur_used / 4);
-    c->cur_used += need;
+    t->block = block;
+    t->off = off;
     return &t->t;
 }
 
@@ -741,9 +790,11 @@ static void vk_reset(struct backend *b)
 static struct btensor *vk_rows(struct backend *b, const struct btensor *src, int64_t row0, int64_t n)
 {
     struct vk_backend *c = vb(b);
-    if (c->n_tensors >= MAX_TENSORS || row0 < 0 || n <= 0 || row0 + n > src->ne1)
+    if (row0 < 0 || n <= 0 || row0 + n > src->ne1)
         return NULL;
-    struct vk_tensor *t = &c->tensors[c->n_tensors++];
+    struct vk_tensor *t = tensor_new(c);
+    if (!t)
+        return NULL;
     *t = *vt(src);
     t->t.ne1 = n;
     t->off += (uint32_t)(row0 * src->ne0);
@@ -799,6 +850,58 @@ static int vk_rms_norm(struct backend *b, struct btensor *dst, const struct bten
     return dispatch(c, VK_SHADER_RMS_NORM, bufs, &p, (uint32_t)src->ne1, 1, 1);
 }
 
+/* Where a matmul reads and writes: x rows of x_stride floats from x_off
+ * (head j adds j*x_head), dst rows of d_stride floats from d_off (head j
+ * adds j*d_head). */
+struct mm_io {
+    VkBuffer xb, db;
+    uint32_t x_off, x_stride, d_off, d_stride;
+    int64_t n_tok;
+};
+
+static const enum vk_shader mm_first[] = {
+    [WFMT_F32] = VK_SHADER_MATMUL_F32_1, [WFMT_F16] = VK_SHADER_MATMUL_F16_1,
+    [WFMT_Q8] = VK_SHADER_MATMUL_Q8_1,   [WFMT_Q6] = VK_SHADER_MATMUL_Q6_1,
+    [WFMT_Q4] = VK_SHADER_MATMUL_Q4_1,
+};
+
+/* dst[t, col0 + o] = W[row_a + o] . x[t] (+ bias) for o < row_b - row_a; with
+ * n_head > 1 (row_a = 0, one chunk) the same for every head j at once: rows
+ * j*row_b.., x and dst moved by the io's head strides. */
+static int mm_run(struct vk_backend *c, const struct vk_weight *vw, const struct vk_weight *vbias,
+                  const struct mm_io *io, int64_t row_a, int64_t row_b, uint32_t col0,
+                  uint32_t n_head, uint32_t x_head, uint32_t d_head)
+{
+    if ((io->x_off | io->x_stride | x_head) % 4)
+        return fail(c, ENOTSUP, "vulkan: matmul input not aligned to 4 floats (offset %u, stride %u)",
+                    io->x_off + x_head, io->x_stride);
+    enum vk_shader s1 = (enum vk_shader)(mm_first[vw->fmt] + (c->shuffle ? VK_SHADER_SHUFFLE : 0));
+    enum vk_shader s8 = (enum vk_shader)(s1 + 1);
+    int64_t n_tok = io->n_tok, full = n_tok / 8 * 8, rem = n_tok - full;
+    for (int i = 0; i < vw->n_chunks; i++) {
+        const struct wchunk *ch = &vw->chunks[i];
+        int64_t a = row_a > ch->row0 ? row_a : ch->row0;
+        int64_t e = row_b < ch->row0 + ch->rows ? row_b : ch->row0 + ch->rows;
+        if (a >= e)
+            continue;
+        struct vk_push p = {.u = {(uint32_t)vw->n_in, (uint32_t)(e - a), (uint32_t)n_tok,
+                                  col0 + (uint32_t)(a - row_a), io->x_off, io->d_off, io->d_stride, 0,
+                                  vbias != NULL, ch->scale_off, 0, io->x_stride,
+                                  (uint32_t)(a - ch->row0), x_head, d_head, (uint32_t)row_b}};
+        VkBuffer bufs[N_BINDINGS] = {ch->b.buf, io->xb, io->db,
+                                     vbias ? vbias->chunks[0].b.buf : VK_NULL_HANDLE};
+        uint32_t gx = groups(e - a, 64);
+        int rc;
+        if (full && (rc = dispatch(c, s8, bufs, &p, gx, (uint32_t)(full / 8), n_head)))
+            return rc;
+        p.u[10] = (uint32_t)full;
+        if (rem && (rc = dispatch(c, rem >= 3 ? s8 : s1, bufs, &p, gx, rem >= 3 ? 1 : (uint32_t)rem,
+                                  n_head)))
+            return rc;
+    }
+    return 0;
+}
+
 static int vk_matmul(struct backend *b, struct btensor *dst, const struct weight *w,
                      const struct weight *bias, const struct btensor *src)
 {
@@ -807,41 +910,225 @@ static int vk_matmul(struct backend *b, struct btensor *dst, const struct weight
         return fail(c, EINVAL, "matmul: shape mismatch (%lld x %lld weight, %lld input)",
                     (long long)w->n_out, (long long)w->n_in, (long long)src->ne0);
     struct vk_weight *vw, *vbias = NULL;
-    int rc = weight_get(c, w, &vw);
-    if (!rc && bias && bias->t)
+    int rc = 0;
+    if (bias && bias->t)
         rc = weight_get(c, bias, &vbias);
+    if (!rc)
+        rc = weight_get(c, w, &vw);
     if (rc)
         return rc;
-    static const enum vk_shader first[] = {
-        [WFMT_F32] = VK_SHADER_MATMUL_F32_1, [WFMT_F16] = VK_SHADER_MATMUL_F16_1,
-        [WFMT_Q8] = VK_SHADER_MATMUL_Q8_1,   [WFMT_Q6] = VK_SHADER_MATMUL_Q6_1,
-        [WFMT_Q4] = VK_SHADER_MATMUL_Q4_1,
-    };
-    enum vk_shader s1 = (enum vk_shader)(first[vw->fmt] + (c->shuffle ? VK_SHADER_SHUFFLE : 0));
-    enum vk_shader s8 = (enum vk_shader)(s1 + 1);
-    int64_t n_tok = src->ne1, full = n_tok / 8 * 8, rem = n_tok - full;
-    for (int i = 0; i < vw->n_chunks; i++) {
-        const struct wchunk *ch = &vw->chunks[i];
-        struct vk_push p = {.u = {(uint32_t)w->n_in, (uint32_t)ch->rows, (uint32_t)n_tok,
-                                  (uint32_t)ch->row0, toff(src), toff(dst), (uint32_t)dst->ne0, 0,
-                                  vbias != NULL, ch->scale_off, 0}};
-        VkBuffer bufs[N_BINDINGS] = {ch->b.buf, tbuf(c, src), tbuf(c, dst),
-                                     vbias ? vbias->chunks[0].b.buf : VK_NULL_HANDLE};
-        uint32_t gx = groups(ch->rows, 64);
-        if (full && (rc = dispatch(c, s8, bufs, &p, gx, (uint32_t)(full / 8), 1)))
+    struct mm_io io = {tbuf(c, src), tbuf(c, dst), toff(src), (uint32_t)src->ne0, toff(dst),
+                       (uint32_t)dst->ne0, src->ne1};
+    return mm_run(c, vw, vbias, &io, 0, w->n_out, 0, 1, 0, 0);
+}
+
+static int vk_matmul_heads(struct backend *b, struct btensor *dst, int64_t dst_stride,
+                           const struct weight *w, int n_head, const struct btensor *src,
+                           int64_t src_stride)
+{
+    struct vk_backend *c = vb(b);
+    if (n_head <= 0 || w->n_out % n_head || dst->ne1 < src->ne1 ||
+        (n_head - 1) * src_stride + w->n_in > src->ne0 ||
+        (n_head - 1) * dst_stride + w->n_out / n_head > dst->ne0)
+        return fail(c, EINVAL, "matmul_heads: shape mismatch");
+    struct vk_weight *vw;
+    int rc = weight_get(c, w, &vw);
+    if (rc)
+        return rc;
+    int64_t r = w->n_out / n_head;
+    struct mm_io io = {tbuf(c, src), tbuf(c, dst), toff(src), (uint32_t)src->ne0, toff(dst),
+                       (uint32_t)dst->ne0, src->ne1};
+    if (vw->n_chunks == 1)      /* every head in one dispatch */
+        return mm_run(c, vw, NULL, &io, 0, r, 0, (uint32_t)n_head, (uint32_t)src_stride,
+                      (uint32_t)dst_stride);
+    for (int j = 0; !rc && j < n_head; j++) {
+        struct mm_io hj = io;
+        hj.x_off += (uint32_t)(j * src_stride);
+        hj.d_off += (uint32_t)(j * dst_stride);
+        rc = mm_run(c, vw, NULL, &hj, j * r, (j + 1) * r, 0, 1, 0, 0);
+    }
+    return rc;
+}
+
+/* The expert views of a stacked weight: expert e's matrix as a weight. */
+static struct weight expert_view(const struct weight *w, int64_t e)
+{
+    struct weight we = *w;
+    we.data = (const unsigned char *)w->data + (size_t)e * w->exp_bytes;
+    we.n_exp = 0;
+    return we;
+}
+
+static int vk_moe(struct backend *b, struct btensor *dst, const struct weight *gate,
+                  const struct weight *up, const struct weight *down, const struct btensor *src,
+                  const int32_t *experts, const float *weights, int n_used)
+{
+    struct vk_backend *c = vb(b);
+    int64_t n_tok = src->ne1, ne = src->ne0, ff = gate->n_out, n_exp = gate->n_exp;
+    if (n_used <= 0 || n_exp <= 0 || up->n_exp != n_exp || down->n_exp != n_exp ||
+        gate->n_in != ne || up->n_in != ne || up->n_out != ff || down->n_in != ff ||
+        down->n_out != dst->ne0 || dst->ne1 < n_tok)
+        return fail(c, EINVAL, "moe: shape mismatch");
+    size_t m, words;
+    if (ckd_mul_size(&m, (size_t)n_tok, (size_t)n_used) || ckd_mul_size(&words, m, 3))
+        return fail(c, EINVAL, "moe: too many rows");
+    /* group the (token, slot) pairs by expert: a counting sort */
+    int64_t *start = calloc((size_t)n_exp + 1, sizeof *start);
+    uint32_t *idx = malloc(words * sizeof *idx);
+    if (!start || !idx) {
+        free(start);
+        free(idx);
+        return fail(c, ENOMEM, "out of memory");
+    }
+    int rc = 0;
+    for (size_t j = 0; j < m; j++) {
+        if (experts[j] < 0 || experts[j] >= n_exp) {
+            rc = fail(c, EINVAL, "moe: expert %d out of range", experts[j]);
+            goto out;
+        }
+        start[experts[j] + 1]++;
+    }
+    for (int64_t e = 0; e < n_exp; e++)
+        start[e + 1] += start[e];
+    /* idx: [0, m) the source token of each grouped row, [m, 2m) the grouped
+     * row of each (token, slot), [2m, 3m) its weight's bits */
+    {
+        int64_t *fill = malloc((size_t)n_exp * sizeof *fill);
+        if (!fill) {
+            rc = fail(c, ENOMEM, "out of memory");
+            goto out;
+        }
+        memcpy(fill, start, (size_t)n_exp * sizeof *fill);
+        for (size_t j = 0; j < m; j++) {
+            int64_t pos = fill[experts[j]]++;
+            idx[pos] = (uint32_t)(j / (size_t)n_used);
+            idx[m + j] = (uint32_t)pos;
+            memcpy(&idx[2 * m + j], &weights[j], 4);
+        }
+        free(fill);
+    }
+    /* upload the chosen experts first: an upload flushes the staging ring */
+    for (int64_t e = 0; !rc && e < n_exp; e++) {
+        if (start[e + 1] == start[e])
+            continue;
+        const struct weight *ws[3] = {gate, up, down};
+        for (int k = 0; !rc && k < 3; k++) {
+            struct weight we = expert_view(ws[k], e);
+            struct vk_weight *vw;
+            rc = weight_get(c, &we, &vw);
+        }
+    }
+    if (rc)
+        goto out;
+    VkDeviceSize off;
+    int bx, bg, bu, by;
+    uint32_t ox, og, ou, oy;
+    size_t fb = m * 4;
+    if ((rc = arena_take(c, ((VkDeviceSize)(fb * (size_t)ne) + 255) & ~(VkDeviceSize)255, &bx, &ox)) ||
+        (rc = arena_take(c, ((VkDeviceSize)(fb * (size_t)ff) + 255) & ~(VkDeviceSize)255, &bg, &og)) ||
+        (rc = arena_take(c, ((VkDeviceSize)(fb * (size_t)ff) + 255) & ~(VkDeviceSize)255, &bu, &ou)) ||
+        (rc = arena_take(c, ((VkDeviceSize)(fb * (size_t)dst->ne0) + 255) & ~(VkDeviceSize)255, &by,
+                         &oy)) ||
+        (rc = staging_get(c, (VkDeviceSize)words * 4, &off)))
+        goto out;
+    memcpy((unsigned char *)c->staging.map + off, idx, words * 4);
+    uint32_t w0 = (uint32_t)(off / 4), gy = m < 65535 ? (uint32_t)m : 65535;
+    struct vk_push p = {.u = {(uint32_t)ne, (uint32_t)m, toff(src), ox, w0}};
+    VkBuffer gb[N_BINDINGS] = {tbuf(c, src), c->blocks[bx].buf, c->staging.buf};
+    if ((rc = dispatch(c, VK_SHADER_MOE_GATHER, gb, &p, groups(ne, 64), gy, groups((int64_t)m, 65535))))
+        goto out;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int64_t e = 0; e < n_exp; e++) {
+            int64_t r0 = start[e], n = start[e + 1] - start[e];
+            if (!n)
+                continue;
+            for (int k = pass ? 2 : 0; k < (pass ? 3 : 2); k++) {
+                const struct weight *w = k == 0 ? gate : k == 1 ? up : down;
+                struct weight we = expert_view(w, e);
+                struct vk_weight *vw;
+                if ((rc = weight_get(c, &we, &vw)))
+                    goto out;
+                struct mm_io io = {
+                    .xb = c->blocks[pass ? bg : bx].buf,
+                    .x_off = (pass ? og : ox) + (uint32_t)(r0 * w->n_in),
+                    .x_stride = (uint32_t)w->n_in,
+                    .db = c->blocks[k == 0 ? bg : k == 1 ? bu : by].buf,
+                    .d_off = (k == 0 ? og : k == 1 ? ou : oy) + (uint32_t)(r0 * w->n_out),
+                    .d_stride = (uint32_t)w->n_out,
+                    .n_tok = n,
+                };
+                if ((rc = mm_run(c, vw, NULL, &io, 0, w->n_out, 0, 1, 0, 0)))
+                    goto out;
+            }
+        }
+        if (pass == 0) {    /* g = silu(g) * u over every grouped row */
+            struct vk_push q = {.u = {(uint32_t)(m * (size_t)ff), og, ou, og}};
+            VkBuffer eb[N_BINDINGS] = {c->blocks[bg].buf, c->blocks[bu].buf, c->blocks[bg].buf};
+            uint32_t g = groups((int64_t)(m * (size_t)ff), 256);
+            if ((rc = dispatch(c, VK_SHADER_SWIGLU, eb, &q, g < 65535 ? g : 65535, 1, 1)))
+                goto out;
+        }
+    }
+    struct vk_push q = {.u = {(uint32_t)dst->ne0, (uint32_t)n_tok, oy, toff(dst), w0 + (uint32_t)m,
+                              w0 + 2 * (uint32_t)m, (uint32_t)n_used}};
+    VkBuffer cb[N_BINDINGS] = {c->blocks[by].buf, tbuf(c, dst), c->staging.buf};
+    rc = dispatch(c, VK_SHADER_MOE_COMBINE, cb, &q, groups(dst->ne0, 64),
+                  n_tok < 65535 ? (uint32_t)n_tok : 65535, groups(n_tok, 65535));
+out:
+    free(start);
+    free(idx);
+    return rc;
+}
+
+static int vk_write(struct backend *b, struct btensor *dst, int64_t row0, int64_t n, const float *in)
+{
+    struct vk_backend *c = vb(b);
+    if (row0 < 0 || n < 0 || row0 + n > dst->ne1)
+        return fail(c, EINVAL, "write: rows out of range");
+    size_t row = (size_t)dst->ne0 * 4;
+    int64_t per = (int64_t)(c->staging.size / row);
+    if (per < 1)
+        return fail(c, ENOTSUP, "write: a row exceeds the staging buffer");
+    for (int64_t i = 0; i < n; i += per) {
+        int64_t m = n - i < per ? n - i : per;
+        VkDeviceSize off;
+        int rc = staging_get(c, (VkDeviceSize)m * row, &off);
+        if (rc)
             return rc;
-        p.u[10] = (uint32_t)full;
-        if (rem && (rc = dispatch(c, rem >= 3 ? s8 : s1, bufs, &p, gx, rem >= 3 ? 1 : (uint32_t)rem, 1)))
-            return rc;
+        memcpy((unsigned char *)c->staging.map + off, in + (size_t)i * (size_t)dst->ne0,
+               (size_t)m * row);
+        copy(c, c->staging.buf, off, tbuf(c, dst),
+             ((VkDeviceSize)toff(dst) + (VkDeviceSize)(row0 + i) * (VkDeviceSize)dst->ne0) * 4,
+             (VkDeviceSize)m * row);
     }
     return 0;
+}
+
+static int vk_copy_cols(struct backend *b, struct btensor *dst, int64_t dst_off, int64_t dst_stride,
+                        const struct btensor *src, int64_t src_off, int64_t src_stride,
+                        int64_t width, int64_t n_group)
+{
+    struct vk_backend *c = vb(b);
+    int64_t n_tok = src->ne1;
+    if (width <= 0 || n_group <= 0 || dst->ne1 < n_tok || dst_off < 0 || src_off < 0 ||
+        dst_stride < 0 || src_stride < 0 ||
+        dst_off + (n_group - 1) * dst_stride + width > dst->ne0 ||
+        src_off + (n_group - 1) * src_stride + width > src->ne0)
+        return fail(c, EINVAL, "copy_cols: columns out of range");
+    struct vk_push p = {.u = {(uint32_t)width, (uint32_t)n_group, (uint32_t)n_tok,
+                              toff(src) + (uint32_t)src_off, (uint32_t)src_stride, (uint32_t)src->ne0,
+                              toff(dst) + (uint32_t)dst_off, (uint32_t)dst_stride, (uint32_t)dst->ne0}};
+    VkBuffer bufs[N_BINDINGS] = {tbuf(c, src), tbuf(c, dst)};
+    return dispatch(c, VK_SHADER_COPY_COLS, bufs, &p, groups(width * n_group, 64),
+                    n_tok < 65535 ? (uint32_t)n_tok : 65535, groups(n_tok, 65535));
 }
 
 static int vk_rope(struct backend *b, struct btensor *x, int head_dim, const struct rope_params *p,
                    const int32_t *pos)
 {
     struct vk_backend *c = vb(b);
-    if (head_dim <= 0 || x->ne0 % head_dim || p->n_rot > head_dim || p->n_rot % 2 || p->n_rot < 2)
+    if (head_dim <= 0 || x->ne0 % head_dim || p->dim_off < 0 || p->n_rot + p->dim_off > head_dim ||
+        p->n_rot % 2 || p->n_rot < 2)
         return fail(c, EINVAL, "rope: bad head size");
     int64_t n = x->ne1;
     for (int64_t t = 1; t < n; t++)
@@ -855,7 +1142,8 @@ static int vk_rope(struct backend *b, struct btensor *x, int head_dim, const str
     rope_cos_sin(p, pos[0], (int)n, (float *)((unsigned char *)c->staging.map + off));
     int64_t n_head = x->ne0 / head_dim;
     struct vk_push pc = {.u = {(uint32_t)half, (uint32_t)head_dim, (uint32_t)n_head, (uint32_t)x->ne0,
-                               toff(x), p->mode == ROPE_MODE_NEOX, (uint32_t)(off / 4), (uint32_t)n}};
+                               toff(x), p->mode == ROPE_MODE_NEOX, (uint32_t)(off / 4), (uint32_t)n,
+                               (uint32_t)p->dim_off}};
     VkBuffer bufs[N_BINDINGS] = {tbuf(c, x), c->staging.buf};
     return dispatch(c, VK_SHADER_ROPE, bufs, &pc, groups(n * n_head * half, 64), 1, 1);
 }
@@ -882,6 +1170,9 @@ static int vk_kv_init(struct backend *b, const struct kv_shape *s)
     kv_free(c);
     if (s->type == KV_TYPE_F16 && ((s->k_width | s->v_width) & 1))
         return fail(c, ENOTSUP, "vulkan: an F16 KV cache needs even widths");
+    if (s->n_layer <= 0 || s->n_ctx <= 0 || s->k_width <= 0 || s->v_width <= 0 ||
+        (s->v_in_k && s->v_width > s->k_width))
+        return fail(c, EINVAL, "vulkan: bad KV cache shape");
     size_t el = s->type == KV_TYPE_F16 ? 2 : 4;
     c->kc = calloc((size_t)s->n_layer, sizeof *c->kc);
     c->vc = calloc((size_t)s->n_layer, sizeof *c->vc);
@@ -901,7 +1192,8 @@ static int vk_kv_init(struct backend *b, const struct kv_shape *s)
             return fail(c, ENOMEM, "vulkan: a KV cache of %d tokens exceeds the buffer range",
                         s->n_ctx);
         }
-        if ((rc = buf_create(c, &c->kc[l], kb, false)) || (rc = buf_create(c, &c->vc[l], vbytes, false))) {
+        if ((rc = buf_create(c, &c->kc[l], kb, false)) ||
+            (!s->v_in_k && (rc = buf_create(c, &c->vc[l], vbytes, false)))) {
             kv_free(c);
             return fail(c, rc, "vulkan: out of device memory for a KV cache of %d tokens", s->n_ctx);
         }
@@ -918,7 +1210,7 @@ static int vk_kv_store(struct backend *b, int layer, const struct btensor *k, co
 {
     struct vk_backend *c = vb(b);
     if (layer < 0 || layer >= c->kv.n_layer || k->ne0 != c->kv.k_width ||
-        v->ne0 != c->kv.v_width || k->ne1 != v->ne1)
+        (!c->kv.v_in_k && (!v || v->ne0 != c->kv.v_width || k->ne1 != v->ne1)))
         return fail(c, EINVAL, "kv_store: shape mismatch");
     if (pos0 < 0 || pos0 + k->ne1 > c->kv.n_ctx)
         return fail(c, ENOSPC, "the context is full (%d tokens)", c->kv.n_ctx);
@@ -927,7 +1219,7 @@ static int vk_kv_store(struct backend *b, int layer, const struct btensor *k, co
         return rc;
     const struct btensor *src[2] = {k, v};
     const struct vk_buf *dst[2] = {&c->kc[layer], &c->vc[layer]};
-    for (int m = 0; m < 2; m++) {
+    for (int m = 0; m < (c->kv.v_in_k ? 1 : 2); m++) {
         uint64_t n = (uint64_t)src[m]->ne0 * (uint64_t)src[m]->ne1;
         uint64_t d0 = (uint64_t)pos0 * (uint64_t)src[m]->ne0;
         if (c->kv.type == KV_TYPE_F32) {
@@ -965,10 +1257,12 @@ static int vk_attention(struct backend *b, struct btensor *dst, const struct bte
         int64_t m = q->ne1 - t0 < per ? q->ne1 - t0 : per;
         struct vk_push p = {.u = {(uint32_t)n_head, (uint32_t)(n_head / n_head_kv), (uint32_t)head_dim,
                                   (uint32_t)v_dim, (uint32_t)pos0, toff(q), toff(dst),
-                                  (uint32_t)c->kv.k_width, (uint32_t)c->kv.v_width, stride,
+                                  (uint32_t)c->kv.k_width,
+                                  (uint32_t)(c->kv.v_in_k ? c->kv.k_width : c->kv.v_width), stride,
                                   (uint32_t)t0},
                             .f = {scale}};
-        VkBuffer bufs[N_BINDINGS] = {tbuf(c, q), c->kc[layer].buf, c->vc[layer].buf, c->scores.buf,
+        VkBuffer bufs[N_BINDINGS] = {tbuf(c, q), c->kc[layer].buf,
+                                     c->kv.v_in_k ? c->kc[layer].buf : c->vc[layer].buf, c->scores.buf,
                                      tbuf(c, dst)};
         int rc = dispatch(c, c->kv.type == KV_TYPE_F16 ? VK_SHADER_ATTENTION_F16 : VK_SHADER_ATTENTION_F32,
                           bufs, &p, (uint32_t)n_head, (uint32_t)m, 1);
@@ -1098,6 +1392,8 @@ static void vk_free(struct backend *b)
         vkDestroyDevice(c->dev, NULL);
     }
     free(c->wt);
+    for (int i = 0; i < MAX_TENSOR_CHUNKS; i++)
+        free(c->tchunks[i]);
     free(c->blocks);
     free(c->host_rows);
     vk_inst_destroy(&c->vi);
@@ -1119,6 +1415,10 @@ static const struct backend_ops vk_ops = {
     .swiglu = vk_swiglu,
     .add = vk_add,
     .read = vk_read,
+    .write = vk_write,
+    .copy_cols = vk_copy_cols,
+    .matmul_heads = vk_matmul_heads,
+    .moe = vk_moe,
     .rows = vk_rows,
     .error = vk_error,
     .device_name = vk_device_name,

@@ -1,23 +1,12 @@
 /* The Vulkan instance, the list of devices and the probe of their limits
  * and optional features, done once per device. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "infer/err.h"
 #include "infer/vulkan/vk_impl.h"
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return code;
-}
 
 const char *vk_result_text(VkResult r)
 {
@@ -127,7 +116,7 @@ int vk_inst_create(struct vk_inst *vi, bool validation, char *err, size_t errlen
     VkResult r = vkCreateInstance(&ci, NULL, &vi->instance);
     if (r != VK_SUCCESS) {
         vi->instance = VK_NULL_HANDLE;
-        return fail(err, errlen, r == VK_ERROR_OUT_OF_HOST_MEMORY ? ENOMEM : ENODEV,
+        return err_set(err, errlen, r == VK_ERROR_OUT_OF_HOST_MEMORY ? ENOMEM : ENODEV,
                     "no Vulkan: cannot create an instance (%s)", vk_result_text(r));
     }
     if (vi->validating) {
@@ -252,13 +241,13 @@ int vk_list_devices(struct vk_device_desc *out, int max, int *n, char *err, size
     VkResult r = vkEnumeratePhysicalDevices(vi.instance, &count, NULL);
     VkPhysicalDevice *pds = count ? calloc(count, sizeof *pds) : NULL;
     if (r == VK_SUCCESS && count && !pds)
-        rc = fail(err, errlen, ENOMEM, "out of memory");
+        rc = err_set(err, errlen, ENOMEM, "out of memory");
     else if (r == VK_SUCCESS && count)
         r = vkEnumeratePhysicalDevices(vi.instance, &count, pds);
     if (!rc && r != VK_SUCCESS && r != VK_INCOMPLETE)
-        rc = fail(err, errlen, EIO, "cannot list Vulkan devices: %s", vk_result_text(r));
+        rc = err_set(err, errlen, EIO, "cannot list Vulkan devices: %s", vk_result_text(r));
     if (!rc && count == 0)
-        rc = fail(err, errlen, ENODEV, "no Vulkan device found");
+        rc = err_set(err, errlen, ENODEV, "no Vulkan device found");
     for (uint32_t i = 0; !rc && i < count; i++)
         if ((int)i < max)
             vk_probe(pds[i], (int)i, &out[i]);

@@ -8,9 +8,9 @@
 #include <stdint.h>
 
 struct vk_push {
-    uint32_t u[12];
+    uint32_t u[16];
     float f[4];
 };
-static_assert(sizeof(struct vk_push) == 64, "push constants must match common.glsl");
+static_assert(sizeof(struct vk_push) == 80, "push constants must match common.glsl");
 
 #endif

@@ -84,6 +84,16 @@ static const uint32_t spv_attention_f16[] =
 #include "attention_f16.h"
     ;
 
+static const uint32_t spv_copy_cols[] =
+#include "copy_cols.h"
+    ;
+static const uint32_t spv_moe_gather[] =
+#include "moe_gather.h"
+    ;
+static const uint32_t spv_moe_combine[] =
+#include "moe_combine.h"
+    ;
+
 #define SPV(id, arr) [id] = {#arr, arr, sizeof arr}
 static const struct vk_spirv table[VK_SHADER_COUNT] = {
     SPV(VK_SHADER_MATMUL_F32_1, spv_matmul_f32_1), SPV(VK_SHADER_MATMUL_F32_8, spv_matmul_f32_8),
@@ -105,6 +115,8 @@ static const struct vk_spirv table[VK_SHADER_COUNT] = {
     SPV(VK_SHADER_ADD, spv_add),                   SPV(VK_SHADER_SWIGLU, spv_swiglu),
     SPV(VK_SHADER_TO_F16, spv_to_f16),             SPV(VK_SHADER_ATTENTION_F32, spv_attention_f32),
     SPV(VK_SHADER_ATTENTION_F16, spv_attention_f16),
+    SPV(VK_SHADER_COPY_COLS, spv_copy_cols),       SPV(VK_SHADER_MOE_GATHER, spv_moe_gather),
+    SPV(VK_SHADER_MOE_COMBINE, spv_moe_combine),
 };
 
 const struct vk_spirv *vk_shader_spirv(enum vk_shader s)

@@ -796,13 +796,13 @@ int remote_open(const struct engine_remote *r, const struct remote_timeouts *to,
         rc = fail(err, errlen, EPROTO, "%s sent a model list over %zu bytes", rm->host, b.max);
         goto out;
     }
-    if (res != CURLE_OK) {
+    long status = 0;
+    curl_easy_getinfo(rm->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (res != CURLE_OK && status < 400) {
         rc = transfer_error(rm, res, ebuf, err, errlen);
         goto out;
     }
-    long status = 0;
-    curl_easy_getinfo(rm->curl, CURLINFO_RESPONSE_CODE, &status);
-    if (status >= 400) {
+    if (status >= 400) {     /* also when its body was cut short */
         char msg[300];
         body_message(b.p, b.n, msg, sizeof msg);
         bool auth = status == 401 || status == 403;

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "infer/ckd.h"
 #include "infer/err.h"
 #include "infer/cpu/backend_cpu.h"
 #include "infer/gguf.h"
@@ -15,7 +16,7 @@
 #include "infer/tokenizer.h"
 #include "infer/vulkan/vk.h"
 
-static const struct arch *const arches[] = {&arch_qwen2, &arch_llama};
+static const struct arch *const arches[] = {&arch_qwen2, &arch_llama, &arch_deepseek2};
 
 
 /* llama.cpp's general.file_type names */
@@ -115,6 +116,34 @@ int model_bind(struct model *m, const char *name, int64_t n_in, int64_t n_out, b
     return 0;
 }
 
+int model_bind_experts(struct model *m, const char *name, int64_t n_in, int64_t n_out,
+                       int64_t n_exp, bool required, struct weight *w, char *err, size_t errlen)
+{
+    memset(w, 0, sizeof *w);
+    const struct gguf_tensor *t = gguf_find_tensor(m->g, name);
+    if (!t) {
+        if (!required)
+            return 0;
+        return err_set(err, errlen, EBADMSG, "%s: missing tensor '%s'", gguf_path(m->g), name);
+    }
+    if (t->ne[0] != n_in || t->ne[1] != n_out || t->ne[2] != n_exp || t->ne[3] != 1)
+        return err_set(err, errlen, EBADMSG,
+                       "%s: tensor '%s' has shape [%lld, %lld, %lld], expected [%lld, %lld, %lld] "
+                       "from the hyperparameters",
+                       gguf_path(m->g), name, (long long)t->ne[0], (long long)t->ne[1],
+                       (long long)t->ne[2], (long long)n_in, (long long)n_out, (long long)n_exp);
+    const struct cpu_kernels *k = cpu_backend_kernels(m->be);
+    size_t row = quant_row_bytes(t->type, n_in), exp;
+    if (!quant_traits(t->type) || !k->gemm[t->type] || !row)
+        return err_set(err, errlen, ENOTSUP, "%s: tensor '%s' has type %s, which ponder cannot run yet",
+                       gguf_path(m->g), name, quant_type_name(t->type));
+    if (ckd_mul_size(&exp, row, (size_t)n_out))
+        return err_set(err, errlen, EBADMSG, "%s: tensor '%s' is too large", gguf_path(m->g), name);
+    *w = (struct weight){.t = t, .type = t->type, .n_in = n_in, .n_out = n_out, .data = t->data,
+                         .row_bytes = row, .n_exp = n_exp, .exp_bytes = exp};
+    return 0;
+}
+
 static int load_common(struct model *m, const struct model_params *p, char *err, size_t errlen)
 {
     struct gguf_str s;
@@ -130,7 +159,7 @@ static int load_common(struct model *m, const struct model_params *p, char *err,
             m->arch = arches[i];
     if (!m->arch)
         return err_set(err, errlen, ENOTSUP, "%s: architecture '%.*s' is not supported (ponder runs "
-                    "qwen2 and llama)", gguf_path(m->g), (int)(s.len > 64 ? 64 : s.len), s.ptr);
+                    "qwen2, llama and deepseek2)", gguf_path(m->g), (int)(s.len > 64 ? 64 : s.len), s.ptr);
     if (gguf_get_str(m->g, "general.name", &s, err, errlen) == 0)
         snprintf(m->info.name, sizeof m->info.name, "%.*s", (int)(s.len < 127 ? s.len : 127), s.ptr);
     int64_t ft;
@@ -346,9 +375,10 @@ int model_load(const char *path, const struct model_params *p, struct model **ou
     struct kv_shape kv = {
         .n_layer = m->hp.n_layer,
         .n_ctx = n_ctx,
-        .k_width = (int64_t)m->hp.n_head_kv * m->hp.head_dim,
-        .v_width = (int64_t)m->hp.n_head_kv * m->hp.head_dim,
+        .k_width = m->hp.kv_k_width ? m->hp.kv_k_width : (int64_t)m->hp.n_head_kv * m->hp.head_dim,
+        .v_width = m->hp.kv_v_width ? m->hp.kv_v_width : (int64_t)m->hp.n_head_kv * m->hp.head_dim,
         .type = p->kv_type,
+        .v_in_k = m->hp.kv_v_in_k,
     };
     err[0] = 0;
     rc = plan_gpu(m, p, &kv, err, errlen);
@@ -361,8 +391,10 @@ int model_load(const char *path, const struct model_params *p, struct model **ou
         goto out;
     }
     m->info.kv_type = p->kv_type;
-    m->info.kv_bytes = (uint64_t)m->hp.n_layer * (uint64_t)n_ctx * (uint64_t)(kv.k_width + kv.v_width) *
-                       (p->kv_type == KV_TYPE_F16 ? 2u : 4u);
+    m->info.kv_bytes_per_token = (uint64_t)m->hp.n_layer *
+                                 (uint64_t)(kv.k_width + (kv.v_in_k ? 0 : kv.v_width)) *
+                                 (p->kv_type == KV_TYPE_F16 ? 2u : 4u);
+    m->info.kv_bytes = (uint64_t)n_ctx * m->info.kv_bytes_per_token;
     fill_info(m);
 out:
     if (rc) {

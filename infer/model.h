@@ -64,6 +64,9 @@ struct model_info {
     uint64_t gpu_budget;    /* the device's memory budget, 0 when unknown */
     const char *cpu_device; /* the CPU kernels, for the layers left on the CPU */
     char gpu_note[160];     /* why AUTO stayed on the CPU, or "" */
+    bool experts_on_cpu;    /* routed experts in host memory, run by the CPU; the rest on the device */
+    uint64_t kv_bytes_per_token;    /* KV cache bytes of one token, all layers (deepseek2:
+                                       kv_lora_rank + rope dims per layer) */
 };
 
 /* 0, or ENOENT (no such file), EBADMSG (malformed: the message names the key

@@ -22,11 +22,16 @@ struct arch {
 
 extern const struct arch arch_qwen2;
 extern const struct arch arch_llama;
+extern const struct arch arch_deepseek2;
 
 struct hparams {
     int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_ctx_train;
     float eps;
     struct rope_params rope;
+    /* the KV cache row of one layer and token; 0: n_head_kv * head_dim each */
+    int64_t kv_k_width, kv_v_width;
+    bool kv_v_in_k;
+    int n_expert, n_expert_used;    /* 0 for dense models */
 };
 
 struct model {
@@ -38,6 +43,7 @@ struct model {
     struct backend *be;     /* the CPU backend (weights are checked against it) */
     struct backend *gpu;    /* the device backend, or NULL */
     int n_gpu_layers;       /* layers 0 .. n_gpu_layers-1 run on gpu */
+    bool experts_on_cpu;    /* the routed experts of device layers run on be */
     void *layers;           /* the architecture's per-layer weights */
     struct weight tok_embd, output_norm, output;
     int n_ctx, n_batch, n_past;
@@ -51,6 +57,10 @@ struct model {
  * backend cannot multiply is ENOTSUP. */
 int model_bind(struct model *m, const char *name, int64_t n_in, int64_t n_out, bool required,
                struct weight *w, char *err, size_t errlen);
+/* Binds a mixture-of-experts tensor [n_in, n_out, n_exp] (w->n_exp,
+ * w->exp_bytes set); errors as model_bind. */
+int model_bind_experts(struct model *m, const char *name, int64_t n_in, int64_t n_out,
+                       int64_t n_exp, bool required, struct weight *w, char *err, size_t errlen);
 /* Reads an integer / float hyperparameter "<arch>.<key>"; dflt < 0 means required. */
 int model_hparam_int(struct model *m, const char *key, int64_t dflt, int64_t lo, int64_t hi, int *out,
                      char *err, size_t errlen);

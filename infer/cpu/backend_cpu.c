@@ -39,6 +39,7 @@ struct cpu_backend {
 
     /* KV cache */
     struct kv_shape kv;
+    uint64_t kv_bytes;          /* allocated for the cache */
     void **k_cache, **v_cache;  /* per layer: n_ctx rows of k_width / v_width */
     float *att_scratch;         /* per thread: n_ctx scores */
     float *k_wide, *v_wide;     /* F16 cache: one layer's rows widened to F32 */
@@ -52,6 +53,12 @@ struct cpu_backend {
     size_t rope_cap;
     int rope_pos0, rope_n, rope_valid;
     struct rope_params rope_key;
+
+    /* grow-only scratch of copy_cols / matmul_heads / moe */
+    float *tmp;
+    size_t tmp_cap;             /* floats */
+    int32_t *moe_rows;          /* n_tok * n_used entries: (token, slot) grouped by expert */
+    size_t moe_cap;
 };
 
 static struct cpu_backend *cb(struct backend *b) { return (struct cpu_backend *)b; }
@@ -264,6 +271,152 @@ static int cpu_add(struct backend *b, struct btensor *dst, const struct btensor 
     return 0;
 }
 
+static int cpu_write(struct backend *b, struct btensor *dst, int64_t row0, int64_t n, const float *in)
+{
+    struct cpu_backend *c = cb(b);
+    if (row0 < 0 || n < 0 || row0 + n > dst->ne1)
+        return fail(c, EINVAL, "write: rows out of range");
+    memcpy(dst->data + row0 * dst->ne0, in, (size_t)(n * dst->ne0) * sizeof(float));
+    return 0;
+}
+
+static int cpu_copy_cols(struct backend *b, struct btensor *dst, int64_t dst_off, int64_t dst_stride,
+                         const struct btensor *src, int64_t src_off, int64_t src_stride,
+                         int64_t width, int64_t n_group)
+{
+    struct cpu_backend *c = cb(b);
+    if (width < 0 || n_group < 0 || dst_off < 0 || src_off < 0 || src->ne1 > dst->ne1 ||
+        (n_group > 0 && (dst_off + (n_group - 1) * dst_stride + width > dst->ne0 ||
+                         src_off + (n_group - 1) * src_stride + width > src->ne0)))
+        return fail(c, EINVAL, "copy_cols: columns out of range");
+    for (int64_t t = 0; t < src->ne1; t++) {
+        const float *s = src->data + t * src->ne0 + src_off;
+        float *d = dst->data + t * dst->ne0 + dst_off;
+        for (int64_t g = 0; g < n_group; g++)
+            memmove(d + g * dst_stride, s + g * src_stride, (size_t)width * sizeof(float));
+    }
+    return 0;
+}
+
+/* c->tmp holding at least n floats. */
+static float *tmp_get(struct cpu_backend *c, size_t n)
+{
+    if (n > c->tmp_cap) {
+        free(c->tmp);
+        c->tmp = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
+        c->tmp_cap = c->tmp ? n : 0;
+        if (!c->tmp)
+            return NULL;
+    }
+    return c->tmp;
+}
+
+static int cpu_matmul_heads(struct backend *b, struct btensor *dst, int64_t dst_stride,
+                            const struct weight *w, int n_head, const struct btensor *src,
+                            int64_t src_stride)
+{
+    struct cpu_backend *c = cb(b);
+    if (n_head <= 0 || w->n_out % n_head)
+        return fail(c, EINVAL, "matmul_heads: %lld rows do not split into %d heads",
+                    (long long)w->n_out, n_head);
+    int64_t r = w->n_out / n_head, n = src->ne1;
+    if ((n_head - 1) * src_stride + w->n_in > src->ne0 ||
+        (n_head - 1) * dst_stride + r > dst->ne0 || dst->ne1 < n)
+        return fail(c, EINVAL, "matmul_heads: shape mismatch");
+    float *x = tmp_get(c, (size_t)(n * (w->n_in + r)));
+    if (!x)
+        return fail(c, ENOMEM, "out of memory for matmul_heads");
+    float *y = x + n * w->n_in;
+    for (int j = 0; j < n_head; j++) {
+        for (int64_t t = 0; t < n; t++)
+            memcpy(x + t * w->n_in, src->data + t * src->ne0 + j * src_stride,
+                   (size_t)w->n_in * sizeof(float));
+        const unsigned char *wj = (const unsigned char *)w->data + (size_t)(j * r) * w->row_bytes;
+        int rc = cpu_matmul(c->pool, &c->kernels, w->type, wj, w->n_in, r, x, n, y, &c->scratch,
+                            c->err, sizeof c->err);
+        if (rc)
+            return rc;
+        for (int64_t t = 0; t < n; t++)
+            memcpy(dst->data + t * dst->ne0 + j * dst_stride, y + t * r, (size_t)r * sizeof(float));
+    }
+    return 0;
+}
+
+/* Routed experts: the (token, slot) pairs are sorted by expert, and each
+ * chosen expert runs once over its tokens, gathered into one matrix. */
+static int cpu_moe(struct backend *b, struct btensor *dst, const struct weight *gate,
+                   const struct weight *up, const struct weight *down, const struct btensor *src,
+                   const int32_t *experts, const float *weights, int n_used)
+{
+    struct cpu_backend *c = cb(b);
+    int64_t n = src->ne1, n_in = gate->n_in, ff = gate->n_out, n_exp = gate->n_exp;
+    if (n_used <= 0 || n_exp <= 0 || up->n_exp != n_exp || down->n_exp != n_exp ||
+        up->n_in != n_in || up->n_out != ff || down->n_in != ff || down->n_out != n_in ||
+        src->ne0 != n_in || dst->ne0 != n_in || dst->ne1 < n)
+        return fail(c, EINVAL, "moe: shape mismatch");
+    size_t pairs = (size_t)n * (size_t)n_used;
+    for (size_t i = 0; i < pairs; i++)
+        if (experts[i] < 0 || experts[i] >= n_exp)
+            return fail(c, EINVAL, "moe: expert %d out of range [0, %lld)", experts[i],
+                        (long long)n_exp);
+    if (pairs > c->moe_cap) {
+        int32_t *r = realloc(c->moe_rows, pairs * sizeof *r);
+        if (!r)
+            return fail(c, ENOMEM, "out of memory for moe");
+        c->moe_rows = r;
+        c->moe_cap = pairs;
+    }
+    /* counting sort by expert: stable, so each expert's tokens stay in order */
+    int64_t rows_max = 0;
+    size_t k = 0;
+    for (int64_t e = 0; e < n_exp; e++) {
+        size_t k0 = k;
+        for (size_t i = 0; i < pairs; i++)
+            if (experts[i] == e)
+                c->moe_rows[k++] = (int32_t)i;
+        if ((int64_t)(k - k0) > rows_max)
+            rows_max = (int64_t)(k - k0);
+    }
+    size_t need = (size_t)rows_max * (size_t)(2 * n_in + 2 * ff);
+    float *x = tmp_get(c, need);
+    if (!x)
+        return fail(c, ENOMEM, "out of memory for moe");
+    float *g = x + rows_max * n_in, *u = g + rows_max * ff, *y = u + rows_max * ff;
+    k = 0;
+    while (k < pairs) {
+        int32_t e = experts[c->moe_rows[k]];
+        size_t k1 = k;
+        while (k1 < pairs && experts[c->moe_rows[k1]] == e)
+            k1++;
+        int64_t m = (int64_t)(k1 - k);
+        for (int64_t i = 0; i < m; i++) {
+            int64_t t = c->moe_rows[k + (size_t)i] / n_used;
+            memcpy(x + i * n_in, src->data + t * src->ne0, (size_t)n_in * sizeof(float));
+        }
+        const unsigned char *wg = (const unsigned char *)gate->data + (size_t)e * gate->exp_bytes;
+        const unsigned char *wu = (const unsigned char *)up->data + (size_t)e * up->exp_bytes;
+        const unsigned char *wd = (const unsigned char *)down->data + (size_t)e * down->exp_bytes;
+        int rc;
+        if ((rc = cpu_matmul(c->pool, &c->kernels, gate->type, wg, n_in, ff, x, m, g, &c->scratch,
+                             c->err, sizeof c->err)) ||
+            (rc = cpu_matmul(c->pool, &c->kernels, up->type, wu, n_in, ff, x, m, u, &c->scratch,
+                             c->err, sizeof c->err)))
+            return rc;
+        struct ew_job j = {g, g, u, m * ff, true};
+        pool_run(c->pool, ew_worker, &j);
+        if ((rc = cpu_matmul(c->pool, &c->kernels, down->type, wd, ff, n_in, g, m, y, &c->scratch,
+                             c->err, sizeof c->err)))
+            return rc;
+        for (int64_t i = 0; i < m; i++) {
+            int32_t pi = c->moe_rows[k + (size_t)i];
+            float cw = weights[pi], *d = dst->data + (pi / n_used) * dst->ne0;
+            c->axpy(cw, y + i * n_in, d, (int)n_in);
+        }
+        k = k1;
+    }
+    return 0;
+}
+
 static int cpu_read(struct backend *b, const struct btensor *src, int64_t row0, int64_t n, float *out)
 {
     struct cpu_backend *c = cb(b);
@@ -279,8 +432,10 @@ static int cpu_read(struct backend *b, const struct btensor *src, int64_t row0, 
  * kept while the positions and parameters stay the same. */
 static int rope_table(struct cpu_backend *c, const struct rope_params *p, int pos0, int n)
 {
+    struct rope_params key = *p;
+    key.dim_off = 0;   /* the angles do not depend on where the dims sit */
     if (c->rope_valid && c->rope_pos0 == pos0 && c->rope_n == n &&
-        !memcmp(&c->rope_key, p, sizeof *p))
+        !memcmp(&c->rope_key, &key, sizeof key))
         return 0;
     int half = p->n_rot / 2;
     size_t need = (size_t)n * (size_t)half * 2;
@@ -295,7 +450,7 @@ static int rope_table(struct cpu_backend *c, const struct rope_params *p, int po
     c->rope_valid = 1;
     c->rope_pos0 = pos0;
     c->rope_n = n;
-    c->rope_key = *p;
+    c->rope_key = key;
     return 0;
 }
 
@@ -303,7 +458,8 @@ static int cpu_rope(struct backend *b, struct btensor *x, int head_dim, const st
                     const int32_t *pos)
 {
     struct cpu_backend *c = cb(b);
-    if (head_dim <= 0 || x->ne0 % head_dim || p->n_rot > head_dim || p->n_rot % 2)
+    if (head_dim <= 0 || x->ne0 % head_dim || p->dim_off < 0 || p->n_rot % 2 ||
+        p->n_rot + p->dim_off > head_dim)
         return fail(c, EINVAL, "rope: bad head size");
     int64_t n = x->ne1;
     for (int64_t t = 1; t < n; t++)
@@ -317,7 +473,7 @@ static int cpu_rope(struct backend *b, struct btensor *x, int head_dim, const st
     for (int64_t t = 0; t < n; t++) {
         const float *cs = c->rope_cs + (size_t)t * (size_t)half * 2;
         for (int64_t h = 0; h < n_head; h++) {
-            float *v = x->data + t * x->ne0 + h * head_dim;
+            float *v = x->data + t * x->ne0 + h * head_dim + p->dim_off;
             for (int i = 0; i < half; i++) {
                 int i0 = p->mode == ROPE_MODE_NEOX ? i : 2 * i;
                 int i1 = p->mode == ROPE_MODE_NEOX ? i + half : 2 * i + 1;
@@ -336,7 +492,8 @@ static void kv_free(struct cpu_backend *c)
 {
     for (int l = 0; c->k_cache && l < c->kv.n_layer; l++) {
         free(c->k_cache[l]);
-        free(c->v_cache[l]);
+        if (c->v_cache)
+            free(c->v_cache[l]);
     }
     free(c->k_cache);
     free(c->v_cache);
@@ -353,15 +510,27 @@ static int cpu_kv_init(struct backend *b, const struct kv_shape *s)
     kv_free(c);
     c->kv = *s;
     size_t el = s->type == KV_TYPE_F16 ? 2 : 4;
+    if (s->n_layer < 0 || s->n_ctx <= 0 || s->k_width <= 0 || s->v_width <= 0 ||
+        (s->v_in_k && s->v_width > s->k_width)) {
+        c->kv.n_layer = 0;
+        return fail(c, EINVAL, "kv_init: bad cache shape");
+    }
+    c->kv_bytes = 0;
     c->k_cache = calloc((size_t)s->n_layer, sizeof(void *));
     c->v_cache = calloc((size_t)s->n_layer, sizeof(void *));
     if (!c->k_cache || !c->v_cache)
         goto oom;
     for (int l = 0; l < s->n_layer; l++) {
         c->k_cache[l] = malloc((size_t)s->n_ctx * (size_t)s->k_width * el);
-        c->v_cache[l] = malloc((size_t)s->n_ctx * (size_t)s->v_width * el);
-        if (!c->k_cache[l] || !c->v_cache[l])
+        if (!c->k_cache[l])
             goto oom;
+        c->kv_bytes += (uint64_t)s->n_ctx * (uint64_t)s->k_width * el;
+        if (s->v_in_k)
+            continue;
+        c->v_cache[l] = malloc((size_t)s->n_ctx * (size_t)s->v_width * el);
+        if (!c->v_cache[l])
+            goto oom;
+        c->kv_bytes += (uint64_t)s->n_ctx * (uint64_t)s->v_width * el;
     }
     c->att_stride = (size_t)s->n_ctx + 16;
     c->att_scratch = malloc(c->att_stride * (size_t)pool_threads(c->pool) * sizeof(float));
@@ -369,8 +538,8 @@ static int cpu_kv_init(struct backend *b, const struct kv_shape *s)
         goto oom;
     if (s->type == KV_TYPE_F16) {
         c->k_wide = malloc((size_t)s->n_ctx * (size_t)s->k_width * sizeof(float));
-        c->v_wide = malloc((size_t)s->n_ctx * (size_t)s->v_width * sizeof(float));
-        if (!c->k_wide || !c->v_wide)
+        c->v_wide = s->v_in_k ? NULL : malloc((size_t)s->n_ctx * (size_t)s->v_width * sizeof(float));
+        if (!c->k_wide || (!s->v_in_k && !c->v_wide))
             goto oom;
     }
     if (s->type == KV_TYPE_F16 && !c->f16_table) {
@@ -384,6 +553,7 @@ static int cpu_kv_init(struct backend *b, const struct kv_shape *s)
 oom:
     kv_free(c);
     c->kv.n_layer = 0;
+    c->kv_bytes = 0;
     return fail(c, ENOMEM, "out of memory for a KV cache of %d tokens", s->n_ctx);
 }
 
@@ -392,21 +562,24 @@ static int cpu_kv_store(struct backend *b, int layer, const struct btensor *k,
 {
     struct cpu_backend *c = cb(b);
     if (layer < 0 || layer >= c->kv.n_layer || k->ne0 != c->kv.k_width ||
-        v->ne0 != c->kv.v_width || k->ne1 != v->ne1)
+        (c->kv.v_in_k ? v != NULL : !v || v->ne0 != c->kv.v_width || k->ne1 != v->ne1))
         return fail(c, EINVAL, "kv_store: shape mismatch");
     if (pos0 < 0 || pos0 + k->ne1 > c->kv.n_ctx)
         return fail(c, ENOSPC, "the context is full (%d tokens)", c->kv.n_ctx);
-    size_t nk = (size_t)(k->ne0 * k->ne1), nv = (size_t)(v->ne0 * v->ne1);
+    size_t nk = (size_t)(k->ne0 * k->ne1), nv = v ? (size_t)(v->ne0 * v->ne1) : 0;
     if (c->kv.type == KV_TYPE_F32) {
         memcpy((float *)c->k_cache[layer] + (size_t)pos0 * (size_t)k->ne0, k->data, nk * 4);
-        memcpy((float *)c->v_cache[layer] + (size_t)pos0 * (size_t)v->ne0, v->data, nv * 4);
+        if (v)
+            memcpy((float *)c->v_cache[layer] + (size_t)pos0 * (size_t)v->ne0, v->data, nv * 4);
     } else {
         quant_f16 *kd = (quant_f16 *)c->k_cache[layer] + (size_t)pos0 * (size_t)k->ne0;
-        quant_f16 *vd = (quant_f16 *)c->v_cache[layer] + (size_t)pos0 * (size_t)v->ne0;
         for (size_t i = 0; i < nk; i++)
             kd[i] = quant_f32_to_f16(k->data[i]);
-        for (size_t i = 0; i < nv; i++)
-            vd[i] = quant_f32_to_f16(v->data[i]);
+        if (v) {
+            quant_f16 *vd = (quant_f16 *)c->v_cache[layer] + (size_t)pos0 * (size_t)v->ne0;
+            for (size_t i = 0; i < nv; i++)
+                vd[i] = quant_f32_to_f16(v->data[i]);
+        }
     }
     return 0;
 }
@@ -509,7 +682,7 @@ static void att_worker(void *arg, int ith, int nth)
     int64_t total = n_tok * j->n_head;
     int group = j->n_head / j->n_head_kv;
     float *scores = c->att_scratch + (size_t)ith * c->att_stride;
-    int64_t kw = c->kv.k_width, vw = c->kv.v_width;
+    int64_t kw = c->kv.k_width, vw = c->kv.v_in_k ? kw : c->kv.v_width;
     for (int64_t task = ith; task < total; task += nth) {
         int64_t t = task / j->n_head;
         int h = (int)(task % j->n_head);
@@ -562,21 +735,24 @@ static int cpu_attention(struct backend *b, struct btensor *dst, const struct bt
     struct cpu_backend *c = cb(b);
     if (layer < 0 || layer >= c->kv.n_layer || n_head_kv <= 0 || n_head % n_head_kv ||
         q->ne0 != (int64_t)n_head * head_dim || dst->ne0 != (int64_t)n_head * v_dim ||
-        (int64_t)n_head_kv * head_dim > c->kv.k_width || (int64_t)n_head_kv * v_dim > c->kv.v_width)
+        (int64_t)n_head_kv * head_dim > c->kv.k_width || (int64_t)n_head_kv * v_dim > c->kv.v_width ||
+        (c->kv.v_in_k && n_head_kv != 1))
         return fail(c, EINVAL, "attention: shape mismatch");
     if (pos0 < 0 || pos0 + q->ne1 > c->kv.n_ctx)
         return fail(c, ENOSPC, "the context is full (%d tokens)", c->kv.n_ctx);
-    struct att_job j = {c, dst, q, c->k_cache[layer], c->v_cache[layer], n_head, n_head_kv,
+    struct att_job j = {c, dst, q, c->k_cache[layer],
+                        c->kv.v_in_k ? c->k_cache[layer] : c->v_cache[layer], n_head, n_head_kv,
                         head_dim, v_dim, pos0, scale};
     if (c->kv.type == KV_TYPE_F16) {
         /* widen the rows in use once per layer; the loops then read F32 */
         size_t rows = (size_t)pos0 + (size_t)q->ne1;
-        struct widen_job w = {c->f16_table, {c->k_cache[layer], c->v_cache[layer]},
+        bool vk = c->kv.v_in_k;
+        struct widen_job w = {c->f16_table, {c->k_cache[layer], vk ? NULL : c->v_cache[layer]},
                               {c->k_wide, c->v_wide},
-                              {rows * (size_t)c->kv.k_width, rows * (size_t)c->kv.v_width}};
+                              {rows * (size_t)c->kv.k_width, vk ? 0 : rows * (size_t)c->kv.v_width}};
         pool_run(c->pool, widen_worker, &w);
         j.k = c->k_wide;
-        j.v = c->v_wide;
+        j.v = vk ? c->k_wide : c->v_wide;
     }
     pool_run(c->pool, att_worker, &j);
     return 0;
@@ -596,6 +772,8 @@ static void cpu_free(struct backend *b)
     kv_free(c);
     free(c->f16_table);
     free(c->rope_cs);
+    free(c->tmp);
+    free(c->moe_rows);
     arena_free_blocks(c->blocks);
     cpu_scratch_free(&c->scratch);
     pool_free(c->pool);
@@ -617,6 +795,10 @@ static const struct backend_ops cpu_ops = {
     .swiglu = cpu_swiglu,
     .add = cpu_add,
     .read = cpu_read,
+    .write = cpu_write,
+    .copy_cols = cpu_copy_cols,
+    .matmul_heads = cpu_matmul_heads,
+    .moe = cpu_moe,
     .rows = cpu_rows,
     .error = cpu_error,
     .device_name = cpu_device_name,
@@ -658,6 +840,11 @@ int cpu_backend_create(int n_threads, enum cpu_isa max, struct backend **out, ch
 const struct cpu_kernels *cpu_backend_kernels(const struct backend *b)
 {
     return &((const struct cpu_backend *)b)->kernels;
+}
+
+uint64_t cpu_backend_kv_bytes(const struct backend *b)
+{
+    return ((const struct cpu_backend *)b)->kv_bytes;
 }
 
 int cpu_backend_threads(const struct backend *b)

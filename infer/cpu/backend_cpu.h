@@ -7,6 +7,7 @@
 #define PONDER_BACKEND_CPU_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "../backend.h"
 #include "cpu.h"
@@ -17,5 +18,8 @@ int cpu_backend_create(int n_threads, enum cpu_isa max, struct backend **out, ch
                        size_t errlen);
 const struct cpu_kernels *cpu_backend_kernels(const struct backend *b);
 int cpu_backend_threads(const struct backend *b);
+/* Bytes allocated for the KV cache by the last kv_init (no value rows with
+ * kv_shape.v_in_k). */
+uint64_t cpu_backend_kv_bytes(const struct backend *b);
 
 #endif

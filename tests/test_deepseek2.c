@@ -1,0 +1,429 @@
+/* The deepseek2 architecture on the CPU: the backend operations it adds
+ * (write, copy_cols, matmul_heads, moe, rope dim_off, a KV cache whose values
+ * are its keys) against naive references, conformance of td-f32, td-q8_0 and
+ * td-lite-f32 with llama.cpp (testdata README 2.3, 3.7), the latent KV cache,
+ * and malformed deepseek2 files. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "infer/cpu/backend_cpu.h"
+#include "infer/gguf.h"
+#include "infer/model.h"
+#include "infer/quant.h"
+#include "infer/rope.h"
+#include "tests/fixture.h"
+#include "tests/fx_conformance.h"
+#include "tests/fx_gguf.h"
+
+/* ---- helpers ---- */
+
+static uint32_t rng_state = 12345;
+
+static float frand(void)
+{
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return (float)((rng_state >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+static void fill(float *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        v[i] = frand();
+}
+
+static struct backend *cpu(void)
+{
+    struct backend *b = NULL;
+    char err[256];
+    assert_int_equal(cpu_backend_create(3, CPU_ISA_COUNT, &b, err, sizeof err), 0);
+    return b;
+}
+
+static struct btensor *tensor(struct backend *b, int64_t ne0, int64_t ne1)
+{
+    struct btensor *t = b->ops->alloc(b, ne0, ne1);
+    assert_non_null(t);
+    fill(t->data, (size_t)(ne0 * ne1));
+    return t;
+}
+
+/* A weight of the given type holding n_exp * n_out rows of n_in random
+ * values, and their dequantized floats (what a naive reference multiplies). */
+struct test_weight {
+    struct weight w;
+    void *data;
+    float *f;
+};
+
+static void make_weight(struct test_weight *tw, enum quant_type type, int64_t n_in, int64_t n_out,
+                        int64_t n_exp)
+{
+    int64_t rows = n_out * (n_exp ? n_exp : 1);
+    const struct quant_traits *tr = quant_traits(type);
+    assert_non_null(tr);
+    size_t rb = quant_row_bytes(type, n_in);
+    assert_true(rb > 0);
+    tw->data = malloc(rb * (size_t)rows);
+    tw->f = malloc((size_t)(n_in * rows) * sizeof(float));
+    float *tmp = malloc((size_t)n_in * sizeof(float));
+    assert_true(tw->data && tw->f && tmp);
+    for (int64_t r = 0; r < rows; r++) {
+        fill(tmp, (size_t)n_in);
+        unsigned char *dst = (unsigned char *)tw->data + (size_t)r * rb;
+        if (type == QUANT_TYPE_F32)
+            memcpy(dst, tmp, (size_t)n_in * sizeof(float));
+        else
+            tr->quantize(tmp, dst, n_in);
+        if (type == QUANT_TYPE_F32)
+            memcpy(tw->f + r * n_in, tmp, (size_t)n_in * sizeof(float));
+        else
+            tr->dequantize(dst, tw->f + r * n_in, n_in);
+    }
+    free(tmp);
+    tw->w = (struct weight){.type = type, .n_in = n_in, .n_out = n_out, .data = tw->data,
+                            .row_bytes = rb, .n_exp = n_exp,
+                            .exp_bytes = n_exp ? rb * (size_t)n_out : 0};
+}
+
+static void free_weight(struct test_weight *tw)
+{
+    free(tw->data);
+    free(tw->f);
+}
+
+static double dotd(const float *a, const float *b, int64_t n)
+{
+    double s = 0;
+    for (int64_t i = 0; i < n; i++)
+        s += (double)a[i] * b[i];
+    return s;
+}
+
+/* Tolerance of a product of n terms of size ~1 for a weight type: the
+ * activations are rounded to the type's vec_dot_type. */
+static double type_tol(enum quant_type t, int64_t n)
+{
+    double unit = t == QUANT_TYPE_F32 ? 1e-5 : t == QUANT_TYPE_F16 ? 2e-3 : 2e-2;
+    return unit * sqrt((double)n) + 1e-5;
+}
+
+/* ---- operations ---- */
+
+static void test_write_then_read_gives_the_same_rows(void **state)
+{
+    (void)state;
+    struct backend *b = cpu();
+    struct btensor *t = tensor(b, 7, 5);
+    float in[14], out[14];
+    fill(in, 14);
+    assert_int_equal(b->ops->write(b, t, 2, 2, in), 0);
+    assert_int_equal(b->ops->read(b, t, 2, 2, out), 0);
+    assert_memory_equal(in, out, sizeof in);
+    assert_int_not_equal(b->ops->write(b, t, 4, 2, in), 0);
+    b->ops->free(b);
+}
+
+static void test_copy_cols_moves_strided_groups(void **state)
+{
+    (void)state;
+    struct backend *b = cpu();
+    int64_t n = 3;
+    struct btensor *src = tensor(b, 5 * 7, n), *dst = tensor(b, 4 * 9 + 2, n);
+    float *before = malloc((size_t)(dst->ne0 * n) * sizeof(float));
+    memcpy(before, dst->data, (size_t)(dst->ne0 * n) * sizeof(float));
+    assert_int_equal(b->ops->copy_cols(b, dst, 2, 9, src, 3, 7, 4, 4), 0);
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t c = 0; c < dst->ne0; c++) {
+            int64_t g = (c - 2) / 9, i = (c - 2) % 9;
+            float want = before[t * dst->ne0 + c];
+            if (c >= 2 && g < 4 && i < 4)
+                want = src->data[t * src->ne0 + 3 + g * 7 + i];
+            assert_true(dst->data[t * dst->ne0 + c] == want);
+        }
+    /* out of range */
+    assert_int_not_equal(b->ops->copy_cols(b, dst, 2, 9, src, 4, 7, 4, 5), 0);
+    free(before);
+    b->ops->free(b);
+}
+
+static void check_matmul_heads(enum quant_type type, int64_t n_in, int r, int n_head, int n_tok)
+{
+    struct backend *b = cpu();
+    struct test_weight tw;
+    make_weight(&tw, type, n_in, (int64_t)r * n_head, 0);
+    int64_t ss = n_in + 3, ds = r + 5;
+    struct btensor *src = tensor(b, ss * n_head, n_tok), *dst = tensor(b, ds * n_head, n_tok);
+    assert_int_equal(b->ops->matmul_heads(b, dst, ds, &tw.w, n_head, src, ss), 0);
+    for (int t = 0; t < n_tok; t++)
+        for (int j = 0; j < n_head; j++)
+            for (int o = 0; o < r; o++) {
+                double want = dotd(tw.f + ((int64_t)j * r + o) * n_in,
+                                   src->data + t * src->ne0 + j * ss, n_in);
+                double got = dst->data[t * dst->ne0 + j * ds + o];
+                if (fabs(got - want) > type_tol(type, n_in))
+                    fail_msg("%s head %d row %d token %d: %g, want %g", quant_type_name(type), j,
+                             o, t, got, want);
+            }
+    free_weight(&tw);
+    b->ops->free(b);
+}
+
+static void test_matmul_heads_matches_a_naive_product(void **state)
+{
+    (void)state;
+    check_matmul_heads(QUANT_TYPE_F32, 13, 5, 3, 4);
+    check_matmul_heads(QUANT_TYPE_F16, 29, 7, 4, 1);
+    check_matmul_heads(QUANT_TYPE_Q8_0, 64, 3, 5, 3);
+    check_matmul_heads(QUANT_TYPE_Q4_K, 256, 2, 3, 2);
+}
+
+static void check_moe(enum quant_type type, int64_t n_embd, int64_t ff, int n_exp, int n_used,
+                      int n_tok)
+{
+    struct backend *b = cpu();
+    struct test_weight g, u, dn;
+    make_weight(&g, type, n_embd, ff, n_exp);
+    make_weight(&u, type, n_embd, ff, n_exp);
+    make_weight(&dn, type, ff, n_embd, n_exp);
+    struct btensor *src = tensor(b, n_embd, n_tok), *dst = tensor(b, n_embd, n_tok);
+    size_t pairs = (size_t)n_tok * (size_t)n_used;
+    int32_t *ex = malloc(pairs * sizeof *ex);
+    float *w = malloc(pairs * sizeof *w), *want = malloc((size_t)(n_embd * n_tok) * sizeof(float));
+    float *hg = malloc((size_t)ff * sizeof(float));
+    for (int t = 0; t < n_tok; t++)
+        for (int k = 0; k < n_used; k++) {
+            int e;
+            bool dup;
+            do {   /* distinct experts per token, skewed towards the low ids */
+                e = (int)((frand() + 1.0f) * (frand() + 1.0f) * 0.25f * (float)n_exp) % n_exp;
+                dup = false;
+                for (int k2 = 0; k2 < k; k2++)
+                    dup |= ex[t * n_used + k2] == e;
+            } while (dup);
+            ex[t * n_used + k] = e;
+            w[t * n_used + k] = frand();
+        }
+    memcpy(want, dst->data, (size_t)(n_embd * n_tok) * sizeof(float));
+    for (int t = 0; t < n_tok; t++)
+        for (int k = 0; k < n_used; k++) {
+            int e = ex[t * n_used + k];
+            const float *x = src->data + t * n_embd;
+            for (int64_t i = 0; i < ff; i++) {
+                double a = dotd(g.f + ((int64_t)e * ff + i) * n_embd, x, n_embd);
+                double c = dotd(u.f + ((int64_t)e * ff + i) * n_embd, x, n_embd);
+                hg[i] = (float)(a / (1 + exp(-a)) * c);
+            }
+            for (int64_t o = 0; o < n_embd; o++)
+                want[t * n_embd + o] +=
+                    w[t * n_used + k] * (float)dotd(dn.f + ((int64_t)e * n_embd + o) * ff, hg, ff);
+        }
+    assert_int_equal(b->ops->moe(b, dst, &g.w, &u.w, &dn.w, src, ex, w, n_used), 0);
+    double tol = type_tol(type, n_embd) * sqrt((double)ff) * n_used;
+    for (int64_t i = 0; i < n_embd * n_tok; i++)
+        if (fabs(dst->data[i] - want[i]) > tol)
+            fail_msg("%s moe element %lld: %g, want %g", quant_type_name(type), (long long)i,
+                     dst->data[i], want[i]);
+    /* an expert id out of range is refused */
+    ex[0] = n_exp;
+    assert_int_not_equal(b->ops->moe(b, dst, &g.w, &u.w, &dn.w, src, ex, w, n_used), 0);
+    free(ex);
+    free(w);
+    free(want);
+    free(hg);
+    free_weight(&g);
+    free_weight(&u);
+    free_weight(&dn);
+    b->ops->free(b);
+}
+
+static void test_moe_matches_a_naive_mixture(void **state)
+{
+    (void)state;
+    check_moe(QUANT_TYPE_F32, 19, 11, 5, 2, 7);
+    check_moe(QUANT_TYPE_F32, 8, 3, 4, 3, 1);
+    check_moe(QUANT_TYPE_Q8_0, 64, 32, 6, 2, 9);
+    check_moe(QUANT_TYPE_Q4_K, 256, 256, 4, 2, 3);
+}
+
+/* A weight in memory no one may read: moe must read only chosen experts. */
+static void test_moe_reads_only_the_chosen_experts(void **state)
+{
+    (void)state;
+    struct backend *b = cpu();
+    long page = sysconf(_SC_PAGESIZE);
+    int64_t n_embd = 32, ff = 32;   /* one expert: 32 * 32 * 4 = 4096 bytes */
+    struct test_weight g, u, dn;
+    make_weight(&g, QUANT_TYPE_F32, n_embd, ff, 4);
+    make_weight(&u, QUANT_TYPE_F32, n_embd, ff, 4);
+    make_weight(&dn, QUANT_TYPE_F32, ff, n_embd, 4);
+    /* experts 0 and 2 are poisoned with NaN; only 1 and 3 are chosen */
+    struct test_weight *all[3] = {&g, &u, &dn};
+    for (int i = 0; i < 3; i++)
+        for (int e = 0; e < 4; e += 2)
+            for (int64_t k = 0; k < n_embd * ff; k++)
+                ((float *)all[i]->data)[e * n_embd * ff + k] = NAN;
+    (void)page;
+    struct btensor *src = tensor(b, n_embd, 3), *dst = tensor(b, n_embd, 3);
+    int32_t ex[6] = {1, 3, 3, 1, 3, 1};
+    float w[6] = {0.5f, 0.25f, 1, 2, 0.1f, 0.2f};
+    assert_int_equal(b->ops->moe(b, dst, &g.w, &u.w, &dn.w, src, ex, w, 2), 0);
+    for (int64_t i = 0; i < n_embd * 3; i++)
+        assert_false(isnan(dst->data[i]));
+    free_weight(&g);
+    free_weight(&u);
+    free_weight(&dn);
+    b->ops->free(b);
+}
+
+static void test_rope_with_dim_off_rotates_only_the_rope_part(void **state)
+{
+    (void)state;
+    struct backend *b = cpu();
+    int head = 12, off = 6, n_rot = 4, n_head = 3, n = 3;
+    struct btensor *x = tensor(b, head * n_head, n);
+    float *before = malloc((size_t)(head * n_head * n) * sizeof(float));
+    memcpy(before, x->data, (size_t)(head * n_head * n) * sizeof(float));
+    struct rope_params p = {.mode = ROPE_MODE_NORM, .n_rot = n_rot, .freq_base = 10000,
+                            .freq_scale = 1, .attn_factor = 1, .dim_off = off};
+    int32_t pos[3] = {5, 6, 7};
+    assert_int_equal(b->ops->rope(b, x, head, &p, pos), 0);
+    float cs[3 * 2 * 2];
+    rope_cos_sin(&p, 5, 3, cs);
+    for (int t = 0; t < n; t++)
+        for (int h = 0; h < n_head; h++)
+            for (int i = 0; i < head; i++) {
+                const float *v = before + t * head * n_head + h * head;
+                float want = v[i];
+                if (i >= off && i < off + n_rot) {
+                    int pr = (i - off) / 2;
+                    float c = cs[(t * 2 + pr) * 2], s = cs[(t * 2 + pr) * 2 + 1];
+                    float a = v[off + 2 * pr], bb = v[off + 2 * pr + 1];
+                    want = (i - off) % 2 ? a * s + bb * c : a * c - bb * s;
+                }
+                assert_float_equal(x->data[t * head * n_head + h * head + i], want, 1e-6);
+            }
+    p.dim_off = 9;   /* 9 + 4 > 12 */
+    assert_int_not_equal(b->ops->rope(b, x, head, &p, pos), 0);
+    free(before);
+    b->ops->free(b);
+}
+
+/* v_in_k: the value of a position is the first v_width entries of its key
+ * row; attention over it equals attention with those values stored apart. */
+static void check_v_in_k(enum kv_type type)
+{
+    struct backend *b = cpu(), *ref = cpu();
+    int kw = 20, vw = 14, n_head = 3, n_ctx = 16;
+    struct kv_shape s = {.n_layer = 2, .n_ctx = n_ctx, .k_width = kw, .v_width = vw, .type = type,
+                         .v_in_k = true};
+    struct kv_shape rs = s;
+    rs.v_in_k = false;
+    assert_int_equal(b->ops->kv_init(b, &s), 0);
+    assert_int_equal(ref->ops->kv_init(ref, &rs), 0);
+    size_t el = type == KV_TYPE_F16 ? 2 : 4;
+    assert_int_equal(cpu_backend_kv_bytes(b), 2 * (uint64_t)n_ctx * (uint64_t)kw * el);
+    assert_int_equal(cpu_backend_kv_bytes(ref), 2 * (uint64_t)n_ctx * (uint64_t)(kw + vw) * el);
+    int chunks[2][2] = {{0, 5}, {5, 1}};
+    for (int ci = 0; ci < 2; ci++) {
+        int pos0 = chunks[ci][0], n = chunks[ci][1];
+        b->ops->reset(b);
+        ref->ops->reset(ref);
+        struct btensor *k = tensor(b, kw, n), *q = tensor(b, (int64_t)kw * n_head, n);
+        struct btensor *rk = ref->ops->alloc(ref, kw, n), *rv = ref->ops->alloc(ref, vw, n);
+        struct btensor *rq = ref->ops->alloc(ref, (int64_t)kw * n_head, n);
+        memcpy(rk->data, k->data, (size_t)(kw * n) * sizeof(float));
+        memcpy(rq->data, q->data, (size_t)(kw * n_head * n) * sizeof(float));
+        for (int t = 0; t < n; t++)
+            memcpy(rv->data + t * vw, k->data + t * kw, (size_t)vw * sizeof(float));
+        assert_int_equal(b->ops->kv_store(b, 1, k, NULL, pos0), 0);
+        assert_int_not_equal(b->ops->kv_store(b, 1, k, k, pos0), 0);
+        assert_int_equal(ref->ops->kv_store(ref, 1, rk, rv, pos0), 0);
+        struct btensor *o = b->ops->alloc(b, (int64_t)vw * n_head, n);
+        struct btensor *ro = ref->ops->alloc(ref, (int64_t)vw * n_head, n);
+        assert_int_equal(b->ops->attention(b, o, q, 1, n_head, 1, kw, vw, pos0, 0.3f), 0);
+        assert_int_equal(ref->ops->attention(ref, ro, rq, 1, n_head, 1, kw, vw, pos0, 0.3f), 0);
+        for (int64_t i = 0; i < vw * n_head * n; i++)
+            assert_float_equal(o->data[i], ro->data[i], 1e-6);
+    }
+    b->ops->free(b);
+    ref->ops->free(ref);
+}
+
+static void test_kv_cache_with_values_in_keys_matches_a_separate_cache(void **state)
+{
+    (void)state;
+    check_v_in_k(KV_TYPE_F32);
+    check_v_in_k(KV_TYPE_F16);
+}
+
+/* ---- models ---- */
+
+static void check_model(const char *name, enum cpu_isa isa, int n_batch)
+{
+    char rel[256], err[512] = "", msg[512] = "";
+    snprintf(rel, sizeof rel, "models/%s.gguf", name);
+    struct model_params p = {.n_ctx = 2048, .n_threads = 2, .kv_type = KV_TYPE_F32, .max_isa = isa,
+                             .n_batch = n_batch};
+    struct model *m = NULL;
+    if (model_load(fx_path(rel), &p, &m, err, sizeof err))
+        fail_msg("%s: %s", name, err);
+    struct fx_conformance c;
+    int rc = fx_check_reference(m, name, &c, msg, sizeof msg);
+    printf("  %-16s %-8s max |diff| %.3g (tolerance %g), top-1 checked at %d of %d steps\n", name,
+           model_info(m)->device, c.worst, c.tolerance, c.top1_checked, c.steps);
+    model_free(m);
+    if (rc)
+        fail_msg("%s", msg);
+}
+
+static void test_td_f32_matches_llama_cpp(void **state)
+{
+    (void)state;
+    check_model("td-f32", CPU_ISA_COUNT, 0);
+}
+
+static void test_td_q8_0_matches_llama_cpp(void **state)
+{
+    (void)state;
+    check_model("td-q8_0", CPU_ISA_COUNT, 0);
+}
+
+static void test_td_lite_f32_without_yarn_matches_llama_cpp(void **state)
+{
+    (void)state;
+    check_model("td-lite-f32", CPU_ISA_COUNT, 0);
+}
+
+static void test_td_f32_with_small_batches_and_portable_kernels_matches_too(void **state)
+{
+    (void)state;
+    check_model("td-f32", CPU_ISA_PORTABLE, 37);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_write_then_read_gives_the_same_rows),
+        cmocka_unit_test(test_copy_cols_moves_strided_groups),
+        cmocka_unit_test(test_matmul_heads_matches_a_naive_product),
+        cmocka_unit_test(test_moe_matches_a_naive_mixture),
+        cmocka_unit_test(test_moe_reads_only_the_chosen_experts),
+        cmocka_unit_test(test_rope_with_dim_off_rotates_only_the_rope_part),
+        cmocka_unit_test(test_kv_cache_with_values_in_keys_matches_a_separate_cache),
+        cmocka_unit_test(test_td_f32_matches_llama_cpp),
+        cmocka_unit_test(test_td_q8_0_matches_llama_cpp),
+        cmocka_unit_test(test_td_lite_f32_without_yarn_matches_llama_cpp),
+        cmocka_unit_test(test_td_f32_with_small_batches_and_portable_kernels_matches_too),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -128,6 +128,50 @@ static void test_interrupted_reply_is_stored_as_interrupted(void **state)
     store_close(st);
 }
 
+static void test_runs_record_the_driver(void **state)
+{
+    (void)state;
+    static const char *const drivers[] = {"tui", "line"};
+    for (size_t i = 0; i < 2; i++) {
+        struct store *st = open_mem();
+        struct session s;
+        session_init(&s, st);
+        s.driver = drivers[i];
+        assert_int_equal(session_user(&s, "q"), 0);
+        reply(&s, "r", "a", ENGINE_STOP_END);
+        struct store_conv *c = load(st, s.conv);
+        assert_true(c->msgs[1].has_run);
+        if (strcmp(c->msgs[1].run.driver, drivers[i]))
+            fail_msg("case %s: driver '%s'", drivers[i], c->msgs[1].run.driver);
+        store_conv_free(c);
+        session_free(&s);
+        store_close(st);
+    }
+}
+
+static void test_a_remote_model_is_stored_under_its_name(void **state)
+{
+    (void)state;
+    struct store *st = open_mem();
+    struct session s;
+    session_init(&s, st);
+    struct model_info info = {.arch = "remote", .name = "r1-671b"};
+    session_set_model(&s, "remote:http://10.0.0.5:8000#r1-671b", &info);
+    assert_true(s.model_id > 0);
+    int64_t first = s.model_id;
+    session_set_model(&s, "remote:http://10.0.0.5:8000#r1-671b", &info);
+    assert_int_equal(s.model_id, first);        /* the same remote is the same model */
+    session_set_model(&s, "remote:http://10.0.0.6:8000#r1-671b", &info);
+    assert_true(s.model_id != first);           /* another server is another */
+    assert_int_equal(session_user(&s, "q"), 0);
+    reply(&s, "", "a", ENGINE_STOP_END);
+    struct store_conv *c = load(st, s.conv);
+    assert_string_equal(c->msgs[1].model_name, "r1-671b");
+    store_conv_free(c);
+    session_free(&s);
+    store_close(st);
+}
+
 static void test_open_restores_a_conversation_to_continue(void **state)
 {
     (void)state;
@@ -173,6 +217,8 @@ int main(void)
         cmocka_unit_test(test_user_message_is_stored_before_the_reply),
         cmocka_unit_test(test_engine_gets_answers_without_reasoning),
         cmocka_unit_test(test_interrupted_reply_is_stored_as_interrupted),
+        cmocka_unit_test(test_runs_record_the_driver),
+        cmocka_unit_test(test_a_remote_model_is_stored_under_its_name),
         cmocka_unit_test(test_open_restores_a_conversation_to_continue),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -174,6 +174,36 @@ static void test_reasoning_folds_when_the_answer_starts(void **state)
     tr_free(&t);
 }
 
+static void test_folded_line_says_when_the_budget_ended_the_reasoning(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        bool reached;
+        const char *want;
+    } cases[] = {
+        {"reached", true, "▸ Thought for 8.1 s (1,024 tokens, budget reached)"},
+        {"not reached", false, "▸ Thought for 8.1 s (1,024 tokens)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct transcript t;
+        struct tr_lines l = {0};
+        tr_init(&t, true);
+        assert_int_equal(tr_reply_begin(&t, "r1"), 0);
+        stream(&t, REASON_KIND_REASONING, "hm", 0);
+        stream(&t, REASON_KIND_ANSWER, "ok", 8100);
+        struct engine_stats st = {.reasoning_tokens = 1024, .reasoning_ms = 8100,
+                                  .think_budget = 1024, .budget_reached = cases[i].reached};
+        tr_reply_end(&t, ENGINE_STOP_END, &st, 9000);
+        assert_int_equal(tr_layout(&t, 80, 9000, &l), 0);
+        if (!has_style(&l, TR_STYLE_THINK_HEAD, cases[i].want) ||
+            (!cases[i].reached && has_style(&l, TR_STYLE_THINK_HEAD, "budget")))
+            fail_msg("case %s: no line '%s'", cases[i].name, cases[i].want);
+        tr_lines_free(&l);
+        tr_free(&t);
+    }
+}
+
 static void test_folded_while_thinking_keeps_a_live_tail(void **state)
 {
     (void)state;
@@ -247,6 +277,7 @@ int main(void)
         cmocka_unit_test(test_count_has_thousands_separators),
         cmocka_unit_test(test_wrap_breaks_at_spaces_and_wide_characters),
         cmocka_unit_test(test_reasoning_folds_when_the_answer_starts),
+        cmocka_unit_test(test_folded_line_says_when_the_budget_ended_the_reasoning),
         cmocka_unit_test(test_folded_while_thinking_keeps_a_live_tail),
         cmocka_unit_test(test_no_fold_default_keeps_reasoning_open),
         cmocka_unit_test(test_toggle_all_folds_then_unfolds_every_trace),

@@ -776,6 +776,89 @@ static void test_attention_over_a_latent_cache_with_v_in_k_matches_the_cpu(void 
     close_pair(&p);
 }
 
+/* ---- faults and progress ---- */
+
+static void test_out_of_device_memory_is_a_clean_error(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    /* room for the first 64 MiB activation block and 1 MiB more */
+    struct vk_options o = {.device = -1, .validation = true, .mem_limit = (65u << 20)};
+    struct backend *b = NULL;
+    char err[256];
+    if (vk_backend_create(&o, &b, err, sizeof err))
+        fail_msg("vk_backend_create: %s", err);
+    b->ops->reset(b);
+    float x[256];
+    fill(x, 256, 4);
+    struct btensor *xt = put(b, x, 256, 1), *dt = b->ops->alloc(b, 4096, 1);
+    assert_non_null(dt);
+    /* a 4 MiB weight does not fit */
+    float *big = calloc(256 * 4096, sizeof(float));
+    struct weight w = {.type = QUANT_TYPE_F32, .n_in = 256, .n_out = 4096, .data = big,
+                       .row_bytes = 1024};
+    assert_int_equal(b->ops->matmul(b, dt, &w, NULL, xt), ENOMEM);
+    assert_non_null(strstr(b->ops->error(b), "out of device memory"));
+    struct kv_shape ks = {.n_layer = 4, .n_ctx = 4096, .k_width = 256, .v_width = 256};
+    assert_int_equal(b->ops->kv_init(b, &ks), ENOMEM);
+    assert_non_null(strstr(b->ops->error(b), "out of device memory"));
+    /* the backend still works with what fits */
+    struct weight small = w;
+    small.n_out = 64;
+    struct btensor *st = b->ops->alloc(b, 64, 1);
+    assert_int_equal(b->ops->matmul(b, st, &small, NULL, xt), 0);
+    float *got = get(b, st);
+    for (int i = 0; i < 64; i++)
+        assert_true(got[i] == 0.0f);
+    free(got);
+    vk_backend_drop_weights(b);
+    free(big);
+    close_vk(b);
+}
+
+struct progress_log {
+    uint64_t last;
+    int calls;
+    bool backwards;
+};
+
+static void on_progress(void *ctx, uint64_t uploaded)
+{
+    struct progress_log *l = ctx;
+    if (uploaded < l->last)
+        l->backwards = true;
+    l->last = uploaded;
+    l->calls++;
+}
+
+static void test_weight_upload_reports_progress_up_to_the_weight_bytes(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    struct backend *b = open_vk();
+    struct progress_log log = {0};
+    vk_backend_set_progress(b, on_progress, &log);
+    int64_t n_in = 256, n_out = 700;
+    float *deq = malloc((size_t)(n_in * n_out) * sizeof(float));
+    size_t rb;
+    unsigned char *wq = make_weight(QUANT_TYPE_Q8_0, n_in, n_out, 3, deq, &rb);
+    struct weight w = {.type = QUANT_TYPE_Q8_0, .n_in = n_in, .n_out = n_out, .data = wq,
+                       .row_bytes = rb};
+    char err[256];
+    uint64_t before = vk_backend_device_bytes(b);
+    assert_int_equal(vk_backend_upload(b, &w, err, sizeof err), 0);
+    uint64_t want = vk_weight_bytes(QUANT_TYPE_Q8_0, n_in, false) * (uint64_t)n_out;
+    assert_true(log.calls >= 1);
+    assert_false(log.backwards);
+    assert_int_equal(log.last, want);
+    assert_true(vk_backend_device_bytes(b) >= before + want);
+    vk_backend_drop_weights(b);
+    assert_int_equal(vk_backend_device_bytes(b), before);
+    free(wq);
+    free(deq);
+    close_vk(b);
+}
+
 /* ---- whole models ---- */
 
 static struct model *load(const char *name, int ngl, enum model_backend be, enum kv_type kv)
@@ -921,6 +1004,8 @@ int main(void)
         cmocka_unit_test(test_moe_for_one_token_reads_only_the_chosen_experts),
         cmocka_unit_test(test_rope_with_dim_off_rotates_only_the_columns_after_it),
         cmocka_unit_test(test_attention_over_a_latent_cache_with_v_in_k_matches_the_cpu),
+        cmocka_unit_test(test_out_of_device_memory_is_a_clean_error),
+        cmocka_unit_test(test_weight_upload_reports_progress_up_to_the_weight_bytes),
         cmocka_unit_test(test_tq_f32_on_the_device_matches_llama_cpp),
         cmocka_unit_test(test_tq_f16_on_the_device_matches_llama_cpp),
         cmocka_unit_test(test_tq_bf16_on_the_device_matches_llama_cpp),

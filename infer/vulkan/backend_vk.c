@@ -29,6 +29,7 @@ struct vk_buf {
     VkDeviceMemory mem;
     VkDeviceSize size;
     void *map;                  /* host-visible memory stays mapped */
+    bool device;                /* counted in mem_used */
 };
 
 /* Device layouts of a weight (shaders/matmul.comp): F32 rows, F16 rows,
@@ -227,6 +228,11 @@ struct vk_backend {
     struct vk_weight **wt;
     size_t wt_cap, wt_n;
 
+    uint64_t mem_limit, mem_used;   /* device-local bytes allowed (0: no limit) and held */
+    vk_progress_fn progress;
+    void *progress_ctx;
+    uint64_t uploaded;
+
     float *host_rows;           /* scratch for dequantized rows */
     size_t host_rows_cap;
 };
@@ -247,8 +253,10 @@ static int fail(struct vk_backend *c, int code, const char *fmt, ...)
 
 static int vkfail(struct vk_backend *c, VkResult r, const char *what)
 {
-    if (r == VK_ERROR_DEVICE_LOST)
+    if (r == VK_ERROR_DEVICE_LOST) {
         c->lost = true;
+        return fail(c, EIO, "vulkan: the device was lost (%s)", what);
+    }
     int code = r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY ? ENOMEM : EIO;
     return fail(c, code, "vulkan: %s: %s", what, vk_result_text(r));
 }
@@ -269,6 +277,10 @@ static int find_type(const struct vk_backend *c, uint32_t bits, VkMemoryProperty
 static int buf_create(struct vk_backend *c, struct vk_buf *b, VkDeviceSize size, bool host)
 {
     memset(b, 0, sizeof *b);
+    if (!host && c->mem_limit && c->mem_used + size > c->mem_limit)
+        return fail(c, ENOMEM, "vulkan: out of device memory (%llu MiB more than the %llu MiB "
+                    "allowed)", (unsigned long long)((c->mem_used + size - c->mem_limit) >> 20),
+                    (unsigned long long)(c->mem_limit >> 20));
     VkBufferCreateInfo bi = {
         .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
         .size = size,
@@ -311,11 +323,16 @@ static int buf_create(struct vk_backend *c, struct vk_buf *b, VkDeviceSize size,
         return vkfail(c, r, "allocate device memory");
     }
     b->size = size;
+    b->device = !host;
+    if (b->device)
+        c->mem_used += size;
     return 0;
 }
 
 static void buf_free(struct vk_backend *c, struct vk_buf *b)
 {
+    if (b->device)
+        c->mem_used -= b->size;
     if (b->buf)
         vkDestroyBuffer(c->dev, b->buf, NULL);
     if (b->mem)
@@ -546,6 +563,13 @@ static int convert_rows(struct vk_backend *c, const struct weight *w, enum wfmt 
     return 0;
 }
 
+static void uploaded(struct vk_backend *c, uint64_t bytes)
+{
+    c->uploaded += bytes;
+    if (c->progress)
+        c->progress(c->progress_ctx, c->uploaded);
+}
+
 static int upload_chunk(struct vk_backend *c, const struct weight *w, struct vk_weight *vw,
                         struct wchunk *ch, size_t row_dev)
 {
@@ -553,8 +577,12 @@ static int upload_chunk(struct vk_backend *c, const struct weight *w, struct vk_
     int rc = buf_create(c, &ch->b, bytes, false);
     if (rc)
         return rc;
-    if (ch->b.map)      /* unified memory: write in place */
-        return convert_rows(c, w, vw->fmt, ch->row0, ch->rows, ch->row0, ch->rows, ch->b.map);
+    if (ch->b.map) {    /* unified memory: write in place */
+        rc = convert_rows(c, w, vw->fmt, ch->row0, ch->rows, ch->row0, ch->rows, ch->b.map);
+        if (!rc)
+            uploaded(c, bytes);
+        return rc;
+    }
     if (vw->fmt == WFMT_Q8 || vw->fmt == WFMT_Q6 || vw->fmt == WFMT_Q4) {
         /* the scales follow all of the chunk's quants: convert the chunk
          * in host memory, then stage it in pieces */
@@ -567,7 +595,8 @@ static int upload_chunk(struct vk_backend *c, const struct weight *w, struct vk_
             if (!(rc = staging_get(c, n, &off))) {
                 memcpy((unsigned char *)c->staging.map + off, tmp + done, (size_t)n);
                 copy(c, c->staging.buf, off, ch->b.buf, done, n);
-                rc = flush(c);
+                if (!(rc = flush(c)))
+                    uploaded(c, n);
             }
             done += n;
         }
@@ -586,6 +615,7 @@ static int upload_chunk(struct vk_backend *c, const struct weight *w, struct vk_
         copy(c, c->staging.buf, off, ch->b.buf, (VkDeviceSize)r * row_dev, (VkDeviceSize)n * row_dev);
         if ((rc = flush(c)))
             return rc;
+        uploaded(c, (uint64_t)n * row_dev);
     }
     return 0;
 }
@@ -1195,7 +1225,8 @@ static int vk_kv_init(struct backend *b, const struct kv_shape *s)
         if ((rc = buf_create(c, &c->kc[l], kb, false)) ||
             (!s->v_in_k && (rc = buf_create(c, &c->vc[l], vbytes, false)))) {
             kv_free(c);
-            return fail(c, rc, "vulkan: out of device memory for a KV cache of %d tokens", s->n_ctx);
+            return rc == ENOMEM ? fail(c, rc, "vulkan: out of device memory for a KV cache of %d "
+                                       "tokens", s->n_ctx) : rc;
         }
     }
     if ((rc = buf_create(c, &c->scores, SCORES_FLOATS * 4, false))) {
@@ -1564,6 +1595,7 @@ int vk_backend_create(const struct vk_options *o, struct backend **out, char *er
         return ENOMEM;
     }
     c->base.ops = &vk_ops;
+    c->mem_limit = o->mem_limit;
     int rc = vk_inst_create(&c->vi, o->validation, err, errlen);
     if (rc) {
         free(c);
@@ -1659,6 +1691,17 @@ out:
     }
     *out = &c->base;
     return 0;
+}
+
+void vk_backend_set_progress(struct backend *b, vk_progress_fn fn, void *ctx)
+{
+    vb(b)->progress = fn;
+    vb(b)->progress_ctx = ctx;
+}
+
+uint64_t vk_backend_device_bytes(const struct backend *b)
+{
+    return ((const struct vk_backend *)b)->mem_used;
 }
 
 bool vk_backend_is(const struct backend *b) { return b && b->ops == &vk_ops; }

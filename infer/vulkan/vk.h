@@ -4,7 +4,8 @@
  *
  * Errors are POSIX codes with one line in err: ENODEV (no Vulkan loader
  * answer, no device, or no such device index), ENOMEM (host or device
- * memory), EIO (the driver failed or the device was lost). */
+ * memory), EIO (the driver failed or the device was lost: every later
+ * operation of that backend fails with EIO "the device was lost"). */
 #ifndef PONDER_VK_H
 #define PONDER_VK_H
 
@@ -47,7 +48,19 @@ struct vk_options {
     bool validation;            /* enable VK_LAYER_KHRONOS_validation when installed */
     const char *cache_dir;      /* pipeline cache directory, NULL = none */
     bool no_shuffle;            /* use the matmul without subgroup shuffles (tests) */
+    uint64_t mem_limit;         /* device memory the backend may allocate, 0 = what the
+                                   device gives (tests provoke out-of-memory with it) */
 };
+
+/* Called while weights are uploaded: bytes of device weight data uploaded
+ * so far by this backend (vk_weight_bytes units), at least once per weight
+ * and once per staging-buffer load of a large one.  A model that knows its
+ * total (the sum of vk_weight_bytes over the weights it uploads) can turn it
+ * into a load-progress fraction. */
+typedef void (*vk_progress_fn)(void *ctx, uint64_t uploaded);
+void vk_backend_set_progress(struct backend *b, vk_progress_fn fn, void *ctx);
+/* Device memory the backend holds now (weights, KV cache, scratch). */
+uint64_t vk_backend_device_bytes(const struct backend *b);
 
 /* Bytes a weight of n values of type t takes on the device (the layout the
  * backend uploads it in). */

@@ -19,6 +19,7 @@
 #include "infer/cpu/backend_cpu.h"
 #include "infer/gguf.h"
 #include "infer/model.h"
+#include "infer/model_impl.h"   /* the backend of a loaded model (white box) */
 #include "infer/quant.h"
 #include "infer/rope.h"
 #include "tests/fixture.h"
@@ -260,7 +261,6 @@ static void test_moe_reads_only_the_chosen_experts(void **state)
 {
     (void)state;
     struct backend *b = cpu();
-    long page = sysconf(_SC_PAGESIZE);
     int64_t n_embd = 32, ff = 32;   /* one expert: 32 * 32 * 4 = 4096 bytes */
     struct test_weight g, u, dn;
     make_weight(&g, QUANT_TYPE_F32, n_embd, ff, 4);
@@ -272,7 +272,6 @@ static void test_moe_reads_only_the_chosen_experts(void **state)
         for (int e = 0; e < 4; e += 2)
             for (int64_t k = 0; k < n_embd * ff; k++)
                 ((float *)all[i]->data)[e * n_embd * ff + k] = NAN;
-    (void)page;
     struct btensor *src = tensor(b, n_embd, 3), *dst = tensor(b, n_embd, 3);
     int32_t ex[6] = {1, 3, 3, 1, 3, 1};
     float w[6] = {0.5f, 0.25f, 1, 2, 0.1f, 0.2f};
@@ -410,6 +409,146 @@ static void test_td_f32_with_small_batches_and_portable_kernels_matches_too(void
     check_model("td-f32", CPU_ISA_PORTABLE, 37);
 }
 
+/* The cache of a deepseek2 model holds the latent: kv_lora_rank + rope
+ * dims per token and layer, in model_info and in the backend's allocation. */
+static void test_kv_cache_holds_the_latent(void **state)
+{
+    (void)state;
+    const enum kv_type types[] = {KV_TYPE_F32, KV_TYPE_F16};
+    const struct {
+        const char *file;
+        int n_layer, kv_lora, dr;
+    } models[] = {{"models/td-f32.gguf", 3, 64, 16}, {"models/td-lite-f32.gguf", 27, 32, 16}};
+    for (size_t mi = 0; mi < 2; mi++)
+        for (size_t ti = 0; ti < 2; ti++) {
+            char err[512] = "";
+            struct model_params p = {.n_ctx = 100, .n_threads = 1, .kv_type = types[ti],
+                                     .max_isa = CPU_ISA_COUNT};
+            struct model *m = NULL;
+            if (model_load(fx_path(models[mi].file), &p, &m, err, sizeof err))
+                fail_msg("%s", err);
+            uint64_t el = types[ti] == KV_TYPE_F16 ? 2 : 4;
+            uint64_t want = (uint64_t)models[mi].n_layer * (uint64_t)(models[mi].kv_lora + models[mi].dr) * el;
+            const struct model_info *in = model_info(m);
+            assert_int_equal(in->kv_bytes_per_token, want);
+            assert_int_equal(in->kv_bytes, want * 100);
+            assert_int_equal(cpu_backend_kv_bytes(m->be), want * 100);
+            model_free(m);
+        }
+}
+
+/* ---- malformed files: td-lite-f32 copied with one change ---- */
+
+struct mutation {
+    const char *drop_key;           /* leave this key out */
+    const char *set_key;            /* write this key as UINT32 set_val */
+    uint32_t set_val;
+    const char *tensor;             /* give this tensor ne[2] = ne2 */
+    int64_t ne2;
+};
+
+static void copy_kv(struct fx_gguf *w, const char *key, const struct gguf_value *v)
+{
+    switch (v->type) {
+    case GGUF_TYPE_UINT8: fx_gguf_kv_u8(w, key, (uint8_t)v->v.u); break;
+    case GGUF_TYPE_UINT32: fx_gguf_kv_u32(w, key, (uint32_t)v->v.u); break;
+    case GGUF_TYPE_INT32: fx_gguf_kv_i32(w, key, (int32_t)v->v.i); break;
+    case GGUF_TYPE_UINT64: fx_gguf_kv_u64(w, key, v->v.u); break;
+    case GGUF_TYPE_FLOAT32: fx_gguf_kv_f32(w, key, (float)v->v.f); break;
+    case GGUF_TYPE_BOOL: fx_gguf_kv_bool(w, key, v->v.u != 0); break;
+    case GGUF_TYPE_STRING: {
+        char *str = strndup(v->v.s.ptr, (size_t)v->v.s.len);
+        fx_gguf_kv_str(w, key, str);
+        free(str);
+        break;
+    }
+    case GGUF_TYPE_ARRAY:
+        if (v->v.arr.type == GGUF_TYPE_STRING) {
+            const struct gguf_str *ss = v->v.arr.data;
+            char **strs = malloc((size_t)v->v.arr.n * sizeof *strs);
+            for (uint64_t i = 0; i < v->v.arr.n; i++)
+                strs[i] = strndup(ss[i].ptr, (size_t)ss[i].len);
+            fx_gguf_kv_arr_str(w, key, (const char *const *)strs, (size_t)v->v.arr.n);
+            for (uint64_t i = 0; i < v->v.arr.n; i++)
+                free(strs[i]);
+            free(strs);
+        } else {
+            fx_gguf_kv_arr_raw(w, key, v->v.arr.type, v->v.arr.data, (size_t)v->v.arr.n);
+        }
+        break;
+    default:
+        fail_msg("key %s: type %d not copied", key, v->type);
+    }
+}
+
+static int load_mutated(const struct mutation *mu, char *err, size_t errlen)
+{
+    struct gguf *g = NULL;
+    assert_int_equal(gguf_open(fx_path("models/td-lite-f32.gguf"), &g, err, errlen), 0);
+    struct fx_gguf *w = fx_gguf_new(3);
+    for (int64_t i = 0; i < gguf_n_kv(g); i++) {
+        const char *key = gguf_kv_key(g, i);
+        if (mu->drop_key && !strcmp(key, mu->drop_key))
+            continue;
+        if (mu->set_key && !strcmp(key, mu->set_key))
+            fx_gguf_kv_u32(w, key, mu->set_val);
+        else
+            copy_kv(w, key, gguf_kv_value(g, i));
+    }
+    for (int64_t i = 0; i < gguf_n_tensors(g); i++) {
+        const struct gguf_tensor *t = gguf_tensor(g, i);
+        int64_t ne[GGUF_MAX_DIMS];
+        memcpy(ne, t->ne, sizeof ne);
+        if (mu->tensor && !strcmp(t->name, mu->tensor))
+            ne[2] = mu->ne2;   /* fewer experts: a prefix of the data */
+        assert_int_equal(fx_gguf_tensor(w, t->name, t->type, t->n_dims, ne, t->data), 0);
+    }
+    char path[] = "/tmp/ponder_ds2_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(fx_gguf_write_file(w, path), 0);
+    fx_gguf_free(w);
+    gguf_close(g);
+    struct model_params p = {.n_ctx = 64, .n_threads = 1, .kv_type = KV_TYPE_F32,
+                             .max_isa = CPU_ISA_COUNT};
+    struct model *m = NULL;
+    int rc = model_load(path, &p, &m, err, errlen);
+    model_free(m);
+    unlink(path);
+    return rc;
+}
+
+static void test_malformed_deepseek2_files_give_one_clear_error(void **state)
+{
+    (void)state;
+    const struct {
+        struct mutation mu;
+        const char *says;
+    } cases[] = {
+        {{.drop_key = "deepseek2.attention.kv_lora_rank"},
+         "missing key 'deepseek2.attention.kv_lora_rank'"},
+        {{.drop_key = "deepseek2.expert_count"}, "missing key 'deepseek2.expert_count'"},
+        {{.tensor = "blk.3.ffn_up_exps.weight", .ne2 = 3},
+         "tensor 'blk.3.ffn_up_exps.weight' has shape [32, 16, 3], expected [32, 16, 4]"},
+        {{.set_key = "deepseek2.expert_used_count", .set_val = 5},
+         "'deepseek2.expert_used_count' = 5 is out of range [1, 4]"},
+        {{.set_key = "deepseek2.rope.dimension_count", .set_val = 15}, "rope.dimension_count 15"},
+        {{.drop_key = NULL, .tensor = NULL}, NULL},   /* the unchanged copy loads */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[512] = "";
+        int rc = load_mutated(&cases[i].mu, err, sizeof err);
+        if (!cases[i].says) {
+            if (rc)
+                fail_msg("the unchanged copy: %s", err);
+            continue;
+        }
+        if (rc != EBADMSG || !strstr(err, cases[i].says) || strchr(err, '\n'))
+            fail_msg("case %zu: rc %d, '%s' (want EBADMSG and '%s')", i, rc, err, cases[i].says);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -424,6 +563,8 @@ int main(void)
         cmocka_unit_test(test_td_q8_0_matches_llama_cpp),
         cmocka_unit_test(test_td_lite_f32_without_yarn_matches_llama_cpp),
         cmocka_unit_test(test_td_f32_with_small_batches_and_portable_kernels_matches_too),
+        cmocka_unit_test(test_kv_cache_holds_the_latent),
+        cmocka_unit_test(test_malformed_deepseek2_files_give_one_clear_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -915,6 +915,9 @@ MODEL_TEST(tl_f32, "tl-f32")
 MODEL_TEST(tl_f16, "tl-f16")
 MODEL_TEST(tl_q8_0, "tl-q8_0")
 MODEL_TEST(tl_q4_k_m, "tl-q4_k_m")
+MODEL_TEST(td_f32, "td-f32")
+MODEL_TEST(td_q8_0, "td-q8_0")
+MODEL_TEST(td_lite_f32, "td-lite-f32")
 
 static void test_a_layer_split_equals_all_gpu_and_all_cpu(void **state)
 {
@@ -1023,6 +1026,9 @@ int main(void)
         cmocka_unit_test(test_tl_f16_on_the_device_matches_llama_cpp),
         cmocka_unit_test(test_tl_q8_0_on_the_device_matches_llama_cpp),
         cmocka_unit_test(test_tl_q4_k_m_on_the_device_matches_llama_cpp),
+        cmocka_unit_test(test_td_f32_on_the_device_matches_llama_cpp),
+        cmocka_unit_test(test_td_q8_0_on_the_device_matches_llama_cpp),
+        cmocka_unit_test(test_td_lite_f32_on_the_device_matches_llama_cpp),
         cmocka_unit_test(test_a_layer_split_equals_all_gpu_and_all_cpu),
         cmocka_unit_test(test_vulkan_backend_without_a_device_is_a_clear_error),
     };

@@ -861,17 +861,23 @@ static void test_weight_upload_reports_progress_up_to_the_weight_bytes(void **st
 
 /* ---- whole models ---- */
 
-static struct model *load(const char *name, int ngl, enum model_backend be, enum kv_type kv)
+static struct model *load_placed(const char *name, int ngl, enum model_backend be, enum kv_type kv,
+                                 enum plan_placement placement)
 {
     char rel[256], err[512] = "";
     snprintf(rel, sizeof rel, "models/%s.gguf", name);
     struct model_params p = {.n_ctx = 2048, .n_threads = 2, .kv_type = kv,
                              .max_isa = CPU_ISA_COUNT, .backend = be, .device = -1,
-                             .n_gpu_layers = ngl, .gpu_validation = true};
+                             .n_gpu_layers = ngl, .gpu_validation = true, .placement = placement};
     struct model *m = NULL;
     if (model_load(fx_path(rel), &p, &m, err, sizeof err))
         fail_msg("%s: %s", name, err);
     return m;
+}
+
+static struct model *load(const char *name, int ngl, enum model_backend be, enum kv_type kv)
+{
+    return load_placed(name, ngl, be, kv, PLAN_AUTO);
 }
 
 static void check_model(const char *name)
@@ -946,6 +952,46 @@ static void test_a_layer_split_equals_all_gpu_and_all_cpu(void **state)
     }
     for (int i = 0; i < 2 * n_vocab; i++) {
         assert_close(lg[1][i], lg[0][i], 1e-3);
+        assert_close(lg[1][i], lg[2][i], 1e-3);
+    }
+    for (int v = 0; v < 3; v++)
+        free(lg[v]);
+}
+
+/* deepseek2 with its routed experts in host memory run by the CPU and
+ * everything else on the device, and with a plain layer split, gives the
+ * logits of the all-CPU run (a prompt, then one more token). */
+static void test_experts_on_the_cpu_and_the_rest_on_the_device_equal_all_cpu(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    int32_t ids[10] = {1, 45, 54, 12, 99, 7, 300, 41, 42, 43};
+    float *lg[3];
+    int n_vocab = 0;
+    for (int v = 0; v < 3; v++) {   /* experts on the CPU, 1 layer on the device, all CPU */
+        struct model *m = load_placed("td-f32", v == 1 ? 1 : -1,
+                                      v == 2 ? MODEL_BACKEND_CPU : MODEL_BACKEND_VULKAN,
+                                      KV_TYPE_F32, v == 0 ? PLAN_EXPERTS_CPU : PLAN_LAYERS);
+        const struct model_info *in = model_info(m);
+        if (v == 0) {
+            assert_true(in->experts_on_cpu);
+            assert_int_equal(in->n_gpu_layers, in->n_layer);
+            assert_string_equal(in->backend, "vulkan");
+        }
+        if (v == 1) {
+            assert_false(in->experts_on_cpu);
+            assert_int_equal(in->n_gpu_layers, 1);
+        }
+        n_vocab = in->n_vocab;
+        lg[v] = malloc((size_t)n_vocab * 2 * sizeof(float));
+        char err[256];
+        if (model_decode(m, ids, 9, lg[v], false, err, sizeof err) ||
+            model_decode(m, ids + 9, 1, lg[v] + n_vocab, false, err, sizeof err))
+            fail_msg("variant %d: %s", v, err);
+        model_free(m);
+    }
+    for (int i = 0; i < 2 * n_vocab; i++) {
+        assert_close(lg[0][i], lg[2][i], 1e-3);
         assert_close(lg[1][i], lg[2][i], 1e-3);
     }
     for (int v = 0; v < 3; v++)
@@ -1030,6 +1076,7 @@ int main(void)
         cmocka_unit_test(test_td_q8_0_on_the_device_matches_llama_cpp),
         cmocka_unit_test(test_td_lite_f32_on_the_device_matches_llama_cpp),
         cmocka_unit_test(test_a_layer_split_equals_all_gpu_and_all_cpu),
+        cmocka_unit_test(test_experts_on_the_cpu_and_the_rest_on_the_device_equal_all_cpu),
         cmocka_unit_test(test_vulkan_backend_without_a_device_is_a_clear_error),
     };
     /* PONDER_TEST_FILTER=pattern runs only the matching tests (while iterating) */

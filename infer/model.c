@@ -13,6 +13,7 @@
 #include "infer/cpu/backend_cpu.h"
 #include "infer/gguf.h"
 #include "infer/model_impl.h"
+#include "infer/plan.h"
 #include "infer/tokenizer.h"
 #include "infer/vulkan/vk.h"
 
@@ -176,6 +177,19 @@ static int load_common(struct model *m, const struct model_params *p, char *err,
     return 0;
 }
 
+/* A routed-expert tensor (blk.N.ffn_*_exps.weight). */
+static bool is_expert_tensor(const struct gguf_tensor *t)
+{
+    return t->n_dims == 3 && strstr(t->name, "_exps.") != NULL;
+}
+
+/* deepseek2's attn_kv_b is never multiplied on the device: the arch's
+ * prepared per-head views of it (as many values, F32 or F16) are. */
+static bool is_mla_kv_b(const struct model *m, const struct gguf_tensor *t)
+{
+    return m->hp.kv_v_in_k && strstr(t->name, ".attn_kv_b.") != NULL;
+}
+
 static void fill_info(struct model *m)
 {
     struct model_info *in = &m->info;
@@ -203,24 +217,45 @@ static void fill_info(struct model *m)
     in->cpu_device = m->be->ops->device_name(m->be);
     in->n_threads = cpu_backend_threads(m->be);
     in->n_gpu_layers = m->gpu ? m->n_gpu_layers : 0;
+    in->experts_on_cpu = m->gpu && m->experts_on_cpu;
+    /* a mixture of experts reads n_expert_used of n_expert routed experts per token */
+    if (hp->n_expert > 0) {
+        uint64_t exp = 0;
+        for (int64_t i = 0; i < gguf_n_tensors(m->g); i++) {
+            const struct gguf_tensor *t = gguf_tensor(m->g, i);
+            if (is_expert_tensor(t))
+                exp += t->size;
+        }
+        uint64_t unused = (uint64_t)((long double)exp * (hp->n_expert - hp->n_expert_used) /
+                                     hp->n_expert);
+        in->token_bytes = in->token_bytes > unused ? in->token_bytes - unused : 0;
+    }
 }
 
-/* Device bytes of the weights of layer l (all tensors named blk.<l>.*). */
-static uint64_t layer_gpu_bytes(const struct model *m, int l)
+/* Device bytes of the weights of layer l (all tensors named blk.<l>.*),
+ * the routed experts apart. */
+static void layer_gpu_bytes(const struct model *m, int l, uint64_t *layer, uint64_t *experts)
 {
     char prefix[32];
     int len = snprintf(prefix, sizeof prefix, "blk.%d.", l);
-    uint64_t sum = 0;
+    *layer = *experts = 0;
     for (int64_t i = 0; i < gguf_n_tensors(m->g); i++) {
         const struct gguf_tensor *t = gguf_tensor(m->g, i);
-        if (!strncmp(t->name, prefix, (size_t)len))
-            sum += vk_weight_bytes(t->type, t->n_elements, t->n_dims == 1);
+        if (strncmp(t->name, prefix, (size_t)len))
+            continue;
+        if (is_expert_tensor(t))
+            *experts += vk_weight_bytes(t->type, t->n_elements, false);
+        else if (is_mla_kv_b(m, t))
+            *layer += vk_weight_bytes(t->type == QUANT_TYPE_F32 ? QUANT_TYPE_F32 : QUANT_TYPE_F16,
+                                      t->n_elements, false);
+        else
+            *layer += vk_weight_bytes(t->type, t->n_elements, t->n_dims == 1);
     }
-    return sum;
 }
 
 /* Uploads the weights the device will use, so that loading pays for it
- * rather than the first reply. */
+ * rather than the first reply (the arch's prepared views are uploaded on
+ * first use). */
 static int upload_weights(struct model *m, char *err, size_t errlen)
 {
     char prefix[32];
@@ -228,11 +263,16 @@ static int upload_weights(struct model *m, char *err, size_t errlen)
         int len = snprintf(prefix, sizeof prefix, "blk.%d.", l);
         for (int64_t i = 0; i < gguf_n_tensors(m->g); i++) {
             const struct gguf_tensor *t = gguf_tensor(m->g, i);
-            if (strncmp(t->name, prefix, (size_t)len))
+            if (strncmp(t->name, prefix, (size_t)len) || is_mla_kv_b(m, t) ||
+                (m->experts_on_cpu && is_expert_tensor(t)))
                 continue;
             struct weight w = {.t = t, .type = t->type, .n_in = t->ne[0],
                                .n_out = t->n_dims == 1 ? 1 : t->ne[1], .data = t->data,
                                .row_bytes = quant_row_bytes(t->type, t->ne[0])};
+            if (is_expert_tensor(t)) {
+                w.n_exp = t->ne[2];
+                w.exp_bytes = w.row_bytes * (size_t)t->ne[1];
+            }
             int rc = vk_backend_upload(m->gpu, &w, err, errlen);
             if (rc)
                 return rc;
@@ -247,8 +287,41 @@ static int upload_weights(struct model *m, char *err, size_t errlen)
     return 0;
 }
 
-/* The memory plan: how many layers go to the device (the first ones), and
- * the device backend.  AUTO falls back to the CPU with a note. */
+/* The model as plan.h counts it: per-layer device bytes with the routed
+ * experts apart, the KV cache of one layer and token, the embedding, the
+ * output head and the scratch of a batch.  The arrays are the caller's
+ * (n_layer entries each). */
+static void plan_model_of(const struct model *m, const struct kv_shape *kv, uint64_t *layer,
+                          uint64_t *experts, struct plan_model *pm)
+{
+    const struct hparams *hp = &m->hp;
+    bool any_experts = false;
+    for (int l = 0; l < hp->n_layer; l++) {
+        layer_gpu_bytes(m, l, &layer[l], &experts[l]);
+        any_experts |= experts[l] > 0;
+    }
+    int64_t per_tok = 3 * (int64_t)hp->n_embd + 3 * (int64_t)hp->n_head * hp->head_dim +
+                      2 * (kv->k_width + kv->v_width) + 2 * (int64_t)hp->n_ff + hp->n_vocab;
+    *pm = (struct plan_model){
+        .n_layer = hp->n_layer,
+        .layer_bytes = layer,
+        .expert_bytes = any_experts ? experts : NULL,
+        .n_expert = any_experts ? hp->n_expert : 0,
+        .n_expert_used = any_experts ? hp->n_expert_used : 0,
+        .kv_bytes_per_token = (uint64_t)(kv->k_width + (kv->v_in_k ? 0 : kv->v_width)) *
+                              (kv->type == KV_TYPE_F16 ? 2u : 4u),
+        .embd_bytes = m->tok_embd.t ? m->tok_embd.t->size : 0,
+        .embd_row_bytes = m->tok_embd.row_bytes,
+        .output_bytes = vk_weight_bytes(m->output.type, (int64_t)hp->n_vocab * hp->n_embd, false) +
+                        (uint64_t)hp->n_embd * 4,
+        .scratch_bytes = vk_scratch_bytes(m->n_batch, per_tok),
+    };
+}
+
+/* The memory plan (plan_make(), the rules `ponder fit` shows): how many
+ * layers go to the device (the first ones), whether their routed experts
+ * stay in host memory, and the device backend.  AUTO falls back to the CPU
+ * with a note. */
 static int plan_gpu(struct model *m, const struct model_params *p, const struct kv_shape *kv,
                     char *err, size_t errlen)
 {
@@ -283,37 +356,32 @@ static int plan_gpu(struct model *m, const struct model_params *p, const struct 
     const struct hparams *hp = &m->hp;
     const struct vk_device_desc *d = vk_backend_desc(m->gpu);
     uint64_t budget = vk_device_budget(d);
-    uint64_t kv_layer = (uint64_t)kv->n_ctx * (uint64_t)(kv->k_width + kv->v_width) *
-                        (kv->type == KV_TYPE_F16 ? 2u : 4u);
-    int64_t per_tok = 3 * (int64_t)hp->n_embd + 3 * (int64_t)hp->n_head * hp->head_dim +
-                      2 * (int64_t)hp->n_head_kv * hp->head_dim + 2 * (int64_t)hp->n_ff +
-                      hp->n_vocab;
-    uint64_t used = vk_scratch_bytes(m->n_batch, per_tok);
-    uint64_t out_bytes = vk_weight_bytes(m->output.type, (int64_t)hp->n_vocab * hp->n_embd, false) +
-                         (uint64_t)hp->n_embd * 4;
-    int want = p->n_gpu_layers < 0 || p->n_gpu_layers > hp->n_layer ? hp->n_layer : p->n_gpu_layers;
-    int ngl = 0;
-    for (; ngl < want; ngl++) {
-        uint64_t add = layer_gpu_bytes(m, ngl) + kv_layer;
-        if (p->n_gpu_layers < 0 && budget && used + add > budget)
-            break;
-        used += add;
-    }
-    if (ngl == hp->n_layer && p->n_gpu_layers < 0 && budget && used + out_bytes > budget)
-        used -= layer_gpu_bytes(m, --ngl) + kv_layer;   /* the output stays on the CPU */
-    in->output_on_gpu = ngl == hp->n_layer;
-    if (in->output_on_gpu)
-        used += out_bytes;
-    in->gpu_bytes = used;
+    uint64_t *layer = calloc(2 * (size_t)hp->n_layer, sizeof *layer);
+    if (!layer)
+        return err_set(err, errlen, ENOMEM, "out of memory");
+    struct plan_model pm;
+    plan_model_of(m, kv, layer, layer + hp->n_layer, &pm);
+    struct plan_request rq = {.n_ctx = kv->n_ctx, .device_budget = budget ? budget : UINT64_MAX,
+                              .n_gpu_layers = p->n_gpu_layers, .placement = p->placement};
+    struct plan pl;
+    rc = plan_make(&pm, &rq, &pl);
+    free(layer);
+    if (rc)
+        return err_set(err, errlen, rc, "%s: no layers to place", gguf_path(m->g));
+    int ngl = pl.n_gpu_layers;
+    in->output_on_gpu = pl.output_on_gpu;
+    in->gpu_bytes = pl.gpu_bytes;
     in->gpu_budget = budget;
     if (ngl == 0) {
         snprintf(in->gpu_note, sizeof in->gpu_note, "%.60s: no layer fits in %.1f GB", d->name,
                  (double)budget / 1e9);
         m->gpu->ops->free(m->gpu);
         m->gpu = NULL;
+        in->output_on_gpu = false;
         return 0;
     }
     m->n_gpu_layers = ngl;
+    m->experts_on_cpu = pl.experts_on_cpu;
     struct kv_shape gkv = *kv;
     gkv.n_layer = ngl;
     if (m->gpu->ops->kv_init(m->gpu, &gkv) || upload_weights(m, err, errlen)) {
@@ -327,6 +395,7 @@ static int plan_gpu(struct model *m, const struct model_params *p, const struct 
         m->gpu->ops->free(m->gpu);
         m->gpu = NULL;
         m->n_gpu_layers = 0;
+        m->experts_on_cpu = false;
         in->output_on_gpu = false;
     }
     return 0;

@@ -437,6 +437,70 @@ static void test_kv_cache_holds_the_latent(void **state)
         }
 }
 
+/* Placement on a Vulkan device (lavapipe in CI): the routed experts on the
+ * CPU and everything else on the device, and the plain layer split, give
+ * the all-CPU logits. */
+static void check_placement(const char *name, enum plan_placement placement, int ngl,
+                            bool want_experts_cpu, int want_ngl)
+{
+    char rel[256], err[512] = "";
+    snprintf(rel, sizeof rel, "models/%s.gguf", name);
+    struct model_params p = {.n_ctx = 256, .n_threads = 2, .kv_type = KV_TYPE_F32,
+                             .max_isa = CPU_ISA_COUNT};
+    struct model *cpu_m = NULL, *gpu_m = NULL;
+    if (model_load(fx_path(rel), &p, &cpu_m, err, sizeof err))
+        fail_msg("%s", err);
+    p.backend = MODEL_BACKEND_VULKAN;
+    p.device = -1;
+    p.n_gpu_layers = ngl;
+    p.placement = placement;
+    int rc = model_load(fx_path(rel), &p, &gpu_m, err, sizeof err);
+    if (rc == ENODEV) {
+        model_free(cpu_m);
+        printf("  no Vulkan device: %s\n", err);
+        skip();
+    }
+    if (rc)
+        fail_msg("%s: %s", name, err);
+    const struct model_info *in = model_info(gpu_m);
+    printf("  %s placement %d: %d layers on %s, experts on cpu %d, output on gpu %d\n", name,
+           placement, in->n_gpu_layers, in->device, in->experts_on_cpu, in->output_on_gpu);
+    assert_int_equal(in->experts_on_cpu, want_experts_cpu);
+    assert_int_equal(in->n_gpu_layers, want_ngl);
+    int n_vocab = in->n_vocab;
+    float *a = malloc((size_t)n_vocab * 2 * sizeof(float)), *b = a + n_vocab;
+    int32_t ids[40];
+    for (int i = 0; i < 40; i++)
+        ids[i] = (i * 37 + 11) % n_vocab;
+    double worst = 0;
+    for (int step = 0; step < 3; step++) {   /* a prompt, then two single tokens */
+        int n = step ? 1 : 37;
+        const int32_t *t = step ? ids + 36 + step : ids;
+        if (model_decode(cpu_m, t, n, a, false, err, sizeof err) ||
+            model_decode(gpu_m, t, n, b, false, err, sizeof err))
+            fail_msg("%s", err);
+        for (int i = 0; i < n_vocab; i++)
+            worst = fmax(worst, fabs(a[i] - b[i]));
+    }
+    printf("  max |cpu - placed| %.3g\n", worst);
+    free(a);
+    model_free(cpu_m);
+    model_free(gpu_m);
+    assert_true(worst < 2e-3);
+}
+
+static void test_experts_on_the_cpu_rest_on_the_device_gives_the_cpu_logits(void **state)
+{
+    (void)state;
+    check_placement("td-f32", PLAN_EXPERTS_CPU, -1, true, 3);
+}
+
+static void test_a_layer_split_of_deepseek2_gives_the_cpu_logits(void **state)
+{
+    (void)state;
+    check_placement("td-f32", PLAN_LAYERS, 2, false, 2);
+}
+
 /* ---- malformed files: td-lite-f32 copied with one change ---- */
 
 struct mutation {
@@ -564,6 +628,8 @@ int main(void)
         cmocka_unit_test(test_td_lite_f32_without_yarn_matches_llama_cpp),
         cmocka_unit_test(test_td_f32_with_small_batches_and_portable_kernels_matches_too),
         cmocka_unit_test(test_kv_cache_holds_the_latent),
+        cmocka_unit_test(test_experts_on_the_cpu_rest_on_the_device_gives_the_cpu_logits),
+        cmocka_unit_test(test_a_layer_split_of_deepseek2_gives_the_cpu_logits),
         cmocka_unit_test(test_malformed_deepseek2_files_give_one_clear_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -382,14 +382,16 @@ void cli_print_plan(const struct model_info *in, const char *file)
 {
     fprintf(stderr,
             "model: %s (%s, %s), %.2f GB, %lld parameters\n"
-            "plan: %d of %d layers on %s (%s)%s, %d on the CPU (%s), %d threads; KV cache %s, "
-            "%d tokens, %.1f MB\n",
+            "plan: %d of %d layers on %s (%s)%s%s, %d on the CPU (%s), %d threads; KV cache %s, "
+            "%d tokens, %.1f MB (%.1f KB per token)\n",
             in->name[0] ? in->name : file, in->arch, in->ftype, (double)in->file_size / 1e9,
             (long long)in->n_params, in->n_gpu_layers, in->n_layer,
             in->n_gpu_layers ? in->backend : "vulkan", in->n_gpu_layers ? in->device : "none",
-            in->output_on_gpu ? " with the output" : "", in->n_layer - in->n_gpu_layers,
-            in->cpu_device, in->n_threads, in->kv_type == KV_TYPE_F16 ? "f16" : "f32", in->n_ctx,
-            (double)in->kv_bytes / 1e6);
+            in->output_on_gpu ? " with the output" : "",
+            in->experts_on_cpu ? ", their routed experts in RAM on the CPU" : "",
+            in->n_layer - in->n_gpu_layers, in->cpu_device, in->n_threads,
+            in->kv_type == KV_TYPE_F16 ? "f16" : "f32", in->n_ctx, (double)in->kv_bytes / 1e6,
+            (double)in->kv_bytes_per_token / 1e3);
     if (in->n_gpu_layers)
         fprintf(stderr, "device memory: %.2f GB planned of a %.2f GB budget\n",
                 (double)in->gpu_bytes / 1e9, (double)in->gpu_budget / 1e9);

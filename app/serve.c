@@ -191,8 +191,8 @@ static void deadline(struct timespec *ts, long ms)
 
 /* ---- JSON responses ---- */
 
-static enum MHD_Result send_json(struct MHD_Connection *conn, unsigned status, json_t *body,
-                                 const char *allow)
+static enum MHD_Result send_json_conv(struct MHD_Connection *conn, unsigned status, json_t *body,
+                                      const char *allow, const char *conv)
 {
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
@@ -209,9 +209,17 @@ static enum MHD_Result send_json(struct MHD_Connection *conn, unsigned status, j
         MHD_add_response_header(r, "Allow", allow);
     if (status == MHD_HTTP_UNAUTHORIZED)
         MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
+    if (conv && conv[0])
+        MHD_add_response_header(r, "X-Ponder-Conversation", conv);
     enum MHD_Result rc = MHD_queue_response(conn, status, r);
     MHD_destroy_response(r);
     return rc;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *conn, unsigned status, json_t *body,
+                                 const char *allow)
+{
+    return send_json_conv(conn, status, body, allow, NULL);
 }
 
 static json_t *error_body(const char *type, const char *code, const char *param, const char *msg)
@@ -486,6 +494,12 @@ static void job_finish(struct serve *s, struct job *j, const struct engine_event
             .repeat_penalty = st->sampler.repeat_penalty,
             .top_k = st->sampler.top_k,
             .seed = st->sampler.seed,
+            .think_budget = st->think_budget,
+            .think_mode = st->think_budget <= 0                  ? ""
+                          : st->think_mode == ENGINE_THINK_HARD ? "hard"
+                                                                : "soft",
+            .think_off = st->think_off,
+            .budget_reached = st->budget_reached,
         };
         bool err_stop = j->error[0] || done->u.done.stop == ENGINE_STOP_ERROR;
         enum store_status status = err_stop ? STORE_STATUS_ERROR
@@ -778,7 +792,7 @@ static bool model_matches(const struct serve *s, const char *name)
     return !strcmp(name, base);
 }
 
-static enum MHD_Result reply_json(struct MHD_Connection *conn, struct job *j)
+static enum MHD_Result reply_json(struct MHD_Connection *conn, struct job *j, const char *conv)
 {
     bool chat = j->req.kind == SERVE_REQ_CHAT;
     json_t *choice;
@@ -797,7 +811,7 @@ static enum MHD_Result reply_json(struct MHD_Connection *conn, struct job *j)
                              (json_int_t)j->created, "model", j->s->c->model_id,
                              "system_fingerprint", "ponder", "choices", choice, "usage",
                              usage_json(j));
-    return send_json(conn, MHD_HTTP_OK, body, NULL);
+    return send_json_conv(conn, MHD_HTTP_OK, body, NULL, conv);
 }
 
 static enum MHD_Result post_generate(struct serve *s, struct MHD_Connection *conn,
@@ -845,7 +859,8 @@ static enum MHD_Result post_generate(struct serve *s, struct MHD_Connection *con
     snprintf(j->id, sizeof j->id, "%s-%llx%llx",
              j->req.kind == SERVE_REQ_CHAT ? "chatcmpl" : "cmpl", (unsigned long long)j->created,
              seq);
-    bool full = s->n_queued >= s->c->queue_max, quitting = s->quitting;
+    /* --queue N: N may wait behind the running one */
+    bool full = s->n_queued + (s->cur != NULL) > s->c->queue_max, quitting = s->quitting;
     if (!full && !quitting) {
         j->refs++;   /* the dispatcher's */
         if (s->tail)
@@ -872,6 +887,9 @@ static enum MHD_Result post_generate(struct serve *s, struct MHD_Connection *con
     pthread_mutex_lock(&s->lock);
     bool started = j->started;
     int status = j->status;
+    char conv[32] = "";
+    if (j->conv)
+        snprintf(conv, sizeof conv, "%lld", (long long)j->conv);
     pthread_mutex_unlock(&s->lock);
     if (!started || (status && !j->req.stream)) {
         res = send_error(conn, status ? (unsigned)status : 500,
@@ -881,7 +899,7 @@ static enum MHD_Result post_generate(struct serve *s, struct MHD_Connection *con
         return res;
     }
     if (!j->req.stream) {
-        res = reply_json(conn, j);
+        res = reply_json(conn, j, conv);
         job_unref(j);
         return res;
     }
@@ -894,6 +912,8 @@ static enum MHD_Result post_generate(struct serve *s, struct MHD_Connection *con
     MHD_add_response_header(r, "Content-Type", "text/event-stream");
     MHD_add_response_header(r, "Cache-Control", "no-cache");
     MHD_add_response_header(r, "X-Accel-Buffering", "no");
+    if (conv[0])
+        MHD_add_response_header(r, "X-Ponder-Conversation", conv);
     res = MHD_queue_response(conn, MHD_HTTP_OK, r);
     MHD_destroy_response(r);
     return res;

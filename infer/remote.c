@@ -972,6 +972,11 @@ void remote_generate(struct remote *rm, uint64_t request, const struct chat_msg 
         if (res == CURLE_OPERATION_TIMEDOUT && x.st.http_status)
             snprintf(terr, sizeof terr, "%s sent nothing for %ld s; the reply was cut off",
                      rm->host, rm->to.idle_ms / 1000);
+        else if ((res == CURLE_PARTIAL_FILE || res == CURLE_RECV_ERROR) && x.st.http_status)
+            snprintf(terr, sizeof terr, "the server closed the stream before the reply ended "
+                     "(%s)", ebuf[0] ? ebuf : curl_easy_strerror(res));
+        else if (res == CURLE_GOT_NOTHING)
+            snprintf(terr, sizeof terr, "%s closed the connection without an answer", rm->host);
         else
             transfer_error(rm, res, ebuf, terr, sizeof terr);
     }

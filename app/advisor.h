@@ -2,16 +2,17 @@
  * runs (`ponder fit`, `ponder models`, the model picker).
  *
  * advisor_machine_probe() measures the machine once: host memory and its
- * read bandwidth (infer/cpu/membw.h), the Vulkan device's budget and
- * bandwidth (skipped for no device or a software one), and the efficiency
- * factors, calibrated from the runs the store recorded (NULL store: stated
- * defaults).  Then, with no file, advisor_shape_estimate() sizes a published
- * R1 shape at a quantization by llama-quantize's per-tensor type rules and
- * plans it at a context (infer/plan.h); advisor_file_estimate() does the same
- * from a GGUF file's own tensors.  Speeds: generation = bandwidth / bytes a
- * token reads, per place, times the efficiency; prompt = FLOPs per token over
- * the measured compute rate; a speed the store recorded for the same file
- * replaces the estimate (measured = true).
+ * read bandwidth (infer/cpu/membw.h), the CPU kernels' compute rate, the
+ * Vulkan device's budget and bandwidth (skipped for no device or a software
+ * one), and the efficiency factors, calibrated from the measurements the
+ * store holds (advisor_record(); NULL store: stated defaults).  Then, with no
+ * file, advisor_shape_estimate() sizes a published R1 shape at a
+ * quantization by llama-quantize's per-tensor type rules and plans it at a
+ * context (infer/plan.h); advisor_file_estimate() does the same from a GGUF
+ * file's own tensors.  Speeds: generation = 1 / sum over places of (bytes a
+ * token reads there / (bandwidth x efficiency)); prompt = FLOPs per token
+ * over the compute rate; a speed measured here for the same file (or, for a
+ * shape, a file of that shape and type) replaces the estimate (measured).
  *
  * Errors are POSIX codes with one line in err; nothing is printed.  Strings
  * in the structs are copies, valid as long as the struct. */
@@ -23,30 +24,39 @@
 #include <stdint.h>
 
 #include "infer/plan.h"
+#include "infer/quant.h"
 
 struct store;
+struct model;
 
 enum advisor_probe_flags {
     ADVISOR_PROBE_NO_DEVICE = 1,    /* plan for the CPU only (--backend cpu) */
-    ADVISOR_PROBE_QUICK = 2,        /* smaller bandwidth probes (the picker) */
+    ADVISOR_PROBE_QUICK = 2,        /* smaller probes (the picker) */
+    ADVISOR_PROBE_NO_CALIBRATION = 4,   /* default efficiencies, no store */
 };
+
+#define ADVISOR_DEFAULT_CPU_EFF 0.65    /* the engine reached 55-76 % of the bound */
+#define ADVISOR_DEFAULT_DEVICE_EFF 0.60
+#define ADVISOR_DEFAULT_PP_EFF 0.50     /* of the kernels' single-matmul rate */
 
 struct advisor_machine {
     int n_threads;
     uint64_t host_bytes;            /* physical memory */
     uint64_t host_budget;           /* what a model may use: 90 % of it */
     double host_gbs;                /* measured read bandwidth, GB/s */
-    double cpu_gflops;              /* prompt-processing rate, GFLOP/s (estimate) */
+    char isa[16];                   /* the CPU kernels: "avx2", ... */
+    double cpu_gflops;              /* kernels' rate over all threads (Q4_K), GFLOP/s */
+    double cpu_gflops_type[QUANT_TYPE_COUNT];   /* per weight type; 0: use cpu_gflops */
     char device[128];               /* "" when no usable Vulkan device */
-    char device_note[128];          /* why not, or "software device: skipped" */
+    char device_note[160];          /* why not, or "software device: not used" */
     uint64_t device_budget;         /* 0: no device */
-    double device_gbs;              /* 0: not measured */
-    double device_gflops;
-    double cpu_eff, device_eff;     /* fraction of the bandwidth bound reached */
-    char eff_source[96];            /* "default", "3 runs recorded here", ... */
+    double device_gbs;              /* measured; 0: not measured */
+    double device_gflops;           /* estimate */
+    double cpu_eff, device_eff, pp_eff;     /* fraction of the bound reached */
+    char eff_source[96];            /* "default", "calibrated from 3 runs here" */
 };
 
-/* 0, or the error of the bandwidth probe. */
+/* 0, or the error of the bandwidth probe (n_threads < 1: online cores). */
 int advisor_machine_probe(struct advisor_machine *mc, unsigned flags, int n_threads,
                           struct store *store, char *err, size_t errlen);
 
@@ -55,38 +65,60 @@ struct advisor_shape {
     const char *name;               /* "R1-Distill-Qwen-1.5B" */
     const char *arch;               /* "qwen2", "llama", "deepseek2" */
     int n_layer, n_embd, n_head, n_head_kv, n_ff, n_vocab;
-    /* deepseek2 */
+    /* deepseek2 (0 for the dense shapes) */
     int n_dense, q_lora, kv_lora, qk_nope, qk_rope, v_head, n_expert, n_expert_shared,
         n_expert_used, expert_ff;
     const char *const *quants;      /* NULL-terminated: "Q2_K", ..., "F16" */
 };
 int advisor_n_shapes(void);
-const struct advisor_shape *advisor_shape(int i);
+const struct advisor_shape *advisor_shape(int i);   /* NULL past the end */
 
 struct advisor_estimate {
     char name[128], arch[32], type[16];
     uint64_t n_params;
     uint64_t file_bytes;            /* the GGUF's size (tensors + metadata) */
     uint64_t mem_bytes;             /* weights + KV cache + scratch at n_ctx */
-    uint64_t kv_bytes_per_token;    /* all layers */
+    uint64_t kv_bytes_per_token;    /* all layers, f16 cache */
     int n_ctx;
+    int n_layer, n_embd;
+    double flops_per_token;         /* 2 x the weights a token multiplies */
     struct plan plan;
-    double tg_tps, pp_tps;          /* 0: does not fit */
-    bool measured;                  /* tg_tps/pp_tps come from recorded runs */
-    int64_t n_runs;                 /* recorded runs behind a measured figure */
+    double tg_tps, pp_tps;          /* predicted, 0: does not fit */
+    double tg_pred, pp_pred;        /* the prediction even when measured replaces it */
+    bool measured;                  /* tg_tps/pp_tps come from measurements here */
 };
 
-/* shape at quant ("Q4_K_M"...); EINVAL for a quantization it lacks. */
+/* shape at quant ("Q4_K_M"...); EINVAL for a quantization it lacks.
+ * store may be NULL (no measured speeds). */
 int advisor_shape_estimate(const struct advisor_shape *s, const char *quant, int n_ctx,
-                           const struct advisor_machine *mc, struct advisor_estimate *out,
-                           char *err, size_t errlen);
-/* A model file (header only is read); store may be NULL.  0, or gguf_open's
- * errors, ENOTSUP for an architecture the advisor does not know. */
+                           const struct advisor_machine *mc, struct store *store,
+                           struct advisor_estimate *out, char *err, size_t errlen);
+/* A model file (its header only is read); store may be NULL.  0, or
+ * gguf_open's errors, ENOTSUP for an architecture the advisor does not know. */
 int advisor_file_estimate(const char *path, int n_ctx, const struct advisor_machine *mc,
                           struct store *store, struct advisor_estimate *out, char *err,
                           size_t errlen);
 
-/* The speed-prediction core, exposed for tests: tokens/s from a plan. */
+/* Predicted generation tokens/s of a plan on mc (0: does not fit). */
 double advisor_tg_tps(const struct plan *p, const struct advisor_machine *mc);
+
+/* The model files here: *.gguf in $XDG_DATA_HOME/ponder/models (or
+ * ~/.local/share/ponder/models) and in each of the colon-separated
+ * model_dirs (may be NULL), sorted, without duplicates.  *paths is
+ * malloc'd, each path too: free with advisor_models_free().  0 or ENOMEM. */
+int advisor_find_models(const char *model_dirs, char ***paths, size_t *n);
+void advisor_models_free(char **paths, size_t n);
+
+/* One bench repetition (what `ponder bench` times): pp feeds n ids in one
+ * batch, tg decodes n ids one at a time; from an empty cache. */
+int advisor_bench_once(struct model *m, const int32_t *ids, int n, bool pp, double *tps,
+                       char *err, size_t errlen);
+
+/* Records a measurement of the file at path (its estimate e, measured tg
+ * and pp tokens/s, 0 = not measured) in the store, for later estimates and
+ * the efficiency calibration.  Keeps the last 64. */
+int advisor_record(struct store *store, const char *path, const struct advisor_estimate *e,
+                   const struct advisor_machine *mc, double tg_tps, double pp_tps, char *err,
+                   size_t errlen);
 
 #endif

@@ -5,10 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
 
+#include "app/advisor.h"
 #include "app/cli.h"
 #include "infer/cpu/membw.h"
 #include "infer/model.h"
@@ -31,13 +31,6 @@ const struct cmd cmd_bench = {
     .exec = bench_exec,
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void stats(const double *v, int n, double *mean, double *sd)
 {
     double s = 0, q = 0;
@@ -47,28 +40,6 @@ static void stats(const double *v, int n, double *mean, double *sd)
     for (int i = 0; i < n; i++)
         q += (v[i] - *mean) * (v[i] - *mean);
     *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
-}
-
-/* One repetition of a test: pp feeds n tokens in batches, tg decodes n tokens
- * one at a time (after a one-token start, like llama-bench). */
-static int run_once(struct model *m, const int32_t *ids, int n, bool pp, double *tps, char *err,
-                    size_t errlen)
-{
-    model_clear(m);
-    int rc;
-    double t0;
-    if (pp) {
-        t0 = now_s();
-        rc = model_decode(m, ids, n, NULL, false, err, errlen);
-    } else {
-        t0 = now_s();
-        rc = 0;
-        for (int i = 0; i < n && !rc; i++)
-            rc = model_decode(m, ids + i, 1, NULL, false, err, errlen);
-    }
-    double dt = now_s() - t0;
-    *tps = n / (dt > 0 ? dt : 1e-9);
-    return rc;
 }
 
 static int bench_exec(int argc, char **argv)
@@ -174,7 +145,7 @@ static int bench_exec(int argc, char **argv)
         if (n == 0)
             continue;
         for (long r = 0; r < reps; r++)
-            if ((rc = run_once(m, ids, (int)n, pp, &samples[r], err, sizeof err))) {
+            if ((rc = advisor_bench_once(m, ids, (int)n, pp, &samples[r], err, sizeof err))) {
                 cli_error("%s", err);
                 goto out;
             }

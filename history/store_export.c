@@ -31,6 +31,10 @@ static size_t trimmed(const char *t)
 
 static int md_body(struct store_buf *b, const char *text)
 {
+    /* without its leading blank lines (R1 writes "\n\n" after </think>) */
+    for (const char *p = text; *p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'; p++)
+        if (*p == '\n')
+            text = p + 1;
     size_t n = trimmed(text);
     int rc = store_buf_add(b, text, n);
     return rc ? rc : store_buf_str(b, "\n\n");

@@ -199,6 +199,38 @@ static void test_migration_upgrades_v1_with_data_intact(void **state)
     store_close(s);
 }
 
+static void test_migration_v2_to_v3_adds_the_thinking_budget(void **state)
+{
+    (void)state;
+    const char *path = tpath("v2.db");
+    raw_exec(path, store_migrations[0]);
+    raw_exec(path, store_migrations[1]);
+    raw_exec(path,
+             "PRAGMA user_version = 2;"
+             "INSERT INTO conversations VALUES (1, 'Old talk', 100, 200, 0, NULL);"
+             "INSERT INTO messages(id, conversation_id, seq, role, answer, status, created)"
+             "  VALUES (1, 1, 0, 'assistant', 'yes', 'complete', 100);"
+             "INSERT INTO runs(id, message_id, backend, driver, created)"
+             "  VALUES (1, 1, 'cpu', 'tui', 150);");
+    char err[256] = "";
+    struct store *s = NULL;
+    OK(store_open(path, 0, &s, err, sizeof err));
+    assert_int_equal(q_int(s, "PRAGMA user_version"), 3);
+    assert_int_equal(q_int(s, "SELECT think_budget + think_off + budget_reached FROM runs"), 0);
+    struct store_run r = {.message_id = 1, .backend = "cpu", .think_budget = 4096,
+                          .think_mode = "soft", .think_off = true, .budget_reached = false};
+    OK(store_run_add(s, &r, NULL, err, sizeof err));
+    assert_int_equal(q_int(s, "SELECT count(*) FROM runs WHERE think_budget = 4096"
+                              " AND think_mode = 'soft' AND think_off = 1 AND budget_reached = 0"),
+                     1);
+    struct store_conv *c = NULL;
+    OK(store_conv_load(s, 1, &c, err, sizeof err));
+    assert_int_equal(c->msgs[0].run.think_budget, 4096);   /* the newest run */
+    assert_true(c->msgs[0].run.think_off);
+    store_conv_free(c);
+    store_close(s);
+}
+
 static void test_newer_schema_is_refused_untouched(void **state)
 {
     (void)state;
@@ -829,7 +861,9 @@ static int64_t fixture_conversation(struct store *s, int64_t *now)
     OK(store_reply_begin(s, conv, model, &msg, err, sizeof err));
     OK(store_reply_append(s, msg, STORE_PART_REASONING, "Add\ttwo and two: 4.\n", 20, err,
                           sizeof err));
-    OK(store_reply_append(s, msg, STORE_PART_ANSWER, "**4** \xe2\x9c\x93\n", 10, err, sizeof err));
+    /* the blank line R1 writes after </think> is kept, and left out of Markdown */
+    OK(store_reply_append(s, msg, STORE_PART_ANSWER, "\n\n**4** \xe2\x9c\x93\n", 12, err,
+                          sizeof err));
     struct store_run r = {
         .model_id = model, .backend = "cpu", .device = "Ryzen 9", .driver = "",
         .n_ctx = 4096, .n_threads = 8, .prompt_tokens = 17, .reasoning_tokens = 9,
@@ -926,7 +960,7 @@ static const char expected_json[] =
     "      \"created\": \"2025-11-28T19:00:02Z\",\n"
     "      \"model\": \"DeepSeek-R1-Distill-Qwen-1.5B\",\n"
     "      \"reasoning\": \"Add\\ttwo and two: 4.\\n\",\n"
-    "      \"answer\": \"**4** \xe2\x9c\x93\\n\",\n"
+    "      \"answer\": \"\\n\\n**4** \xe2\x9c\x93\\n\",\n"
     "      \"error\": \"\",\n"
     "      \"run\": {\n"
     "        \"backend\": \"cpu\",\n"
@@ -1201,6 +1235,7 @@ int main(void)
         cmocka_unit_test(test_open_missing_without_create_is_enoent),
         cmocka_unit_test(test_default_path_follows_xdg_then_home),
         cmocka_unit_test(test_migration_upgrades_v1_with_data_intact),
+        cmocka_unit_test(test_migration_v2_to_v3_adds_the_thinking_budget),
         cmocka_unit_test(test_newer_schema_is_refused_untouched),
         cmocka_unit_test(test_damaged_or_foreign_files_are_reported),
         cmocka_unit_test(test_damaged_pages_are_reported),

@@ -76,7 +76,7 @@ else
 fi
 
 # --- load: a fresh server and store, so every run stored is counted ---
-start_server load --db "$tmp/load.db" --max-connections 64 || finish
+start_server load --db "$tmp/load.db" --queue 16 --max-connections 64 || finish
 LOAD_PID=$PID
 if SERVE_URL=$URL SERVER_PID=$LOAD_PID PONDER="$PONDER" SERVE_DB="$tmp/load.db" \
     timeout 90 node tests/node/load.mjs; then

@@ -10,7 +10,7 @@ import OpenAI from 'openai';
 
 const { SERVE_URL, SERVER_PID, PONDER, SERVE_DB } = process.env;
 const CLIENTS = 32, TOTAL = 200, WARMUP = 40;
-const RSS_BOUND_KB = 16 * 1024;
+const RSS_BOUND_KB = 8 * 1024;
 const client = new OpenAI({ baseURL: `${SERVE_URL}/v1`, apiKey: 'unused', maxRetries: 0,
     timeout: 60000 });
 const questions = ['Calculate 1 + 31.', 'Multiply 4 by 42.', 'Which is larger, 2.3 or 2.11?',
@@ -62,7 +62,7 @@ async function worker() {
     while (issued < TOTAL) {
         const before = refused;
         await one(issued++);
-        if (refused > before) await sleep(25 + Math.random() * 50);
+        if (refused > before) await sleep(300 + Math.random() * 300);
     }
 }
 

@@ -8,7 +8,12 @@
  * u: 0 n_head, 1 group (query heads per KV head), 2 head_dim, 3 v_dim,
  *    4 pos0 (position of query row 0), 5 q_off, 6 d_off, 7 k_width,
  *    8 v_width (floats per V row), 9 sc_stride (floats per scratch row), 10 t0 (first row of
- *    this dispatch); f: 0 scale */
+ *    this dispatch); f: 0 scale.
+ * SPLIT (long contexts, few query rows): workgroup z takes positions
+ * z*u[11] .. of the row and writes its partial result (max score, sum of
+ * exponentials, unnormalised V sum: v_dim + 2 floats) to P at u[12] +
+ * ((tl*n_head + h)*u[13] + z)*(v_dim + 2); COMBINE then merges the u[13]
+ * partials of each (row, head) into d (one workgroup each, no K/V read). */
 #include "common.glsl"
 
 layout(local_size_x = 64) in;
@@ -23,6 +28,7 @@ layout(std430, binding = 2) readonly buffer V { float v[]; };
 #endif
 layout(std430, binding = 3) buffer S { float sc[]; };
 layout(std430, binding = 4) writeonly buffer D { float d[]; };
+layout(std430, binding = 5) buffer P { float part_out[]; };
 
 shared float part[64];
 
@@ -54,6 +60,34 @@ float reduce_sum(float x, uint lid)
     return r;
 }
 
+#ifdef COMBINE
+void main()
+{
+    uint n_head = pc.u[0], vd = pc.u[3], ns = pc.u[13];
+    uint h = gl_WorkGroupID.x, tl = gl_WorkGroupID.y, t = pc.u[10] + tl;
+    uint lid = gl_LocalInvocationID.x;
+    uint base = pc.u[12] + (tl * n_head + h) * ns * (vd + 2);
+    float m = -1.0 / 0.0;
+    for (uint z = 0; z < ns; z++)
+        m = max(m, part_out[base + z * (vd + 2)]);
+    float l = 0.0;
+    for (uint z = 0; z < ns; z++) {
+        float mz = part_out[base + z * (vd + 2)];
+        if (mz > -1.0 / 0.0)
+            l += part_out[base + z * (vd + 2) + 1] * exp(mz - m);
+    }
+    uint dof = pc.u[6] + t * n_head * vd + h * vd;
+    for (uint i = lid; i < vd; i += 64) {
+        float o = 0.0;
+        for (uint z = 0; z < ns; z++) {
+            float mz = part_out[base + z * (vd + 2)];
+            if (mz > -1.0 / 0.0)
+                o += part_out[base + z * (vd + 2) + 2 + i] * exp(mz - m);
+        }
+        d[dof + i] = o / l;
+    }
+}
+#else
 void main()
 {
     uint n_head = pc.u[0], hd = pc.u[2], vd = pc.u[3];
@@ -62,8 +96,14 @@ void main()
     uint n = pc.u[4] + t + 1;
     uint qo = pc.u[5] + t * n_head * hd + h * hd;
     uint so = (tl * n_head + h) * pc.u[9];
+#ifdef SPLIT
+    uint s0 = gl_WorkGroupID.z * pc.u[11];
+    n = min(n, s0 + pc.u[11]);
+#else
+    const uint s0 = 0;
+#endif
     float mx = -1.0 / 0.0;
-    for (uint s = lid; s < n; s += 64) {
+    for (uint s = s0 + lid; s < n; s += 64) {
         float a = 0.0;
 #ifdef KV_F16
         uint ko = (s * pc.u[7] + g * hd) / 2;
@@ -82,7 +122,7 @@ void main()
     }
     mx = reduce_max(mx, lid);
     float sum = 0.0;
-    for (uint s = lid; s < n; s += 64) {
+    for (uint s = s0 + lid; s < n; s += 64) {
         float e = exp(sc[so + s] - mx);
         sc[so + s] = e;
         sum += e;
@@ -90,21 +130,34 @@ void main()
     sum = reduce_sum(sum, lid);
     memoryBarrierBuffer();
     barrier();
+#ifdef SPLIT
+    float inv = 1.0;
+    uint pb = pc.u[12] + ((tl * n_head + h) * pc.u[13] + gl_WorkGroupID.z) * (vd + 2);
+    if (lid == 0) {
+        part_out[pb] = mx;      /* -inf: no position in this split */
+        part_out[pb + 1] = sum;
+    }
+#else
     float inv = 1.0 / sum;
-    uint dof = pc.u[6] + t * n_head * vd + h * vd;
+#endif
     for (uint i = lid; i < vd; i += 64) {
         float o = 0.0;
 #ifdef KV_F16
         uint vo = g * vd + i;
-        for (uint s = 0; s < n; s++) {
+        for (uint s = s0; s < n; s++) {
             uint e = s * pc.u[8] + vo;
             vec2 vv = unpackHalf2x16(v[e / 2]);
             o += sc[so + s] * inv * ((e & 1u) != 0 ? vv.y : vv.x);
         }
 #else
-        for (uint s = 0; s < n; s++)
+        for (uint s = s0; s < n; s++)
             o += sc[so + s] * inv * v[s * pc.u[8] + g * vd + i];
 #endif
-        d[dof + i] = o;
+#ifdef SPLIT
+        part_out[pb + 2 + i] = o;
+#else
+        d[pc.u[6] + t * n_head * vd + h * vd + i] = o;
+#endif
     }
 }
+#endif

@@ -78,6 +78,12 @@ static float rnd(uint32_t *s)
     return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
 }
 
+static void fill(float *v, size_t n, uint32_t seed)
+{
+    for (size_t i = 0; i < n; i++)
+        v[i] = rnd(&seed);
+}
+
 static double norm_err(const float *got, const double *want, size_t n)
 {
     double e = 0, w = 0;
@@ -372,6 +378,64 @@ static void test_attention_matches_the_cpu(void **state)
     close_pair(&p);
 }
 
+/* A long context: n_long cached positions, then queries of 1 and 3 rows
+ * (few workgroups: the backend splits the positions over several). */
+static void check_attention_long(struct pair *p, enum kv_type type, int n_long)
+{
+    enum { NH = 4, NKV = 2, HD = 64 };
+    struct kv_shape ks = {.n_layer = 1, .n_ctx = 4096, .k_width = NKV * HD, .v_width = NKV * HD,
+                          .type = type};
+    struct backend *bs[2] = {p->vk, p->cpu};
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(bs[k]->ops->kv_init(bs[k], &ks), 0);
+    float *kv = malloc((size_t)n_long * NKV * HD * sizeof(float));
+    float *vv = malloc((size_t)n_long * NKV * HD * sizeof(float));
+    fill(kv, (size_t)n_long * NKV * HD, 41);
+    fill(vv, (size_t)n_long * NKV * HD, 42);
+    for (int k = 0; k < 2; k++) {
+        bs[k]->ops->reset(bs[k]);
+        struct btensor *kt = put(bs[k], kv, NKV * HD, n_long), *vt = put(bs[k], vv, NKV * HD, n_long);
+        assert_int_equal(bs[k]->ops->kv_store(bs[k], 0, kt, vt, 0), 0);
+    }
+    int pos0 = n_long;
+    for (int step = 0; step < 2; step++) {
+        int n = step ? 3 : 1;
+        float q[3 * NH * HD], kn[3 * NKV * HD], vn[3 * NKV * HD];
+        fill(q, (size_t)n * NH * HD, 50u + (uint32_t)step);
+        for (int i = 0; i < n * NH * HD; i++)
+            q[i] *= 3;  /* peaked softmax: a few positions matter */
+        fill(kn, (size_t)n * NKV * HD, 60u + (uint32_t)step);
+        fill(vn, (size_t)n * NKV * HD, 70u + (uint32_t)step);
+        struct btensor *d[2];
+        for (int k = 0; k < 2; k++) {
+            bs[k]->ops->reset(bs[k]);
+            struct btensor *qt = put(bs[k], q, NH * HD, n), *kt = put(bs[k], kn, NKV * HD, n),
+                           *vt = put(bs[k], vn, NKV * HD, n);
+            d[k] = bs[k]->ops->alloc(bs[k], NH * HD, n);
+            assert_int_equal(bs[k]->ops->kv_store(bs[k], 0, kt, vt, pos0), 0);
+            if (bs[k]->ops->attention(bs[k], d[k], qt, 0, NH, NKV, HD, HD, pos0, 0.125f))
+                fail_msg("attention: %s", bs[k]->ops->error(bs[k]));
+        }
+        char what[96];
+        snprintf(what, sizeof what, "attention %s over %d positions, %d rows",
+                 type == KV_TYPE_F16 ? "f16" : "f32", pos0 + n, n);
+        cmp_tensors(p, d[0], d[1], 1e-5, what);
+        pos0 += n;
+    }
+    free(kv);
+    free(vv);
+}
+
+static void test_attention_over_a_long_context_matches_the_cpu(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    struct pair p = open_pair();
+    check_attention_long(&p, KV_TYPE_F32, 3000);
+    check_attention_long(&p, KV_TYPE_F16, 2049);
+    close_pair(&p);
+}
+
 static void test_get_rows_of_every_type_matches_the_cpu(void **state)
 {
     (void)state;
@@ -409,12 +473,6 @@ static void test_get_rows_of_every_type_matches_the_cpu(void **state)
 }
 
 /* ---- deepseek2's operations ---- */
-
-static void fill(float *v, size_t n, uint32_t seed)
-{
-    for (size_t i = 0; i < n; i++)
-        v[i] = rnd(&seed);
-}
 
 static void test_write_and_copy_cols_move_exact_values(void **state)
 {
@@ -1046,6 +1104,7 @@ int main(void)
         cmocka_unit_test(test_matmul_matches_an_exact_dot_for_every_type),
         cmocka_unit_test(test_norm_rope_swiglu_add_match_the_cpu),
         cmocka_unit_test(test_attention_matches_the_cpu),
+        cmocka_unit_test(test_attention_over_a_long_context_matches_the_cpu),
         cmocka_unit_test(test_get_rows_of_every_type_matches_the_cpu),
         cmocka_unit_test(test_write_and_copy_cols_move_exact_values),
         cmocka_unit_test(test_matmul_heads_matches_per_head_dots_for_every_type),

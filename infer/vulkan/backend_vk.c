@@ -23,6 +23,12 @@
 #define ARENA_BLOCK ((VkDeviceSize)64 << 20)
 #define STAGING_SIZE ((VkDeviceSize)64 << 20)
 #define SCORES_FLOATS ((size_t)8 << 20)     /* attention scratch: 32 MiB */
+/* attention is split over the sequence (slices of at least ATT_SPLIT_LEN
+ * positions, at most ATT_SPLIT_MAX slices) when fewer than
+ * ATT_SPLIT_GROUPS (row, head) workgroups would run otherwise */
+#define ATT_SPLIT_LEN 256
+#define ATT_SPLIT_MAX 64
+#define ATT_SPLIT_GROUPS 256
 
 struct vk_buf {
     VkBuffer buf;
@@ -1295,8 +1301,34 @@ static int vk_attention(struct backend *b, struct btensor *dst, const struct bte
         VkBuffer bufs[N_BINDINGS] = {tbuf(c, q), c->kc[layer].buf,
                                      c->kv.v_in_k ? c->kc[layer].buf : c->vc[layer].buf, c->scores.buf,
                                      tbuf(c, dst)};
-        int rc = dispatch(c, c->kv.type == KV_TYPE_F16 ? VK_SHADER_ATTENTION_F16 : VK_SHADER_ATTENTION_F32,
-                          bufs, &p, (uint32_t)n_head, (uint32_t)m, 1);
+        bool f16 = c->kv.type == KV_TYPE_F16;
+        int64_t n_max = pos0 + t0 + m, n_split = 1;
+        if (n_head * m < ATT_SPLIT_GROUPS && n_max > 2 * ATT_SPLIT_LEN)
+            n_split = (n_max + ATT_SPLIT_LEN - 1) / ATT_SPLIT_LEN;
+        if (n_split > ATT_SPLIT_MAX)
+            n_split = ATT_SPLIT_MAX;
+        int rc;
+        if (n_split == 1) {
+            rc = dispatch(c, f16 ? VK_SHADER_ATTENTION_F16 : VK_SHADER_ATTENTION_F32, bufs, &p,
+                          (uint32_t)n_head, (uint32_t)m, 1);
+        } else {
+            /* several workgroups per (row, head), each over a slice of the
+             * positions, then one pass merging their partial results */
+            int block;
+            uint32_t poff;
+            VkDeviceSize bytes = (VkDeviceSize)m * (VkDeviceSize)n_head * (VkDeviceSize)n_split *
+                                 (VkDeviceSize)(v_dim + 2) * 4;
+            if ((rc = arena_take(c, (bytes + 255) & ~(VkDeviceSize)255, &block, &poff)))
+                return rc;
+            bufs[5] = c->blocks[block].buf;
+            p.u[11] = (uint32_t)((n_max + n_split - 1) / n_split);
+            p.u[12] = poff;
+            p.u[13] = (uint32_t)n_split;
+            if (!(rc = dispatch(c, f16 ? VK_SHADER_ATTENTION_F16_SPLIT : VK_SHADER_ATTENTION_F32_SPLIT,
+                                bufs, &p, (uint32_t)n_head, (uint32_t)m, (uint32_t)n_split)))
+                rc = dispatch(c, VK_SHADER_ATTENTION_COMBINE, bufs, &p, (uint32_t)n_head,
+                              (uint32_t)m, 1);
+        }
         if (rc)
             return rc;
     }

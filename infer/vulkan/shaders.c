@@ -93,6 +93,15 @@ static const uint32_t spv_moe_gather[] =
 static const uint32_t spv_moe_combine[] =
 #include "moe_combine.h"
     ;
+static const uint32_t spv_attention_f32_split[] =
+#include "attention_f32_split.h"
+    ;
+static const uint32_t spv_attention_f16_split[] =
+#include "attention_f16_split.h"
+    ;
+static const uint32_t spv_attention_combine[] =
+#include "attention_combine.h"
+    ;
 
 #define SPV(id, arr) [id] = {#arr, arr, sizeof arr}
 static const struct vk_spirv table[VK_SHADER_COUNT] = {
@@ -117,6 +126,9 @@ static const struct vk_spirv table[VK_SHADER_COUNT] = {
     SPV(VK_SHADER_ATTENTION_F16, spv_attention_f16),
     SPV(VK_SHADER_COPY_COLS, spv_copy_cols),       SPV(VK_SHADER_MOE_GATHER, spv_moe_gather),
     SPV(VK_SHADER_MOE_COMBINE, spv_moe_combine),
+    SPV(VK_SHADER_ATTENTION_F32_SPLIT, spv_attention_f32_split),
+    SPV(VK_SHADER_ATTENTION_F16_SPLIT, spv_attention_f16_split),
+    SPV(VK_SHADER_ATTENTION_COMBINE, spv_attention_combine),
 };
 
 const struct vk_spirv *vk_shader_spirv(enum vk_shader s)

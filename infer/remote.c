@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -14,6 +15,15 @@
 
 #include "infer/ckd.h"
 #include "infer/remote.h"
+
+/* Error lines quote what servers send: control characters become spaces,
+ * so a message stays one line. */
+static void one_line(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = ' ';
+}
 
 static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -24,6 +34,7 @@ static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(err, errlen, fmt, ap);
         va_end(ap);
+        one_line(err);
     }
     return code;
 }
@@ -186,6 +197,7 @@ static int stream_fail(struct remote_stream *st, int code, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(st->error, sizeof st->error, fmt, ap);
         va_end(ap);
+        one_line(st->error);
         st->failed = true;
     }
     return code;
@@ -281,6 +293,8 @@ static int json_int_field(json_t *o, const char *key, int *out)
     return 1;
 }
 
+static int on_object(struct remote_stream *st, json_t *root, const char *part);
+
 static int on_data(void *ctx, const char *data, size_t len)
 {
     struct remote_stream *st = ctx;
@@ -301,12 +315,17 @@ static int on_data(void *ctx, const char *data, size_t len)
         return stream_fail(st, EPROTO, "the server sent a malformed event (%s): %.60s",
                            root ? "not an object" : jerr.text, data);
     }
+    int rc = on_object(st, root, "delta");
+    json_decref(root);
+    return rc;
+}
+
+/* A chunk (part = "delta") or a whole non-streamed reply (part = "message"). */
+static int on_object(struct remote_stream *st, json_t *root, const char *part)
+{
     const char *em = error_message(root);
-    if (em) {
-        int rc = stream_fail(st, EIO, "the server reported an error: %s", em);
-        json_decref(root);
-        return rc;
-    }
+    if (em)
+        return stream_fail(st, EIO, "the server reported an error: %s", em);
     json_t *usage = json_object_get(root, "usage");
     if (json_is_object(usage)) {
         st->has_usage = true;
@@ -319,7 +338,7 @@ static int on_data(void *ctx, const char *data, size_t len)
     }
     json_t *choices = json_object_get(root, "choices");
     json_t *c0 = json_is_array(choices) ? json_array_get(choices, 0) : NULL;
-    json_t *delta = json_is_object(c0) ? json_object_get(c0, "delta") : NULL;
+    json_t *delta = json_is_object(c0) ? json_object_get(c0, part) : NULL;
     const char *rtext = NULL, *atext = NULL;
     size_t rlen = 0, alen = 0;
     if (json_is_object(delta)) {
@@ -364,7 +383,6 @@ static int on_data(void *ctx, const char *data, size_t len)
         st->finished = true;
         st->stop = stop_from_finish(json_string_value(fin));
     }
-    json_decref(root);
     return 0;
 }
 
@@ -372,14 +390,13 @@ int remote_stream_feed(struct remote_stream *st, const char *buf, size_t len)
 {
     if (st->failed)
         return EIO;
-    if (st->http_status >= 400) {
-        size_t room = REMOTE_BODY_MAX - st->body_len;
-        size_t n = len < room ? len : room;
-        if (!st->body && !(st->body = malloc(REMOTE_BODY_MAX + 1)))
+    if (st->http_status >= 400 || st->json_reply) {
+        size_t max = st->http_status >= 400 ? REMOTE_BODY_MAX : REMOTE_REPLY_MAX;
+        size_t n = len < max - st->body_len ? len : max - st->body_len;
+        if (n < len && st->json_reply && st->http_status < 400)
+            return stream_fail(st, E2BIG, "the server's reply is over %zu bytes", max);
+        if (buf_append(&st->body, &st->body_len, &st->body_cap, buf, n))
             return stream_fail(st, ENOMEM, "out of memory");
-        memcpy(st->body + st->body_len, buf, n);
-        st->body_len += n;
-        st->body[st->body_len] = 0;
         return 0;
     }
     int rc = sse_push(&st->sse, buf, len, on_data, st);
@@ -420,16 +437,23 @@ static void body_message(const char *body, size_t len, char *out, size_t cap)
         snprintf(out, cap, "%.*s", (int)n, body);
     }
     json_decref(root);
-    /* one line: control characters become spaces */
-    for (char *p = out; *p; p++)
-        if ((unsigned char)*p < 0x20)
-            *p = ' ';
+    one_line(out);
 }
 
 void remote_stream_end(struct remote_stream *st, const char *transport_error, bool user_stop,
                        struct engine_event *done)
 {
-    if (st->http_status < 400 && !st->failed && !user_stop) {
+    if (st->http_status < 400 && !st->failed && !user_stop && st->json_reply) {
+        /* a server that does not stream: one JSON reply */
+        json_error_t jerr;
+        json_t *root = json_loadb(st->body ? st->body : "", st->body_len, 0, &jerr);
+        if (!json_is_object(root))
+            stream_fail(st, EPROTO, "the server sent a malformed reply (%s)",
+                        root ? "not an object" : jerr.text);
+        else if (!on_object(st, root, "message"))
+            st->done = true;
+        json_decref(root);
+    } else if (st->http_status < 400 && !st->failed && !user_stop) {
         int rc = sse_finish(&st->sse, on_data, st);
         if (rc && !st->failed)
             stream_fail(st, rc, "%s", strerror(rc));
@@ -860,6 +884,9 @@ static size_t gen_write(char *ptr, size_t size, size_t nmemb, void *ud)
         long status = 0;
         curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &status);
         x->st.http_status = status > 0 && status < 1000 ? (int)status : 200;
+        char *ct = NULL;
+        curl_easy_getinfo(x->curl, CURLINFO_CONTENT_TYPE, &ct);
+        x->st.json_reply = ct && !strncasecmp(ct, "application/json", 16);
     }
     return remote_stream_feed(&x->st, ptr, len) ? 0 : len;
 }

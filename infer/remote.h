@@ -62,6 +62,7 @@ int sse_finish(struct sse *s, sse_data_fn fn, void *ctx);
 /* ---- one streamed reply ---- */
 
 #define REMOTE_BODY_MAX 16384      /* bytes of an error body kept */
+#define REMOTE_REPLY_MAX (8u << 20) /* a non-streamed JSON reply */
 
 struct remote_stream {
     uint64_t request;
@@ -70,8 +71,9 @@ struct remote_stream {
     struct sse sse;
     struct reason rs;               /* <think> tags inside content */
     int http_status;                /* 0 until known; >= 400: the body is an error */
-    char *body;                     /* the error body */
-    size_t body_len;
+    bool json_reply;                /* application/json: a server that does not stream */
+    char *body;                     /* the error body, or the JSON reply */
+    size_t body_len, body_cap;
     enum engine_phase phase;
     bool phase_sent;
     bool done;                      /* [DONE] seen */
@@ -91,7 +93,8 @@ struct remote_stream {
 void remote_stream_init(struct remote_stream *st, uint64_t request, remote_emit_fn emit,
                         void *ctx);
 void remote_stream_free(struct remote_stream *st);
-/* Response bytes (after the headers; http_status set before the first call).
+/* Response bytes (after the headers; http_status and json_reply set before
+ * the first call).
  * 0, or an errno once the stream is unusable (st->error says why). */
 int remote_stream_feed(struct remote_stream *st, const char *buf, size_t len);
 /* Ends the reply: flushes held text, posts ERROR when the reply failed (an

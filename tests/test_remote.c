@@ -426,6 +426,116 @@ static void test_a_partial_tag_is_flushed_as_text_at_the_end(void **state)
     assert_int_equal(g.done.u.done.stop, ENGINE_STOP_END);   /* finish_reason, no [DONE]: fine */
 }
 
+static void test_a_server_that_does_not_stream_is_read_whole(void **state)
+{
+    (void)state;
+    static const char body[] =
+        "{\"id\":\"c\",\"object\":\"chat.completion\",\"choices\":[{\"index\":0,"
+        "\"message\":{\"role\":\"assistant\",\"reasoning_content\":\"Sum.\","
+        "\"content\":\"\\n\\nFive.\"},\"finish_reason\":\"stop\"}],"
+        "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":6}}";
+    struct got g;
+    memset(&g, 0, sizeof g);
+    g.last = -1;
+    struct remote_stream st;
+    remote_stream_init(&st, 5, got_emit, &g);
+    st.http_status = 200;
+    st.json_reply = true;
+    for (size_t off = 0; off < sizeof body - 1; off += 9)
+        assert_int_equal(remote_stream_feed(&st, body + off,
+                                            sizeof body - 1 - off < 9 ? sizeof body - 1 - off : 9),
+                         0);
+    struct engine_event done;
+    remote_stream_end(&st, NULL, false, &done);
+    remote_stream_free(&st);
+    assert_string_equal(g.out, "P:r|P:t|r:Sum.|a:~\n\n|P:a|a:Five.");
+    assert_int_equal(done.u.done.stop, ENGINE_STOP_END);
+    assert_int_equal(done.u.done.stats.prompt_tokens, 3);
+}
+
+/* Random damage to valid streams, fed in random pieces: never a crash (run
+ * it under ASan/UBSan), always exactly one DONE last, every event well
+ * formed, every error one line. */
+static uint64_t rng_next(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static void fuzz_emit(void *ctx, const struct engine_event *ev)
+{
+    struct got *g = ctx;
+    assert_false(g->done_seen);
+    if (ev->type == ENGINE_EVENT_TOKEN)
+        assert_true(ev->u.token.len <= ENGINE_TEXT_MAX);
+    if (ev->type == ENGINE_EVENT_ERROR) {
+        assert_null(memchr(ev->u.error, '\n', strlen(ev->u.error)));
+        assert_true(strlen(ev->u.error) > 0);
+    }
+    if (ev->type == ENGINE_EVENT_DONE)
+        g->done_seen = true;
+}
+
+static void test_damaged_streams_never_crash_and_end_once(void **state)
+{
+    (void)state;
+    static const char *const seeds[] = {
+        CHUNK("{\"reasoning_content\":\"\\nLet me\"}") CHUNK("{\"content\":\"\\n\\nFour.\"}")
+            FINISH("stop") "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,"
+            "\"completion_tokens\":2,\"completion_tokens_details\":{\"reasoning_tokens\":1}}}\n\n"
+            "data: [DONE]\n\n",
+        ": ka\r\n\r\n" CHUNK("{\"content\":\"<think>\\u00e9\\ud83d\\ude00 x</think>\\n\\ny\"}")
+            "data: {\"error\":{\"message\":\"boom\\nline\"}}\n\n",
+        "{\"choices\":[{\"message\":{\"content\":\"<think>a</think>b\"}}]}",
+    };
+    static const char noise[] = "\n\r:\"{}[]\\ \xff\xc3\xa9<>/data: [DONE]";
+    uint64_t rs = 0x9e3779b97f4a7c15ull;
+    char buf[2048];
+    for (int iter = 0; iter < 4000; iter++) {
+        const char *seed = seeds[rng_next(&rs) % 3];
+        size_t n = strlen(seed);
+        memcpy(buf, seed, n);
+        int edits = (int)(rng_next(&rs) % 6);
+        for (int k = 0; k < edits && n > 0; k++) {
+            size_t at = rng_next(&rs) % n;
+            switch (rng_next(&rs) % 4) {
+            case 0: buf[at] = noise[rng_next(&rs) % (sizeof noise - 1)]; break;
+            case 1: buf[at] = (char)rng_next(&rs); break;
+            case 2:
+                if (n + 1 < sizeof buf) {
+                    memmove(buf + at + 1, buf + at, n - at);
+                    buf[at] = noise[rng_next(&rs) % (sizeof noise - 1)];
+                    n++;
+                }
+                break;
+            default: n = at; break;     /* cut short */
+            }
+        }
+        struct got g;
+        memset(&g, 0, sizeof g);
+        struct remote_stream st;
+        remote_stream_init(&st, 1, fuzz_emit, &g);
+        uint64_t r = rng_next(&rs);
+        st.http_status = r % 7 == 0 ? 500 : 200;
+        st.json_reply = r % 5 == 0;
+        for (size_t off = 0; off < n;) {
+            size_t step = 1 + rng_next(&rs) % 40;
+            if (step > n - off)
+                step = n - off;
+            if (remote_stream_feed(&st, buf + off, step))
+                break;
+            off += step;
+        }
+        struct engine_event done;
+        remote_stream_end(&st, r % 11 == 0 ? "transport failed" : NULL, r % 13 == 0, &done);
+        fuzz_emit(&g, &done);
+        remote_stream_free(&st);
+        assert_true(g.done_seen);
+    }
+}
+
 /* ---- URLs and keys ---- */
 
 static void test_url_host_names_host_and_port(void **state)
@@ -802,6 +912,8 @@ int main(void)
         cmocka_unit_test(test_errors_end_the_reply_with_one_clear_line),
         cmocka_unit_test(test_a_stopped_reply_is_no_error),
         cmocka_unit_test(test_a_partial_tag_is_flushed_as_text_at_the_end),
+        cmocka_unit_test(test_a_server_that_does_not_stream_is_read_whole),
+        cmocka_unit_test(test_damaged_streams_never_crash_and_end_once),
         cmocka_unit_test(test_url_host_names_host_and_port),
         cmocka_unit_test(test_key_file_gives_its_first_line_trimmed),
         cmocka_unit_test(test_display_name_and_fingerprint),

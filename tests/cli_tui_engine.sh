@@ -42,10 +42,15 @@ $T send-keys -t $S 'hello' Enter
 check "a reply streams to its end" "first token"
 $T send-keys -t $S F2
 check "F2 lists the models" "tl-q8_0.gguf"
+check "the picker says what a switch costs" "switch: load ≈"
+check "and that this conversation is read again" "tokens ≈"
 $T send-keys -t $S Down Enter
 check "choosing one switches" "switched to"
 check "to the llama model" "llama"
+check "the cost is said before the switch" "· to tl-q8_0"
+check "the real load time after it" "switch: loaded in"
 $T send-keys -t $S 'and now?' Enter
+check "the next reply gives the real re-read time" "switch: re-read"
 i=0
 while [ "$(count 'first token')" -lt 2 ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
 if [ "$(count 'first token')" -ge 2 ]; then echo "ok: the new model replies"; else

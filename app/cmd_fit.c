@@ -12,6 +12,7 @@
 #include "app/advisor.h"
 #include "app/cli.h"
 #include "history/store.h"
+#include "infer/cpu/membw.h"
 #include "infer/model.h"
 
 enum { OPT_JSON = OPT_CMD_BASE, OPT_CHECK, OPT_NO_RECORD };
@@ -35,7 +36,7 @@ const struct cmd cmd_fit = {
         "measurements kept in the history store; 'm' marks a speed measured here,\n"
         "'*' a model whose file is on disk (models folder and model_dirs).\n\n"
         "--check MODEL runs a short bench of that file (-p prompt tokens, -n generated\n"
-        "tokens, best of 3) and prints predicted against measured; the measurement is\n"
+        "tokens, 5 times, each after a bandwidth probe: medians) and prints predicted against measured; the measurement is\n"
         "kept for later estimates unless --no-record.\n",
     .exec = fit_exec,
 };
@@ -245,6 +246,18 @@ out:
     return status;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 static int fit_check(struct cli_opts *o, long n_pp, long n_tg, bool json, bool record,
                      unsigned flags)
 {
@@ -285,23 +298,27 @@ static int fit_check(struct cli_opts *o, long n_pp, long n_tg, bool json, bool r
         cli_error("%s", err);
         goto out;
     }
-    double tg = 0, pp = 0, v;
-    for (int r = 0; r < 3; r++) {
-        if (n_pp > 0) {
-            if (advisor_bench_once(m, ids, (int)n_pp, true, &v, err, sizeof err)) {
-                cli_error("%s", err);
-                goto out;
-            }
-            pp = v > pp ? v : pp;
+    /* the machine is shared with whatever else runs: each repetition
+     * measures the bandwidth just before it, and the medians are compared */
+    enum { REPS = 5 };
+    double tgs[REPS] = {0}, pps[REPS] = {0}, bws[REPS] = {0};
+    for (int r = 0; r < REPS; r++) {
+        if (membw_read(mc.n_threads, (size_t)256 << 20, 1, &bws[r], err, sizeof err)) {
+            cli_error("measuring the memory bandwidth: %s", err);
+            goto out;
         }
-        if (n_tg > 0) {
-            if (advisor_bench_once(m, ids, (int)n_tg, false, &v, err, sizeof err)) {
-                cli_error("%s", err);
-                goto out;
-            }
-            tg = v > tg ? v : tg;
+        if (n_pp > 0 && advisor_bench_once(m, ids, (int)n_pp, true, &pps[r], err, sizeof err)) {
+            cli_error("%s", err);
+            goto out;
+        }
+        if (n_tg > 0 && advisor_bench_once(m, ids, (int)n_tg, false, &tgs[r], err, sizeof err)) {
+            cli_error("%s", err);
+            goto out;
         }
     }
+    double tg = median(tgs, REPS), pp = median(pps, REPS);
+    mc.host_gbs = median(bws, REPS);
+    e.tg_pred = advisor_tg_tps(&e.plan, &mc);
     double tg_err = tg > 0 ? (e.tg_pred - tg) / tg * 100 : 0;
     double pp_err = pp > 0 ? (e.pp_pred - pp) / pp * 100 : 0;
     if (json) {

@@ -34,6 +34,23 @@ done
 gm_exit 0 "tiny-llama q4_k_m" --preset tiny-llama --type q4_k_m -q -o "$tmp/l.gguf" &&
     "$PONDER" eval -m "$tmp/l.gguf" --ids "1 2 3" > /dev/null 2>&1 || { echo "FAIL: tiny-llama eval"; fails=$((fails + 1)); }
 
+# deepseek2: the td test models' shape gives their sizes; every file runs
+for t in f32 q8_0 q4_k_m; do
+    gm_exit 0 "tiny-deepseek2 $t" --preset tiny-deepseek2 --type "$t" -q -o "$tmp/d$t.gguf" || continue
+    if [ -f "$TD/models/td-$t.gguf" ]; then
+        a=$(wc -c < "$tmp/d$t.gguf"); b=$(wc -c < "$TD/models/td-$t.gguf")
+        d=$((a - b)); [ "$d" -lt 0 ] && d=$((-d))
+        [ "$d" -le 64 ] || { echo "FAIL: deepseek2 $t: $a bytes, td-$t.gguf has $b"; fails=$((fails + 1)); }
+    fi
+    if ! "$PONDER" eval -m "$tmp/d$t.gguf" --ids "0 5 6 7" > "$tmp/eval" 2>&1 || grep -qiE 'nan|inf' "$tmp/eval"; then
+        echo "FAIL: ponder eval on tiny-deepseek2 $t"; sed 's/^/  /' "$tmp/eval" | head -3; fails=$((fails + 1))
+    fi
+    rm -f "$tmp/d$t.gguf"
+done
+"$PONDER" eval -m "$TD/models/td-lite-f32.gguf" -p "Hello" --top 3 > "$tmp/eval" 2>&1 &&
+    [ "$(wc -l < "$tmp/eval")" -ge 3 ] || { echo "FAIL: ponder eval on td-lite-f32"; fails=$((fails + 1)); }
+gm_exit 2 "deepseek2 without a preset" --arch deepseek2 --n-embd 64 --n-layer 2 --n-head 2 --n-ff 64 -o "$tmp/x.gguf"
+
 gm_exit 0 "seed 7" --preset tiny-llama --type q4_k_m --seed 7 --threads 1 -q -o "$tmp/s1.gguf"
 gm_exit 0 "seed 7 again, 3 threads" --preset tiny-llama --type q4_k_m --seed 7 --threads 3 -q -o "$tmp/s2.gguf"
 gm_exit 0 "seed 8" --preset tiny-llama --type q4_k_m --seed 8 -q -o "$tmp/s3.gguf"

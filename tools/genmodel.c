@@ -1,4 +1,5 @@
-/* genmodel: writes a random-weight GGUF of any R1-Distill shape (qwen2, llama)
+/* genmodel: writes a random-weight GGUF of any R1-Distill shape (qwen2, llama),
+ * or of a deepseek2 preset (DeepSeek-V2-Lite's shape, the td test model's),
  * in any weight type, for benchmarks.  Blocks are generated directly (never
  * quantized from floats) by worker threads and streamed to disk in order; the
  * tokenizer is copied from a real vocabulary file, so the model loads and
@@ -20,7 +21,13 @@
  *   A row length the type's block does not divide falls back as llama.cpp
  *   does (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, then F16); where llama.cpp
  *   would fail or pick IQ4_NL (which ponder lacks), genmodel refuses the shape.
- * llama.cpp counts layers in file order; here that is layer order. */
+ * llama.cpp counts layers in file order; here that is layer order.
+ * deepseek2 (a mixture of experts): ffn_gate_inp and exp_probs_b stay F32;
+ * ffn_down_exps and ffn_down_shexp follow the ffn_down rule with the layer
+ * taken from the name (llama.cpp's layer_info for n_expert > 1); attn_q_a,
+ * attn_q_b, attn_kv_a_mqa, attn_kv_b and the expert gate/up get the base
+ * type; a row length the K-quant block does not divide (V2-Lite's expert
+ * width 1408) falls back as above. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -59,26 +66,66 @@ struct shape {
     int64_t n_ctx;
     double rope_base, eps;
     const char *vocab;     /* under the test data folder */
+    /* deepseek2 only (presets) */
+    int64_t q_lora, kv_lora, qk_nope, qk_rope, v_head;
+    int64_t n_expert, n_expert_used, n_shared, expert_ff, n_dense;
+    int gating;            /* 1 softmax, 2 sigmoid */
+    double w_scale;
+    bool w_norm;
+    double yarn_factor;    /* 0: no rope scaling */
+    int64_t yarn_orig_ctx;
+    double yarn_log_mul;
 };
 
 static const struct shape presets[] = {
-    { "r1-qwen-1.5b", "qwen2", "DeepSeek R1 Distill Qwen 1.5B", 1536, 28, 12, 2, 8960, 151936,
-      131072, 10000, 1e-6, "vocab-r1-qwen.gguf" },
-    { "r1-qwen-7b", "qwen2", "DeepSeek R1 Distill Qwen 7B", 3584, 28, 28, 4, 18944, 152064,
-      131072, 10000, 1e-6, "vocab-r1-qwen.gguf" },
-    { "r1-qwen-14b", "qwen2", "DeepSeek R1 Distill Qwen 14B", 5120, 48, 40, 8, 13824, 152064,
-      131072, 1000000, 1e-5, "vocab-r1-qwen.gguf" },
-    { "r1-qwen-32b", "qwen2", "DeepSeek R1 Distill Qwen 32B", 5120, 64, 40, 8, 27648, 152064,
-      131072, 1000000, 1e-5, "vocab-r1-qwen.gguf" },
-    { "r1-llama-8b", "llama", "DeepSeek R1 Distill Llama 8B", 4096, 32, 32, 8, 14336, 128256,
-      131072, 500000, 1e-5, "vocab-r1-llama.gguf" },
-    { "r1-llama-70b", "llama", "DeepSeek R1 Distill Llama 70B", 8192, 80, 64, 8, 28672, 128256,
-      131072, 500000, 1e-5, "vocab-r1-llama.gguf" },
+    { .preset = "r1-qwen-1.5b", .arch = "qwen2", .name = "DeepSeek R1 Distill Qwen 1.5B",
+      .n_embd = 1536, .n_layer = 28, .n_head = 12, .n_head_kv = 2, .n_ff = 8960,
+      .n_vocab = 151936, .n_ctx = 131072, .rope_base = 10000, .eps = 1e-6,
+      .vocab = "vocab-r1-qwen.gguf" },
+    { .preset = "r1-qwen-7b", .arch = "qwen2", .name = "DeepSeek R1 Distill Qwen 7B",
+      .n_embd = 3584, .n_layer = 28, .n_head = 28, .n_head_kv = 4, .n_ff = 18944,
+      .n_vocab = 152064, .n_ctx = 131072, .rope_base = 10000, .eps = 1e-6,
+      .vocab = "vocab-r1-qwen.gguf" },
+    { .preset = "r1-qwen-14b", .arch = "qwen2", .name = "DeepSeek R1 Distill Qwen 14B",
+      .n_embd = 5120, .n_layer = 48, .n_head = 40, .n_head_kv = 8, .n_ff = 13824,
+      .n_vocab = 152064, .n_ctx = 131072, .rope_base = 1000000, .eps = 1e-5,
+      .vocab = "vocab-r1-qwen.gguf" },
+    { .preset = "r1-qwen-32b", .arch = "qwen2", .name = "DeepSeek R1 Distill Qwen 32B",
+      .n_embd = 5120, .n_layer = 64, .n_head = 40, .n_head_kv = 8, .n_ff = 27648,
+      .n_vocab = 152064, .n_ctx = 131072, .rope_base = 1000000, .eps = 1e-5,
+      .vocab = "vocab-r1-qwen.gguf" },
+    { .preset = "r1-llama-8b", .arch = "llama", .name = "DeepSeek R1 Distill Llama 8B",
+      .n_embd = 4096, .n_layer = 32, .n_head = 32, .n_head_kv = 8, .n_ff = 14336,
+      .n_vocab = 128256, .n_ctx = 131072, .rope_base = 500000, .eps = 1e-5,
+      .vocab = "vocab-r1-llama.gguf" },
+    { .preset = "r1-llama-70b", .arch = "llama", .name = "DeepSeek R1 Distill Llama 70B",
+      .n_embd = 8192, .n_layer = 80, .n_head = 64, .n_head_kv = 8, .n_ff = 28672,
+      .n_vocab = 128256, .n_ctx = 131072, .rope_base = 500000, .eps = 1e-5,
+      .vocab = "vocab-r1-llama.gguf" },
     /* the shapes of the test data's tq-* and tl-* models, with their mini vocabularies */
-    { "tiny-qwen", "qwen2", "tiny qwen2", 256, 2, 4, 2, 512, 0, 4096, 10000, 1e-6,
-      "models/tq-f32.gguf" },
-    { "tiny-llama", "llama", "tiny llama", 256, 2, 4, 1, 768, 0, 131072, 500000, 1e-5,
-      "models/tl-f32.gguf" },
+    { .preset = "tiny-qwen", .arch = "qwen2", .name = "tiny qwen2",
+      .n_embd = 256, .n_layer = 2, .n_head = 4, .n_head_kv = 2, .n_ff = 512,
+      .n_vocab = 0, .n_ctx = 4096, .rope_base = 10000, .eps = 1e-6,
+      .vocab = "models/tq-f32.gguf" },
+    { .preset = "tiny-llama", .arch = "llama", .name = "tiny llama",
+      .n_embd = 256, .n_layer = 2, .n_head = 4, .n_head_kv = 1, .n_ff = 768,
+      .n_vocab = 0, .n_ctx = 131072, .rope_base = 500000, .eps = 1e-5,
+      .vocab = "models/tl-f32.gguf" },
+    /* DeepSeek-V2-Lite (15.7B, 2.4B active), without its YaRN scaling */
+    { .preset = "v2-lite", .arch = "deepseek2", .name = "DeepSeek V2 Lite", .n_embd = 2048,
+      .n_layer = 27, .n_head = 16, .n_head_kv = 16, .n_ff = 10944, .n_vocab = 102400,
+      .n_ctx = 163840, .rope_base = 10000, .eps = 1e-6, .vocab = "vocab-r1.gguf",
+      .q_lora = 0, .kv_lora = 512, .qk_nope = 128, .qk_rope = 64, .v_head = 128,
+      .n_expert = 64, .n_expert_used = 6, .n_shared = 2, .expert_ff = 1408, .n_dense = 1,
+      .gating = 1, .w_scale = 1.0, .w_norm = false },
+    /* the shape of the test data's td-* models (R1's layout: q-lora, sigmoid, YaRN) */
+    { .preset = "tiny-deepseek2", .arch = "deepseek2", .name = "tiny deepseek2", .n_embd = 256,
+      .n_layer = 3, .n_head = 4, .n_head_kv = 4, .n_ff = 512, .n_vocab = 0, .n_ctx = 163840,
+      .rope_base = 10000, .eps = 1e-6, .vocab = "models/td-f32.gguf", .q_lora = 128,
+      .kv_lora = 64, .qk_nope = 32, .qk_rope = 16, .v_head = 32, .n_expert = 8,
+      .n_expert_used = 2, .n_shared = 1, .expert_ff = 32, .n_dense = 1, .gating = 2,
+      .w_scale = 2.5, .w_norm = true, .yarn_factor = 40, .yarn_orig_ctx = 4096,
+      .yarn_log_mul = 0.1 },
 };
 
 enum mix { MIX_F32, MIX_F16, MIX_BF16, MIX_Q8_0, MIX_Q4_0, MIX_Q4_1, MIX_Q5_0, MIX_Q5_1,
@@ -101,7 +148,7 @@ static const struct {
 #define N_MIXES (sizeof mixes / sizeof mixes[0])
 
 enum role { ROLE_TOKEN_EMBD, ROLE_OUTPUT, ROLE_ATTN_Q, ROLE_ATTN_K, ROLE_ATTN_V, ROLE_ATTN_OUT,
-            ROLE_FFN_GATE, ROLE_FFN_UP, ROLE_FFN_DOWN };
+            ROLE_FFN_GATE, ROLE_FFN_UP, ROLE_FFN_DOWN, ROLE_OTHER };
 
 /* How a tensor's values are made. */
 enum fill { FILL_RANDOM, FILL_ONES, FILL_BIAS, FILL_ROPE_FREQS };
@@ -111,7 +158,7 @@ struct gen_tensor {
     enum quant_type type;
     enum fill fill;
     int n_dims;
-    int64_t ne[2];
+    int64_t ne[3];         /* ne[2]: experts (1 for a matrix) */
     size_t row_bytes, size;
     double sigma;
 };
@@ -550,7 +597,9 @@ static void usage(FILE *f)
             "                --n-ff N [--n-vocab N] [options] -o FILE\n"
             "Writes a GGUF model with random weights of the given shape and type.\n"
             "  --preset NAME     r1-qwen-1.5b r1-qwen-7b r1-qwen-14b r1-qwen-32b r1-llama-8b\n"
-            "                    r1-llama-70b tiny-qwen tiny-llama (options below override it)\n"
+            "                    r1-llama-70b tiny-qwen tiny-llama, and the deepseek2 shapes\n"
+            "                    v2-lite (DeepSeek-V2-Lite) and tiny-deepseek2 (the td test\n"
+            "                    model's) (options below override it)\n"
             "  --type T          f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q6_k q2_k q3_k_m q4_k_m\n"
             "                    q5_k_m (default q8_0; the k_m mixes follow llama-quantize)\n"
             "  --n-ctx N         context_length key (default 131072)\n"
@@ -713,15 +762,21 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         o->shape.eps = set_eps;
 
     struct shape *s = &o->shape;
-    if (strcmp(s->arch, "qwen2") != 0 && strcmp(s->arch, "llama") != 0)
-        return usage_error("--arch: '%s' is not qwen2 or llama", s->arch);
+    bool ds2 = strcmp(s->arch, "deepseek2") == 0;
+    if (ds2 && !s->kv_lora)
+        return usage_error("deepseek2 models are made from a preset (v2-lite, tiny-deepseek2)");
+    if (!ds2 && strcmp(s->arch, "qwen2") != 0 && strcmp(s->arch, "llama") != 0)
+        return usage_error("--arch: '%s' is not qwen2, llama or deepseek2", s->arch);
     if (!s->n_embd || !s->n_layer || !s->n_head || !s->n_ff)
         return usage_error("--n-embd, --n-layer, --n-head and --n-ff are needed without --preset");
     if (!s->n_head_kv)
         s->n_head_kv = s->n_head;
-    if (s->n_embd % s->n_head != 0 || (s->n_embd / s->n_head) % 2 != 0)
+    if (!ds2 && (s->n_embd % s->n_head != 0 || (s->n_embd / s->n_head) % 2 != 0))
         return usage_error("--n-embd %lld is not an even head size times --n-head %lld",
                            (long long)s->n_embd, (long long)s->n_head);
+    if (ds2 && s->n_head_kv != s->n_head)
+        return usage_error("deepseek2 has as many KV heads as heads (--n-head-kv %lld)",
+                           (long long)s->n_head_kv);
     if (s->n_head % s->n_head_kv != 0)
         return usage_error("--n-head %lld is not a multiple of --n-head-kv %lld",
                            (long long)s->n_head, (long long)s->n_head_kv);
@@ -914,6 +969,7 @@ static int plan_add(struct plan *p, int64_t cap, enum fill fill, enum quant_type
     t->n_dims = ne1 > 0 ? 2 : 1;
     t->ne[0] = ne0;
     t->ne[1] = ne1 > 0 ? ne1 : 1;
+    t->ne[2] = 1;
     t->sigma = fill == FILL_RANDOM ? 1 / sqrt((double)ne0) : 0;
     t->row_bytes = quant_row_bytes(type, ne0);
     uint64_t elems;
@@ -941,9 +997,33 @@ static int plan_matrix(struct plan *p, int64_t cap, const struct opts *o, enum m
     return 0;
 }
 
+static int64_t tensor_rows(const struct gen_tensor *t)
+{
+    return t->ne[1] * t->ne[2];
+}
+
+/* Makes the tensor added last a stack of n_exp experts. */
+static int make_experts(struct plan *p, int64_t n_exp)
+{
+    struct gen_tensor *t = &p->t[p->n - 1];
+    uint64_t elems;
+    t->n_dims = 3;
+    t->ne[2] = n_exp;
+    if (ckd_mul_size(&t->size, t->size, (size_t)n_exp) ||
+        ckd_mul_u64(&elems, (uint64_t)t->ne[0] * (uint64_t)t->ne[1], (uint64_t)(n_exp - 1)) ||
+        ckd_add_u64(&p->n_params, p->n_params, elems))
+        return EOVERFLOW;
+    return 0;
+}
+
+static int build_plan_ds2(struct plan *p, const struct opts *o, enum mix mix,
+                          enum quant_type base, char *err, size_t errlen);
+
 static int build_plan(struct plan *p, const struct opts *o, enum mix mix, enum quant_type base,
                       char *err, size_t errlen)
 {
+    if (strcmp(o->shape.arch, "deepseek2") == 0)
+        return build_plan_ds2(p, o, mix, base, err, errlen);
     const struct shape *s = &o->shape;
     bool llama = strcmp(s->arch, "llama") == 0, qwen2 = !llama;
     int64_t head = s->n_embd / s->n_head, kv = head * s->n_head_kv;
@@ -997,7 +1077,7 @@ static int build_plan(struct plan *p, const struct opts *o, enum mix mix, enum q
     for (int64_t i = 0; i < p->n; i++) {
         int64_t rows = (int64_t)(GEN_CHUNK_BYTES / p->t[i].row_bytes);
         rows = rows < 1 ? 1 : rows;
-        n_jobs += (p->t[i].ne[1] + rows - 1) / rows;
+        n_jobs += (tensor_rows(&p->t[i]) + rows - 1) / rows;
         if (ckd_add_u64(&p->data_bytes, p->data_bytes, p->t[i].size))
             goto overflow;
     }
@@ -1008,16 +1088,125 @@ static int build_plan(struct plan *p, const struct opts *o, enum mix mix, enum q
         const struct gen_tensor *t = &p->t[i];
         int64_t rows = (int64_t)(GEN_CHUNK_BYTES / t->row_bytes);
         rows = rows < 1 ? 1 : rows;
-        for (int64_t r = 0; r < t->ne[1]; r += rows) {
+        int64_t all = tensor_rows(t);
+        for (int64_t r = 0; r < all; r += rows) {
             struct gen_job *j = &p->jobs[p->n_jobs++];
             j->tensor = i;
             j->row0 = r;
-            j->n_rows = t->ne[1] - r < rows ? t->ne[1] - r : rows;
+            j->n_rows = all - r < rows ? all - r : rows;
             j->bytes = (size_t)j->n_rows * t->row_bytes;
-            j->last = r + rows >= t->ne[1];
+            j->last = r + rows >= all;
         }
     }
     return 0;
+overflow:
+    return fail(err, errlen, EOVERFLOW, "the model is too large");
+}
+
+/* The jobs of every tensor: rows in runs of at most GEN_CHUNK_BYTES. */
+static int plan_jobs(struct plan *p, char *err, size_t errlen)
+{
+    int64_t n_jobs = 0;
+    for (int64_t i = 0; i < p->n; i++) {
+        int64_t rows = (int64_t)(GEN_CHUNK_BYTES / p->t[i].row_bytes);
+        rows = rows < 1 ? 1 : rows;
+        n_jobs += (tensor_rows(&p->t[i]) + rows - 1) / rows;
+        if (ckd_add_u64(&p->data_bytes, p->data_bytes, p->t[i].size))
+            return fail(err, errlen, EOVERFLOW, "the model is too large");
+    }
+    p->jobs = calloc((size_t)n_jobs, sizeof *p->jobs);
+    if (!p->jobs)
+        return fail(err, errlen, ENOMEM, "out of memory");
+    for (int64_t i = 0; i < p->n; i++) {
+        const struct gen_tensor *t = &p->t[i];
+        int64_t rows = (int64_t)(GEN_CHUNK_BYTES / t->row_bytes);
+        rows = rows < 1 ? 1 : rows;
+        int64_t all = tensor_rows(t);
+        for (int64_t r = 0; r < all; r += rows) {
+            struct gen_job *j = &p->jobs[p->n_jobs++];
+            j->tensor = i;
+            j->row0 = r;
+            j->n_rows = all - r < rows ? all - r : rows;
+            j->bytes = (size_t)j->n_rows * t->row_bytes;
+            j->last = r + rows >= all;
+        }
+    }
+    return 0;
+}
+
+/* deepseek2: the tensors of README 2.3, in the converter's order per layer. */
+static int build_plan_ds2(struct plan *p, const struct opts *o, enum mix mix,
+                          enum quant_type base, char *err, size_t errlen)
+{
+    const struct shape *s = &o->shape;
+    int64_t E = s->n_embd, H = s->n_head, dk = s->qk_nope + s->qk_rope;
+    int64_t sh = s->expert_ff * s->n_shared;
+    int64_t cap = 4 + 24 * s->n_layer;
+    char name[64];
+    int rc = 0;
+
+    p->t = calloc((size_t)cap, sizeof *p->t);
+    if (!p->t)
+        return fail(err, errlen, ENOMEM, "out of memory");
+#define MAT(role, layer, ne0, ne1, ...)                                                     \
+    do {                                                                                    \
+        snprintf(name, sizeof name, __VA_ARGS__);                                           \
+        if ((rc = plan_matrix(p, cap, o, mix, base, role, layer, ne0, ne1, name, err,       \
+                              errlen)))                                                     \
+            return rc;                                                                      \
+    } while (0)
+#define EXP(role, layer, ne0, ne1, ...)                                                     \
+    do {                                                                                    \
+        MAT(role, layer, ne0, ne1, __VA_ARGS__);                                            \
+        if (make_experts(p, s->n_expert))                                                   \
+            goto overflow;                                                                  \
+    } while (0)
+#define F32(fill, ne0, ne1, ...)                                                            \
+    do {                                                                                    \
+        if ((rc = plan_add(p, cap, fill, QUANT_TYPE_F32, ne0, ne1, __VA_ARGS__)))            \
+            goto overflow;                                                                  \
+    } while (0)
+
+    MAT(ROLE_TOKEN_EMBD, -1, E, s->n_vocab, "token_embd.weight");
+    for (int64_t l = 0; l < s->n_layer; l++) {
+        long long L = (long long)l;
+        F32(FILL_ONES, E, 0, "blk.%lld.attn_norm.weight", L);
+        if (s->q_lora) {
+            MAT(ROLE_OTHER, l, E, s->q_lora, "blk.%lld.attn_q_a.weight", L);
+            F32(FILL_ONES, s->q_lora, 0, "blk.%lld.attn_q_a_norm.weight", L);
+            MAT(ROLE_OTHER, l, s->q_lora, H * dk, "blk.%lld.attn_q_b.weight", L);
+        } else {
+            MAT(ROLE_ATTN_Q, l, E, H * dk, "blk.%lld.attn_q.weight", L);
+        }
+        MAT(ROLE_OTHER, l, E, s->kv_lora + s->qk_rope, "blk.%lld.attn_kv_a_mqa.weight", L);
+        F32(FILL_ONES, s->kv_lora, 0, "blk.%lld.attn_kv_a_norm.weight", L);
+        MAT(ROLE_OTHER, l, s->kv_lora, H * (s->qk_nope + s->v_head), "blk.%lld.attn_kv_b.weight", L);
+        MAT(ROLE_ATTN_OUT, l, H * s->v_head, E, "blk.%lld.attn_output.weight", L);
+        F32(FILL_ONES, E, 0, "blk.%lld.ffn_norm.weight", L);
+        if (l < s->n_dense) {
+            MAT(ROLE_FFN_GATE, l, E, s->n_ff, "blk.%lld.ffn_gate.weight", L);
+            MAT(ROLE_FFN_UP, l, E, s->n_ff, "blk.%lld.ffn_up.weight", L);
+            MAT(ROLE_FFN_DOWN, l, s->n_ff, E, "blk.%lld.ffn_down.weight", L);
+            continue;
+        }
+        F32(FILL_RANDOM, E, s->n_expert, "blk.%lld.ffn_gate_inp.weight", L);
+        if (s->gating == 2)
+            F32(FILL_BIAS, s->n_expert, 0, "blk.%lld.exp_probs_b.bias", L);
+        EXP(ROLE_FFN_GATE, l, E, s->expert_ff, "blk.%lld.ffn_gate_exps.weight", L);
+        EXP(ROLE_FFN_UP, l, E, s->expert_ff, "blk.%lld.ffn_up_exps.weight", L);
+        EXP(ROLE_FFN_DOWN, l, s->expert_ff, E, "blk.%lld.ffn_down_exps.weight", L);
+        if (sh) {
+            MAT(ROLE_FFN_GATE, l, E, sh, "blk.%lld.ffn_gate_shexp.weight", L);
+            MAT(ROLE_FFN_UP, l, E, sh, "blk.%lld.ffn_up_shexp.weight", L);
+            MAT(ROLE_FFN_DOWN, l, sh, E, "blk.%lld.ffn_down_shexp.weight", L);
+        }
+    }
+    F32(FILL_ONES, E, 0, "output_norm.weight");
+    MAT(ROLE_OUTPUT, -1, E, s->n_vocab, "output.weight");
+#undef MAT
+#undef EXP
+#undef F32
+    return plan_jobs(p, err, errlen);
 overflow:
     return fail(err, errlen, EOVERFLOW, "the model is too large");
 }
@@ -1229,6 +1418,33 @@ static int add_keys(struct fx_gguf *w, const struct opts *o, uint32_t file_type,
     rc = rc ? rc : fx_gguf_kv_f32(w, KEY("rope.freq_base"), (float)s->rope_base);
     rc = rc ? rc : fx_gguf_kv_f32(w, KEY("attention.layer_norm_rms_epsilon"), (float)s->eps);
     rc = rc ? rc : fx_gguf_kv_u32(w, "general.file_type", file_type);
+    if (strcmp(s->arch, "deepseek2") == 0) {
+        rc = rc ? rc : fx_gguf_kv_u32(w, KEY("vocab_size"), (uint32_t)s->n_vocab);
+        rc = rc ? rc : fx_gguf_kv_u32(w, KEY("leading_dense_block_count"), (uint32_t)s->n_dense);
+        if (s->q_lora)
+            rc = rc ? rc : fx_gguf_kv_u32(w, KEY("attention.q_lora_rank"), (uint32_t)s->q_lora);
+        rc = rc ? rc : fx_gguf_kv_u32(w, KEY("attention.kv_lora_rank"), (uint32_t)s->kv_lora);
+        rc = rc ? rc : fx_gguf_kv_u32(w, KEY("attention.key_length"),
+                                      (uint32_t)(s->qk_nope + s->qk_rope));
+        rc = rc ? rc : fx_gguf_kv_u32(w, KEY("attention.value_length"), (uint32_t)s->v_head);
+        rc = rc ? rc : fx_gguf_kv_u32(w, KEY("expert_feed_forward_length"),
+                                      (uint32_t)s->expert_ff);
+        rc = rc ? rc : fx_gguf_kv_u32(w, KEY("expert_count"), (uint32_t)s->n_expert);
+        rc = rc ? rc : fx_gguf_kv_u32(w, KEY("expert_shared_count"), (uint32_t)s->n_shared);
+        rc = rc ? rc : fx_gguf_kv_f32(w, KEY("expert_weights_scale"), (float)s->w_scale);
+        rc = rc ? rc : fx_gguf_kv_bool(w, KEY("expert_weights_norm"), s->w_norm);
+        rc = rc ? rc : fx_gguf_kv_u32(w, KEY("expert_gating_func"), (uint32_t)s->gating);
+        rc = rc ? rc : fx_gguf_kv_u32(w, KEY("rope.dimension_count"), (uint32_t)s->qk_rope);
+        if (s->yarn_factor > 0) {
+            rc = rc ? rc : fx_gguf_kv_str(w, KEY("rope.scaling.type"), "yarn");
+            rc = rc ? rc : fx_gguf_kv_f32(w, KEY("rope.scaling.factor"), (float)s->yarn_factor);
+            rc = rc ? rc : fx_gguf_kv_u32(w, KEY("rope.scaling.original_context_length"),
+                                          (uint32_t)s->yarn_orig_ctx);
+        }
+        rc = rc ? rc : fx_gguf_kv_f32(w, KEY("rope.scaling.yarn_log_multiplier"),
+                                      (float)s->yarn_log_mul);
+        rc = rc ? rc : fx_gguf_kv_u32(w, KEY("expert_used_count"), (uint32_t)s->n_expert_used);
+    }
     if (strcmp(s->arch, "llama") == 0) {
         rc = rc ? rc : fx_gguf_kv_u32(w, KEY("vocab_size"), (uint32_t)s->n_vocab);
         rc = rc ? rc : fx_gguf_kv_u32(w, KEY("rope.dimension_count"),

@@ -872,6 +872,8 @@ struct xfer {
     struct remote_stream st;
     CURL *curl;
     const atomic_bool *stop;
+    double last_byte;       /* ms: the last byte (keep-alives count), or the start */
+    long idle_ms;
 };
 
 static size_t gen_write(char *ptr, size_t size, size_t nmemb, void *ud)
@@ -880,6 +882,7 @@ static size_t gen_write(char *ptr, size_t size, size_t nmemb, void *ud)
     size_t len = size * nmemb;
     if (x->stop && atomic_load(x->stop))
         return 0;
+    x->last_byte = mono_ms();
     if (!x->st.http_status) {
         long status = 0;
         curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &status);
@@ -897,6 +900,51 @@ static int gen_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off
     (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
     struct xfer *x = ud;
     return x->stop && atomic_load(x->stop) ? 1 : 0;
+}
+
+/* curl_easy_perform, but looking at *stop every 50 ms even while the server
+ * sends nothing (a long prompt on a slow server): a stop never waits for
+ * the next byte.  No byte for idle_ms is a timeout (curl's low-speed check
+ * averages over seconds, so a trickle before a silence hides it). */
+static CURLcode perform(struct xfer *x)
+{
+    CURL *curl = x->curl;
+    const atomic_bool *stop = x->stop;
+    CURLM *m = curl_multi_init();
+    if (!m)
+        return curl_easy_perform(curl);
+    CURLcode res = CURLE_OK;
+    if (curl_multi_add_handle(m, curl) != CURLM_OK) {
+        curl_multi_cleanup(m);
+        return curl_easy_perform(curl);
+    }
+    int running = 1;
+    while (running) {
+        if (curl_multi_perform(m, &running) != CURLM_OK) {
+            res = CURLE_RECV_ERROR;
+            break;
+        }
+        if (stop && atomic_load(stop)) {
+            res = CURLE_ABORTED_BY_CALLBACK;
+            break;
+        }
+        if (running && mono_ms() - x->last_byte > (double)x->idle_ms) {
+            res = CURLE_OPERATION_TIMEDOUT;
+            break;
+        }
+        if (running && curl_multi_poll(m, NULL, 0, 50, NULL) != CURLM_OK) {
+            res = CURLE_RECV_ERROR;
+            break;
+        }
+    }
+    int left;
+    CURLMsg *msg;
+    while ((msg = curl_multi_info_read(m, &left)))
+        if (msg->msg == CURLMSG_DONE && msg->easy_handle == curl)
+            res = msg->data.result;
+    curl_multi_remove_handle(m, curl);
+    curl_multi_cleanup(m);
+    return res;
 }
 
 static const char *role_name(enum chat_role r)
@@ -989,16 +1037,15 @@ void remote_generate(struct remote *rm, uint64_t request, const struct chat_msg 
     curl_easy_setopt(rm->curl, CURLOPT_XFERINFOFUNCTION, gen_progress);
     curl_easy_setopt(rm->curl, CURLOPT_XFERINFODATA, &x);
     /* no byte for idle_ms ends the reply (keep-alive comments count) */
-    curl_easy_setopt(rm->curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(rm->curl, CURLOPT_LOW_SPEED_TIME,
-                     rm->to.idle_ms >= 1000 ? rm->to.idle_ms / 1000 : 1L);
+    x.idle_ms = rm->to.idle_ms;
     x.st.t0 = x.st.clock();
-    CURLcode res = curl_easy_perform(rm->curl);
+    x.last_byte = mono_ms();
+    CURLcode res = perform(&x);
     user_stop = stop && atomic_load(stop);
     if (res != CURLE_OK && !user_stop && !x.st.failed) {
-        if (res == CURLE_OPERATION_TIMEDOUT && x.st.http_status)
+        if (res == CURLE_OPERATION_TIMEDOUT)
             snprintf(terr, sizeof terr, "%s sent nothing for %ld s; the reply was cut off",
-                     rm->host, rm->to.idle_ms / 1000);
+                     rm->host, (rm->to.idle_ms + 500) / 1000);
         else if ((res == CURLE_PARTIAL_FILE || res == CURLE_RECV_ERROR) && x.st.http_status)
             snprintf(terr, sizeof terr, "the server closed the stream before the reply ended "
                      "(%s)", ebuf[0] ? ebuf : curl_easy_strerror(res));

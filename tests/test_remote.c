@@ -602,7 +602,8 @@ static void test_display_name_and_fingerprint(void **state)
 struct server {
     int fd, port;
     pthread_t thread;
-    int mode;               /* 0 normal, 1 stall after the first chunk, 2 401 everywhere */
+    int mode;               /* 0 normal, 1 stall after the first chunk (keep-alives),
+                               2 401 everywhere, 3 stall in silence */
     char last_request[8192];
     pthread_mutex_t lock;
     volatile bool quit;
@@ -666,6 +667,13 @@ static void serve_one(struct server *sv, int c)
     send_all(c, head, sizeof head - 1);
     static const char c1[] = CHUNK("{\"reasoning_content\":\"Adding.\"}");
     send_all(c, c1, sizeof c1 - 1);
+    if (sv->mode == 3) {
+        for (int i = 0; i < 50 && !sv->quit; i++) {
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        return;
+    }
     if (sv->mode == 1) {
         /* stall: keep-alives every 100 ms until the client goes away */
         for (int i = 0; i < 100 && !sv->quit; i++) {
@@ -890,8 +898,65 @@ static void test_stop_cancels_a_stalled_transfer(void **state)
     assert_string_equal(g.out, "P:r|P:t|r:Adding.");
     assert_int_equal(g.done.u.done.stop, ENGINE_STOP_USER);
     assert_string_equal(g.error, "");
-    if (took > 2000)
+    if (took > 1300)
+        fail_msg("the stop took %.0f ms after the 300 ms", took);
+    remote_free(rm);
+    server_stop(&sv);
+}
+
+static void test_stop_is_quick_while_the_server_is_silent(void **state)
+{
+    (void)state;
+    struct server sv;
+    server_start(&sv, 3);
+    char url[64], err[512];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", sv.port);
+    struct remote *rm = NULL;
+    struct engine_remote r = {.url = url};
+    assert_int_equal(remote_open(&r, NULL, &rm, err, sizeof err), 0);
+    struct chat_msg msg = {CHAT_ROLE_USER, "hi"};
+    struct engine_generate_params gp = {.max_tokens = -1};
+    sampler_params_default(&gp.sampler);
+    atomic_bool stop;
+    atomic_init(&stop, false);
+    struct stopper sp = {&stop, 200};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, stop_later, &sp), 0);
+    struct got g;
+    memset(&g, 0, sizeof g);
+    g.last = -1;
+    double t0 = wall_ms();
+    remote_generate(rm, 3, &msg, 1, &gp, &stop, got_emit, &g);
+    double took = wall_ms() - t0 - 200;
+    pthread_join(t, NULL);
+    assert_int_equal(g.done.u.done.stop, ENGINE_STOP_USER);
+    if (took > 250)
         fail_msg("the stop took %.0f ms", took);
+    remote_free(rm);
+    server_stop(&sv);
+}
+
+static void test_a_silent_server_times_out_with_one_line(void **state)
+{
+    (void)state;
+    struct server sv;
+    server_start(&sv, 3);
+    char url[64], err[512];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", sv.port);
+    struct remote *rm = NULL;
+    struct engine_remote r = {.url = url};
+    struct remote_timeouts to = {.idle_ms = 1000};
+    assert_int_equal(remote_open(&r, &to, &rm, err, sizeof err), 0);
+    struct chat_msg msg = {CHAT_ROLE_USER, "hi"};
+    struct engine_generate_params gp = {.max_tokens = -1};
+    sampler_params_default(&gp.sampler);
+    struct got g;
+    memset(&g, 0, sizeof g);
+    g.last = -1;
+    remote_generate(rm, 3, &msg, 1, &gp, NULL, got_emit, &g);
+    assert_int_equal(g.done.u.done.stop, ENGINE_STOP_ERROR);
+    if (!strstr(g.error, "sent nothing for 1 s"))
+        fail_msg("error: %s", g.error);
     remote_free(rm);
     server_stop(&sv);
 }
@@ -921,6 +986,8 @@ int main(void)
         cmocka_unit_test(test_open_reports_refused_and_unauthorised),
         cmocka_unit_test(test_generate_streams_a_reply_with_the_request_fields),
         cmocka_unit_test(test_stop_cancels_a_stalled_transfer),
+        cmocka_unit_test(test_stop_is_quick_while_the_server_is_silent),
+        cmocka_unit_test(test_a_silent_server_times_out_with_one_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

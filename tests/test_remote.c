@@ -961,6 +961,77 @@ static void test_a_silent_server_times_out_with_one_line(void **state)
     server_stop(&sv);
 }
 
+/* ---- through the engine thread (the glue in infer/engine.c) ---- */
+
+/* Waits up to 10 s for the next event. */
+static bool next_event(struct engine *e, struct engine_event *ev)
+{
+    for (int i = 0; i < 1000; i++) {
+        if (engine_next(e, ev))
+            return true;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
+static void test_the_engine_sends_generate_requests_to_the_remote(void **state)
+{
+    (void)state;
+    struct server sv;
+    server_start(&sv, 0);
+    char url[64], err[512], host[32];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", sv.port);
+    snprintf(host, sizeof host, "127.0.0.1:%d", sv.port);
+    struct engine *e = NULL;
+    assert_int_equal(engine_open(&e, err, sizeof err), 0);
+    struct engine_remote r = {.url = url, .api_key = "k", .model = "demo"};
+    uint64_t id = engine_load_remote(e, &r);
+    assert_true(id > 0);
+    struct engine_event ev;
+    do
+        assert_true(next_event(e, &ev));
+    while (ev.type == ENGINE_EVENT_LOAD_PROGRESS);
+    assert_int_equal(ev.type, ENGINE_EVENT_LOADED);
+    assert_int_equal(ev.request, id);
+    assert_string_equal(ev.u.loaded.arch, "remote");
+    assert_string_equal(ev.u.loaded.name, "demo");
+    assert_string_equal(ev.u.loaded.backend, "remote");
+    assert_string_equal(ev.u.loaded.device, host);
+
+    struct chat_msg msg = {CHAT_ROLE_USER, "2+2?"};
+    struct engine_generate_params gp = {.max_tokens = 16};
+    sampler_params_default(&gp.sampler);
+    id = engine_generate(e, &msg, 1, &gp);
+    struct got g;
+    memset(&g, 0, sizeof g);
+    g.last = -1;
+    do {
+        assert_true(next_event(e, &ev));
+        assert_int_equal(ev.request, id);
+        got_emit(&g, &ev);
+    } while (ev.type != ENGINE_EVENT_DONE);
+    assert_string_equal(g.out, "P:r|P:t|r:Adding.|a:~\n\n|P:a|a:4");
+    assert_int_equal(ev.u.done.stop, ENGINE_STOP_END);
+    assert_string_equal(ev.u.done.stats.device, host);
+
+    /* a failed load: ERROR, and the remote is gone */
+    r.model = "nope";
+    id = engine_load_remote(e, &r);
+    do
+        assert_true(next_event(e, &ev));
+    while (ev.type == ENGINE_EVENT_LOAD_PROGRESS);
+    assert_int_equal(ev.type, ENGINE_EVENT_ERROR);
+    assert_non_null(strstr(ev.u.error, "no model 'nope'"));
+    id = engine_generate(e, &msg, 1, &gp);
+    assert_true(next_event(e, &ev));
+    assert_int_equal(ev.type, ENGINE_EVENT_ERROR);
+    assert_true(next_event(e, &ev));
+    assert_int_equal(ev.type, ENGINE_EVENT_DONE);
+    engine_close(e);
+    server_stop(&sv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -988,6 +1059,7 @@ int main(void)
         cmocka_unit_test(test_stop_cancels_a_stalled_transfer),
         cmocka_unit_test(test_stop_is_quick_while_the_server_is_silent),
         cmocka_unit_test(test_a_silent_server_times_out_with_one_line),
+        cmocka_unit_test(test_the_engine_sends_generate_requests_to_the_remote),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -42,9 +42,10 @@ $T send-keys -t $S 'hello' Enter
 check "a reply streams to its end" "first token"
 $T send-keys -t $S F2
 check "F2 lists the models" "tl-q8_0.gguf"
+$T send-keys -t $S Down
 check "the picker says what a switch costs" "switch: load ≈"
 check "and that this conversation is read again" "tokens ≈"
-$T send-keys -t $S Down Enter
+$T send-keys -t $S Enter
 check "choosing one switches" "switched to"
 check "to the llama model" "llama"
 check "the cost is said before the switch" "· to tl-q8_0"

@@ -134,6 +134,7 @@ struct serve {
     bool quitting;
     struct job *head, *tail;
     int n_queued;
+    int n_jobs;                 /* alive: queued, running, or still being sent */
     struct job *cur;
     int wake[2];
     struct model_info info;
@@ -159,6 +160,8 @@ static void job_unref(struct job *j)
     struct serve *s = j->s;
     pthread_mutex_lock(&s->lock);
     bool last = --j->refs == 0;
+    if (last)
+        s->n_jobs--;
     pthread_mutex_unlock(&s->lock);
     if (!last)
         return;
@@ -609,7 +612,9 @@ static void on_event(struct serve *s, const struct engine_event *ev)
         }
         break;
     case ENGINE_EVENT_TOKEN: {
-        if (!ev->u.token.len || ev->u.token.leading)
+        /* a chat reply does not open with the "\n\n" R1 writes after </think>;
+           a raw completion keeps every byte */
+        if (!ev->u.token.len || (ev->u.token.leading && j->req.kind == SERVE_REQ_CHAT))
             break;
         struct sbuf t = {0};
         if (utf8_clean(&t, ev->u.token.text, ev->u.token.len)) {
@@ -706,6 +711,21 @@ static enum MHD_Result get_health(struct serve *s, struct MHD_Connection *conn)
                      NULL);
 }
 
+static bool model_matches(const struct serve *s, const char *name);
+
+/* GET /v1/models/ID: the model, or 404. */
+static enum MHD_Result get_model(struct serve *s, struct MHD_Connection *conn, const char *id)
+{
+    if (!*id || !model_matches(s, id))
+        return send_error(conn, 404, "model_not_found", "model", NULL,
+                          "the model '%s' does not exist; this server has '%s'", id,
+                          s->c->model_id);
+    return send_json(conn, MHD_HTTP_OK,
+                     json_pack("{s:s, s:s, s:I, s:s}", "id", s->c->model_id, "object", "model",
+                               "created", (json_int_t)s->model_created, "owned_by", "ponder"),
+                     NULL);
+}
+
 static enum MHD_Result get_models(struct serve *s, struct MHD_Connection *conn)
 {
     return send_json(conn, MHD_HTTP_OK,
@@ -713,6 +733,24 @@ static enum MHD_Result get_models(struct serve *s, struct MHD_Connection *conn)
                                s->c->model_id, "object", "model", "created",
                                (json_int_t)s->model_created, "owned_by", "ponder"),
                      NULL);
+}
+
+/* Takes a job whose client left out of the queue at once, so it holds no
+ * place there (s->lock held; the caller keeps its own reference). */
+static void queue_remove(struct serve *s, struct job *j)
+{
+    for (struct job **p = &s->head, *prev = NULL; *p; prev = *p, p = &(*p)->next) {
+        if (*p != j)
+            continue;
+        *p = j->next;
+        if (s->tail == j)
+            s->tail = prev;
+        j->next = NULL;
+        s->n_queued--;
+        j->refs--;      /* the dispatcher's */
+        j->state = JOB_DONE;
+        return;
+    }
 }
 
 /* Waits until the job starts (until_started) or ends; false when the client
@@ -728,6 +766,8 @@ static bool wait_job(struct serve *s, struct job *j, bool until_started)
         if (j->state != JOB_DONE && client_gone(j->conn_fd)) {
             j->cancelled = true;
             ok = false;
+            if (j->state == JOB_QUEUED)
+                queue_remove(s, j);
             break;
         }
     }
@@ -831,6 +871,9 @@ static enum MHD_Result post_generate(struct serve *s, struct MHD_Connection *con
     j->s = s;
     j->refs = 1;
     pthread_cond_init(&j->cond, NULL);
+    pthread_mutex_lock(&s->lock);
+    s->n_jobs++;
+    pthread_mutex_unlock(&s->lock);
     char param[64], msg[512];
     int rc = serve_req_parse(cs->route == ROUTE_CHAT ? SERVE_REQ_CHAT : SERVE_REQ_COMPLETION,
                              cs->body.p ? cs->body.p : "", cs->body.len, n_ctx, &j->req, param,
@@ -893,7 +936,10 @@ static enum MHD_Result post_generate(struct serve *s, struct MHD_Connection *con
     pthread_mutex_unlock(&s->lock);
     if (!started || (status && !j->req.stream)) {
         res = send_error(conn, status ? (unsigned)status : 500,
-                         status == 400 ? "context_length_exceeded" : "generation_failed", NULL,
+                         status == 400   ? "context_length_exceeded"
+                         : status == 503 ? "shutting_down"
+                                         : "generation_failed",
+                         NULL,
                          NULL, "%s", j->error[0] ? j->error : "the generation failed");
         job_unref(j);
         return res;
@@ -944,6 +990,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         for (i = 0; i < n; i++)
             if (!strcmp(url, routes[i].path))
                 break;
+        if (i == n && !strncmp(url, "/v1/models/", 11)) {
+            if (strcmp(method, "GET") && strcmp(method, "HEAD"))
+                return send_error(conn, 405, "method_not_allowed", NULL, "GET, HEAD",
+                                  "/v1/models/ID takes GET, not %s", method);
+            if (!authorized(s, conn))
+                return send_error(conn, 401, "invalid_api_key", NULL, NULL,
+                                  "a valid API key is needed (Authorization: Bearer KEY)");
+            return get_model(s, conn, url + 11);
+        }
         if (i == n)
             return send_error(conn, 404, "not_found", NULL, NULL, "no such path: %s", url);
         bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
@@ -1142,6 +1197,15 @@ int serve_run(const struct serve_config *c, char *err, size_t errlen)
     for (int i = 0; i < 40 && s->cur; i++) {
         stop_now(s, s->cur);
         pump(s, 250);
+    }
+    /* let the connections send what is left (a stream's last chunk, [DONE]) */
+    for (int i = 0; i < 100; i++) {
+        pthread_mutex_lock(&s->lock);
+        int alive = s->n_jobs;
+        pthread_mutex_unlock(&s->lock);
+        if (!alive)
+            break;
+        pump(s, 20);
     }
     if (s->d)
         MHD_stop_daemon(s->d);

@@ -734,7 +734,7 @@ static int chat_exec(int argc, char **argv)
         .favourites = favs,
         .n_favourites = n_favs,
         .fits_title = "columns: file, arch, params, type, size, fits here, generation speed",
-        .mouse = true,
+        .mouse = !o.config.has_mouse || o.config.mouse,
         .mp = mp,
         .gp = gp,
         .system = o.system,

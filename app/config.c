@@ -278,6 +278,15 @@ static int config_set(struct config *c, const char *key, const char *v, const ch
         warn_line(warn, name, line, "fold_reasoning is true or false, not '%s' (ignored)", v);
         return 1;
     }
+    if (!strcmp(key, "mouse")) {
+        if (!parse_bool(v, &b)) {
+            c->mouse = b;
+            c->has_mouse = true;
+            return 0;
+        }
+        warn_line(warn, name, line, "mouse is true or false, not '%s' (ignored)", v);
+        return 1;
+    }
     if (!strcmp(key, "remote"))
         return set_remote(c, v, name, line, warn);
     warn_line(warn, name, line, "unknown key '%s' (ignored)", key);

@@ -2,7 +2,7 @@
  * when unset): "key = value" lines, '#' comment lines, blank lines; keys and
  * values are trimmed and a value may be quoted with "".  Keys: model_dirs,
  * default_model, favourites, ctx, threads, backend, temp, top_p, top_k, min_p,
- * fold_reasoning, and remote (one line per remote model: "remote = NAME URL
+ * fold_reasoning, mouse, and remote (one line per remote model: "remote = NAME URL
  * [KEYFILE]", NAME the server's model name, KEYFILE a file holding its API
  * key; at most CONFIG_REMOTES_MAX lines).  An unknown key or a bad value writes one warning line
  * ("ponder: FILE:LINE: ...") to the warn stream and is skipped; the rest is
@@ -30,11 +30,12 @@ struct config {
     char default_model[CONFIG_STR_MAX]; /* a path ("~/" expanded) or a model name */
     char favourites[CONFIG_STR_MAX];    /* comma-separated model names */
     bool has_ctx, has_threads, has_backend, has_temp, has_top_p, has_top_k, has_min_p,
-        has_fold_reasoning;
+        has_fold_reasoning, has_mouse;
     int ctx, threads, top_k;
     int backend;                        /* enum model_backend */
     float temp, top_p, min_p;
     bool fold_reasoning;
+    bool mouse;                         /* the chat's mouse wheel */
     struct config_remote remotes[CONFIG_REMOTES_MAX];
     int n_remotes;
 };

@@ -50,14 +50,16 @@ static void test_config_reads_every_key(void **state)
                        "top_p = 0.9\n"
                        "top_k = 40\n"
                        "min_p = 0.05\n"
-                       "fold_reasoning = false\n";
+                       "fold_reasoning = false\n"
+                       "mouse = off\n";
     assert_int_equal(parse(&c, text, warn, sizeof warn), 0);
     assert_string_equal(warn, "");
     assert_string_equal(c.model_dirs, "/a:/b");
     assert_string_equal(c.default_model, "r1-7b");
     assert_string_equal(c.favourites, "r1-7b, r1-14b");
     assert_true(c.has_ctx && c.has_threads && c.has_backend && c.has_temp && c.has_top_p &&
-                c.has_top_k && c.has_min_p && c.has_fold_reasoning);
+                c.has_top_k && c.has_min_p && c.has_fold_reasoning && c.has_mouse);
+    assert_false(c.mouse);
     assert_int_equal(c.ctx, 8192);
     assert_int_equal(c.threads, 6);
     assert_int_equal(c.backend, MODEL_BACKEND_CPU);

@@ -16,6 +16,7 @@
 #include "history/store.h"
 #include "infer/engine.h"
 #include "infer/gguf.h"
+#include "infer/remote.h"
 #include "ui/session.h"
 #include "ui/ui.h"
 
@@ -76,29 +77,15 @@ static void models_add(struct chat_models *m, const char *path)
         m->n++;
 }
 
-/* Reads an API key file: its first line, trimmed; NULL after printing why. */
+/* Reads an API key file (its first line, trimmed); NULL after printing why. */
 static char *read_key_file(const char *path)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        cli_error("%s: %s", path, strerror(errno));
+    char key[4096], err[512];
+    if (remote_read_key(path, key, sizeof key, err, sizeof err)) {
+        cli_error("%s", err);
         return NULL;
     }
-    char buf[4096];
-    char *line = fgets(buf, sizeof buf, f);
-    fclose(f);
-    if (!line) {
-        cli_error("%s: empty key file", path);
-        return NULL;
-    }
-    size_t n = strcspn(buf, "\r\n");
-    while (n && (buf[n - 1] == ' ' || buf[n - 1] == '\t'))
-        n--;
-    buf[n] = 0;
-    char *p = buf;
-    while (*p == ' ' || *p == '\t')
-        p++;
-    return strdup(p);
+    return strdup(key);
 }
 
 /* A remote model: url, the server's model name (NULL: its first), a key

@@ -140,7 +140,7 @@ $T send-keys -t $S Down
 check "the picker says what a switch costs" "switch: load ≈ 0.3 s, re-read"
 $T send-keys -t $S Down Down Down Down Enter
 check "the remote model loads through the same keys" "switched to big-r1"
-check "as a remote model" "big-r1 · remote"
+check "as a remote model, NAME@HOST" "big-r1@script · remote"
 
 # the mouse wheel scrolls the transcript (xterm's SGR reports: button 64 = wheel up, 65 down)
 $T send-keys -t $S -l "$(printf '\033[<64;10;5M')"

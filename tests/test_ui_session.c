@@ -155,18 +155,19 @@ static void test_a_remote_model_is_stored_under_its_name(void **state)
     struct store *st = open_mem();
     struct session s;
     session_init(&s, st);
-    struct model_info info = {.arch = "remote", .name = "r1-671b"};
+    struct model_info info = {.arch = "remote", .name = "r1-671b", .device = "10.0.0.5:8000"};
     session_set_model(&s, "remote:http://10.0.0.5:8000#r1-671b", &info);
     assert_true(s.model_id > 0);
     int64_t first = s.model_id;
     session_set_model(&s, "remote:http://10.0.0.5:8000#r1-671b", &info);
     assert_int_equal(s.model_id, first);        /* the same remote is the same model */
+    info.device = "10.0.0.6:8000";
     session_set_model(&s, "remote:http://10.0.0.6:8000#r1-671b", &info);
     assert_true(s.model_id != first);           /* another server is another */
     assert_int_equal(session_user(&s, "q"), 0);
     reply(&s, "", "a", ENGINE_STOP_END);
     struct store_conv *c = load(st, s.conv);
-    assert_string_equal(c->msgs[1].model_name, "r1-671b");
+    assert_string_equal(c->msgs[1].model_name, "r1-671b@10.0.0.6:8000");
     store_conv_free(c);
     session_free(&s);
     store_close(st);

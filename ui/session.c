@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "infer/remote.h"
 #include "ui/session.h"
 
 void session_init(struct session *s, struct store *store)
@@ -66,34 +67,21 @@ int session_set_system(struct session *s, const char *text)
     return 0;
 }
 
-/* A remote model has no file: its fingerprint hashes "remote:URL" and its
- * name (two 64-bit FNV-1a hashes with different offsets, in hex). */
-static void remote_fingerprint(const char *path, const char *name, char out[STORE_FINGERPRINT_SIZE])
-{
-    uint64_t h[2] = {0xcbf29ce484222325ull, 0x84222325cbf29ce4ull};
-    for (int k = 0; k < 2; k++) {
-        for (const char *p = path; *p; p++)
-            h[k] = (h[k] ^ (unsigned char)*p) * 0x100000001b3ull;
-        h[k] = (h[k] ^ 0xff) * 0x100000001b3ull;
-        for (const char *p = name; *p; p++)
-            h[k] = (h[k] ^ (unsigned char)*p) * 0x100000001b3ull;
-    }
-    snprintf(out, STORE_FINGERPRINT_SIZE, "%016llx%016llx", (unsigned long long)h[0],
-             (unsigned long long)h[1]);
-}
-
 void session_set_model(struct session *s, const char *path, const struct model_info *info)
 {
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     snprintf(s->model_name, sizeof s->model_name, "%s",
              info && info->name[0] ? info->name : base);
+    /* a remote model goes by "NAME@HOST:PORT", as ponder run --remote stores it */
+    if (info && !strcmp(info->arch, "remote"))
+        remote_display_name(info, s->model_name, sizeof s->model_name);
     s->model_id = 0;
     if (!s->store)
         return;
     char fp[STORE_FINGERPRINT_SIZE], err[512];
-    if (!strncmp(path, "remote:", 7))
-        remote_fingerprint(path, s->model_name, fp);
+    if (info && !strcmp(info->arch, "remote"))
+        remote_fingerprint(s->model_name, fp);
     else if (store_model_fingerprint(path, fp, err, sizeof err))
         return;     /* not a file we can read (a scripted source): replies without a model */
     struct store_model m = {

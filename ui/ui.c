@@ -984,11 +984,15 @@ static void draw_status(struct ui *u, int y)
             double ms = now_ms() - u->gen_start_ms;
             tps = ms > 0 ? u->gen_tokens * 1000.0 / ms : 0;
         }
-        char bud[32];
-        snprintf(s, sizeof s, " %s · %s · %s/%s · ctx %s %s/%d · %.1f t/s · think %s · %s",
+        char bud[32], ctx[128];
+        if (u->info.n_ctx > 0)
+            snprintf(ctx, sizeof ctx, "%s %s/%d", bar, tr_count(u->ctx_used, cnt, sizeof cnt),
+                     u->info.n_ctx);
+        else    /* a remote server that does not say its context */
+            snprintf(ctx, sizeof ctx, "%s", tr_count(u->ctx_used, cnt, sizeof cnt));
+        snprintf(s, sizeof s, " %s · %s · %s/%s · ctx %s · %.1f t/s · think %s · %s",
                  u->ses.model_name, u->info.ftype, u->info.backend ? u->info.backend : "?",
-                 u->info.device ? u->info.device : "?", bar,
-                 tr_count(u->ctx_used, cnt, sizeof cnt), u->info.n_ctx, tps,
+                 u->info.device ? u->info.device : "?", ctx, tps,
                  budget_text(&u->gp, bud, sizeof bud), phase);
     }
     draw_str(y, 0, s, u->cols);

@@ -44,6 +44,27 @@ grep -q 'hello' "$tmp/list" && grep -q ' 4 ' "$tmp/list" \
 grep -q 'Let me' "$tmp/show" && echo "ok: with its reasoning" \
     || { echo "FAIL: no reasoning stored"; cat "$tmp/show"; fails=$((fails + 1)); }
 
+"$PONDER" history export 1 --format json > "$tmp/json" 2>&1
+grep -q '"driver": *"line"' "$tmp/json" && echo "ok: its runs record the driver line" \
+    || { echo "FAIL: no driver line in the runs:"; head -40 "$tmp/json"; fails=$((fails + 1)); }
+
+# the thinking options apply in line mode too
+printf 'hello\n' | "$PONDER" chat --script "$tmp/script" -m tiny.gguf --think off \
+    --no-history > "$tmp/out" 2> "$tmp/err"
+grep -q 'First' "$tmp/out" && ! grep -q 'think' "$tmp/err" \
+    && echo "ok: --think off: an answer and no reasoning" \
+    || { echo "FAIL: --think off:"; cat "$tmp/out" "$tmp/err"; fails=$((fails + 1)); }
+printf 'hello\n' | "$PONDER" chat --script "$tmp/script" -m tiny.gguf --think-budget 1 \
+    --no-history > "$tmp/out" 2> "$tmp/err"
+grep -q 'Let me' "$tmp/err" && ! grep -q 'think\.' "$tmp/err" && grep -q 'First' "$tmp/out" \
+    && echo "ok: --think-budget 1: one reasoning token, then the answer" \
+    || { echo "FAIL: --think-budget:"; cat "$tmp/out" "$tmp/err"; fails=$((fails + 1)); }
+# a remote that cannot be reached is one line naming it (port 9: discard, closed)
+expect_exit 1 "an unreachable --remote: one line" "$PONDER" chat --remote http://127.0.0.1:9 \
+    --no-history
+grep -q '127.0.0.1:9' "$tmp/err" && echo "ok: it names the server" \
+    || { echo "FAIL: the error does not name the server"; cat "$tmp/err"; fails=$((fails + 1)); }
+
 printf 'more\n' | "$PONDER" chat -c --script "$tmp/script" -m tiny.gguf > /dev/null 2>&1
 "$PONDER" history list > "$tmp/list" 2>&1
 [ "$(grep -c hello "$tmp/list")" -eq 1 ] && grep -q ' 6 ' "$tmp/list" \

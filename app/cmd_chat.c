@@ -221,11 +221,6 @@ static int speed_fn(void *ctx, const struct store_stats *st)
     return 0;
 }
 
-/* The advisor (app/advisor.c) may not be in this build yet: its functions
- * are weak references, NULL when absent, and the column shows "?". */
-#pragma weak advisor_machine_probe
-#pragma weak advisor_file_estimate
-
 /* Where a plan runs, as the picker's "fits" column says it. */
 static void fits_text(const struct plan *p, char *buf, size_t cap)
 {
@@ -243,14 +238,14 @@ static void fits_text(const struct plan *p, char *buf, size_t cap)
 
 /* The picker's line for each model: file, architecture, parameters, weight
  * type, size, where it runs at this context (the memory plan, from the
- * advisor), and its speed: predicted by the advisor ("~"), measured here
- * ("measured"), or the median of the runs the store recorded. */
+ * advisor; "?" when it cannot say), and its speed: predicted by the advisor
+ * ("~"), measured here ("measured"), or the median of the runs the store
+ * recorded. */
 static void models_label(struct chat_models *m, struct store *store, const struct cli_opts *o)
 {
     struct advisor_machine mc;
     char err[256];
-    bool advisor = advisor_machine_probe && advisor_file_estimate &&
-                   !advisor_machine_probe(&mc,
+    bool advisor = !advisor_machine_probe(&mc,
                                           ADVISOR_PROBE_QUICK |
                                               (o->backend == MODEL_BACKEND_CPU
                                                    ? ADVISOR_PROBE_NO_DEVICE : 0),

@@ -68,6 +68,12 @@ $T send-keys -t $S Escape
 sleep 0.3
 $T send-keys -t $S F2
 check "the picker shows architecture and weight type" "qwen2     "
+if screen | grep -F 'tl-q8_0.gguf' | grep -qE 'CPU only|full|[0-9]+ of [0-9]+ layers|experts in RAM'; then
+    echo "ok: the picker says where each model runs here"; else
+    echo "FAIL: no fits column:"; screen | sed 's/^/  | /'; fails=$((fails + 1)); fi
+if screen | grep -F 'tl-q8_0.gguf' | grep -qE '[0-9.]+ t/s'; then
+    echo "ok: and its speed"; else
+    echo "FAIL: no speed column:"; screen | sed 's/^/  | /'; fails=$((fails + 1)); fi
 $T send-keys -t $S Escape
 sleep 0.3
 $T send-keys -t $S C-d

@@ -494,7 +494,12 @@ static void test_write_and_copy_cols_move_exact_values(void **state)
     struct btensor *d = b->ops->alloc(b, DNE0, NE1);
     float zero[DNE0 * NE1] = {0};
     assert_int_equal(b->ops->write(b, d, 0, NE1, zero), 0);
+    struct vk_stats st0, st1;
+    vk_backend_stats(b, &st0);
     assert_int_equal(b->ops->copy_cols(b, d, 1, 9, t, 2, 11, 5, 3), 0);
+    vk_backend_stats(b, &st1);
+    assert_int_equal(st1.dispatches, st0.dispatches + 1);  /* one pass, recorded, not yet run */
+    assert_int_equal(st1.submits, st0.submits);
     float want[DNE0 * NE1] = {0};
     for (int r = 0; r < NE1; r++)
         for (int g = 0; g < 3; g++)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "infer/rope.h"
 #include "infer/ckd.h"
@@ -238,10 +239,18 @@ struct vk_backend {
     vk_progress_fn progress;
     void *progress_ctx;
     uint64_t uploaded;
+    struct vk_stats stats;
 
     float *host_rows;           /* scratch for dequantized rows */
     size_t host_rows_cap;
 };
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static struct vk_backend *vb(struct backend *b) { return (struct vk_backend *)b; }
 static struct vk_tensor *vt(const struct btensor *t) { return (struct vk_tensor *)(uintptr_t)t; }
@@ -392,9 +401,12 @@ static int flush(struct vk_backend *c)
         .commandBufferCount = 1,
         .pCommandBuffers = &c->cmd,
     };
+    uint64_t t0 = now_ns();
     r = vkQueueSubmit(c->queue, 1, &si, c->fence);
     if (r == VK_SUCCESS)
         r = vkWaitForFences(c->dev, 1, &c->fence, VK_TRUE, UINT64_MAX);
+    c->stats.wait_ns += now_ns() - t0;
+    c->stats.submits++;
     if (r != VK_SUCCESS)
         return vkfail(c, r, "submit");
     vkResetFences(c->dev, 1, &c->fence);
@@ -435,6 +447,7 @@ static int dispatch(struct vk_backend *c, enum vk_shader s, const VkBuffer bufs[
     int rc = begin(c);
     if (rc)
         return rc;
+    uint64_t t0 = now_ns();
     VkDescriptorSetAllocateInfo ai = {
         .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
         .descriptorPool = c->dpool,
@@ -467,6 +480,8 @@ static int dispatch(struct vk_backend *c, enum vk_shader s, const VkBuffer bufs[
     barrier(c, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
             VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
                 VK_ACCESS_TRANSFER_WRITE_BIT);
+    c->stats.dispatches++;
+    c->stats.record_ns += now_ns() - t0;
     return 0;
 }
 
@@ -1729,6 +1744,11 @@ void vk_backend_set_progress(struct backend *b, vk_progress_fn fn, void *ctx)
 {
     vb(b)->progress = fn;
     vb(b)->progress_ctx = ctx;
+}
+
+void vk_backend_stats(const struct backend *b, struct vk_stats *out)
+{
+    *out = ((const struct vk_backend *)b)->stats;
 }
 
 uint64_t vk_backend_device_bytes(const struct backend *b)

@@ -59,6 +59,14 @@ struct vk_options {
  * into a load-progress fraction. */
 typedef void (*vk_progress_fn)(void *ctx, uint64_t uploaded);
 void vk_backend_set_progress(struct backend *b, vk_progress_fn fn, void *ctx);
+/* What the backend has done so far: command-buffer submissions, compute
+ * dispatches, host time spent recording dispatches (descriptor sets and
+ * commands) and time spent submitting and waiting for the device. */
+struct vk_stats {
+    uint64_t submits, dispatches;
+    uint64_t record_ns, wait_ns;
+};
+void vk_backend_stats(const struct backend *b, struct vk_stats *out);
 /* Device memory the backend holds now (weights, KV cache, scratch). */
 uint64_t vk_backend_device_bytes(const struct backend *b);
 

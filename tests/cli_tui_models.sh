@@ -152,6 +152,14 @@ $T send-keys -t $S C-d
 check "Ctrl-D quits" "EXITED rc=0"
 $T kill-session -t $S
 
+# a conversation reopened from the store still says the budget ended its reasoning
+start "-c"
+check "-c reopens the conversation" "continuing this conversation"
+check "its folded line says the budget was reached" "(3 tokens, budget reached)"
+$T send-keys -t $S C-d
+check "Ctrl-D quits again" "EXITED rc=0"
+$T kill-session -t $S
+
 "$PONDER" history show 1 --db "$tmp/data/ponder/ponder.db" --format json > "$tmp/show" 2>&1 ||
     "$PONDER" history export 1 --db "$tmp/data/ponder/ponder.db" --format json > "$tmp/show" 2>&1
 if grep -q '"driver": *"tui"' "$tmp/show"; then echo "ok: the runs record the driver tui"; else

@@ -173,6 +173,33 @@ static void test_a_remote_model_is_stored_under_its_name(void **state)
     store_close(st);
 }
 
+static void test_open_restores_whether_the_budget_was_reached(void **state)
+{
+    (void)state;
+    struct store *st = open_mem();
+    struct session s;
+    char err[256];
+    session_init(&s, st);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(session_user(&s, "q"), 0);
+        assert_int_equal(session_reply_begin(&s), 0);
+        assert_int_equal(session_reply_piece(&s, REASON_KIND_REASONING, "r", 1), 0);
+        struct engine_stats stats = {.reasoning_tokens = 4, .think_budget = 4,
+                                     .think_mode = ENGINE_THINK_HARD, .budget_reached = i == 0};
+        assert_int_equal(session_reply_end(&s, ENGINE_STOP_END, &stats, NULL), 0);
+    }
+    int64_t id = s.conv;
+    struct store_conv *c = load(st, id);
+    assert_int_equal(c->msgs[1].run.think_budget, 4);
+    assert_string_equal(c->msgs[1].run.think_mode, "hard");
+    store_conv_free(c);
+    assert_int_equal(session_open(&s, id, err, sizeof err), 0);
+    assert_true(s.msgs[1].budget_reached);
+    assert_false(s.msgs[3].budget_reached);
+    session_free(&s);
+    store_close(st);
+}
+
 static void test_open_restores_a_conversation_to_continue(void **state)
 {
     (void)state;
@@ -220,6 +247,7 @@ int main(void)
         cmocka_unit_test(test_interrupted_reply_is_stored_as_interrupted),
         cmocka_unit_test(test_runs_record_the_driver),
         cmocka_unit_test(test_a_remote_model_is_stored_under_its_name),
+        cmocka_unit_test(test_open_restores_whether_the_budget_was_reached),
         cmocka_unit_test(test_open_restores_a_conversation_to_continue),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

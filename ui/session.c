@@ -282,6 +282,7 @@ int session_open(struct session *s, int64_t id, char *err, size_t errlen)
             struct session_msg *sm = &s->msgs[s->n - 1];
             sm->think_ms = m->run.reasoning_ms;
             sm->think_tokens = (int)m->run.reasoning_tokens;
+            sm->budget_reached = m->run.budget_reached;
             snprintf(sm->footer, sizeof sm->footer,
                      "read %.1f s · think %.1f s · answer %.1f s · %.1f t/s · first token %.2f s%s",
                      m->run.prompt_ms / 1000, m->run.reasoning_ms / 1000,

@@ -1028,6 +1028,35 @@ static void test_the_engine_sends_generate_requests_to_the_remote(void **state)
     assert_int_equal(ev.type, ENGINE_EVENT_ERROR);
     assert_true(next_event(e, &ev));
     assert_int_equal(ev.type, ENGINE_EVENT_DONE);
+
+    /* remote, then a local file, then remote again: each load replaces the last */
+    r.model = NULL;
+    engine_load_remote(e, &r);
+    do
+        assert_true(next_event(e, &ev));
+    while (ev.type == ENGINE_EVENT_LOAD_PROGRESS);
+    assert_int_equal(ev.type, ENGINE_EVENT_LOADED);
+    struct model_params mp = {0};
+    mp.n_ctx = 64;
+    mp.n_threads = 1;
+    engine_load(e, "share/models/ponder-demo.gguf", &mp);
+    do
+        assert_true(next_event(e, &ev));
+    while (ev.type == ENGINE_EVENT_LOAD_PROGRESS);
+    if (ev.type == ENGINE_EVENT_LOADED) {
+        assert_string_not_equal(ev.u.loaded.arch, "remote");
+        gp.max_tokens = 3;
+        gp.sampler.temperature = 0;
+        id = engine_generate(e, &msg, 1, &gp);
+        do
+            assert_true(next_event(e, &ev));
+        while (ev.type != ENGINE_EVENT_DONE && ev.type != ENGINE_EVENT_ERROR);
+        assert_int_equal(ev.type, ENGINE_EVENT_DONE);
+        assert_string_not_equal(ev.u.done.stats.backend, "remote");
+    } else {
+        print_message("(the demo model did not load: %s; the local step is skipped)\n",
+                      ev.u.error);
+    }
     engine_close(e);
     server_stop(&sv);
 }

@@ -31,6 +31,7 @@
                                       the R1-Distill-Qwen files */
 #define ADV_RECORD_KEY "advisor.measurements"
 #define ADV_RECORD_MAX 64
+#define ADV_CALIBRATION_MIN_BYTES ((json_int_t)64 << 20)
 
 static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -507,6 +508,9 @@ static void calibrate(struct advisor_machine *mc, struct store *store)
         double ppt = json_real_value(json_object_get(r, "pp_tps"));
         double fl = json_real_value(json_object_get(r, "flops_per_token"));
         bool on_dev = json_integer_value(json_object_get(r, "n_gpu_layers")) > 0;
+        /* a model of a few megabytes measures call overhead, not bandwidth */
+        if (json_integer_value(json_object_get(r, "token_bytes")) < ADV_CALIBRATION_MIN_BYTES)
+            continue;
         if (tg > 0 && bound > 0 && nc < ADV_RECORD_MAX && nd < ADV_RECORD_MAX) {
             if (on_dev)
                 dev[nd++] = tg / bound;

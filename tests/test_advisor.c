@@ -1,0 +1,175 @@
+/* advisor: file sizes of the published R1 shapes by llama-quantize's type
+ * rules, their placement on a given machine, and the speed formula; no
+ * probe runs (the machine is made up), so the numbers are exact. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <string.h>
+
+#include "tests/fixture.h"
+#include "app/advisor.h"
+
+static const struct advisor_shape *shape_named(const char *name)
+{
+    for (int i = 0; i < advisor_n_shapes(); i++)
+        if (!strcmp(advisor_shape(i)->name, name))
+            return advisor_shape(i);
+    fail_msg("no shape %s", name);
+    return NULL;
+}
+
+/* A CPU-only machine with 64 GB and 50 GB/s. */
+static struct advisor_machine cpu_machine(void)
+{
+    struct advisor_machine mc;
+    memset(&mc, 0, sizeof mc);
+    mc.n_threads = 8;
+    mc.host_bytes = 64000000000ull;
+    mc.host_budget = 57600000000ull;
+    mc.host_gbs = 50;
+    mc.cpu_gflops = 500;
+    mc.cpu_eff = 0.5;
+    mc.pp_eff = 0.5;
+    return mc;
+}
+
+static void advisor_sizes_match_the_published_files(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *model, *quant;
+        double gb;       /* the file llama-quantize makes, GB (1e9) */
+    } cases[] = {
+        {"R1-Distill-Qwen-1.5B", "Q8_0", 1.89},   {"R1-Distill-Qwen-1.5B", "Q4_K_M", 1.12},
+        {"R1-Distill-Qwen-1.5B", "F16", 3.56},    {"R1-Distill-Qwen-7B", "Q4_K_M", 4.68},
+        {"R1-Distill-Llama-8B", "Q4_K_M", 4.92},  {"R1-Distill-Qwen-14B", "Q4_K_M", 8.99},
+        {"R1-Distill-Qwen-32B", "Q4_K_M", 19.85}, {"R1-Distill-Llama-70B", "Q4_K_M", 42.52},
+        {"DeepSeek-R1-671B", "Q4_K_M", 404},
+    };
+    struct advisor_machine mc = cpu_machine();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct advisor_estimate e;
+        char err[256] = "";
+        int rc = advisor_shape_estimate(shape_named(cases[i].model), cases[i].quant, 4096, &mc,
+                                        NULL, &e, err, sizeof err);
+        if (rc)
+            fail_msg("%s %s: %s", cases[i].model, cases[i].quant, err);
+        double gb = (double)e.file_bytes / 1e9;
+        if (gb < cases[i].gb * 0.97 || gb > cases[i].gb * 1.03)
+            fail_msg("%s %s: %.3f GB, want %.2f GB +- 3 %%", cases[i].model, cases[i].quant, gb,
+                     cases[i].gb);
+    }
+}
+
+static void advisor_sizes_grow_with_the_bits(void **state)
+{
+    (void)state;
+    struct advisor_machine mc = cpu_machine();
+    for (int i = 0; i < advisor_n_shapes(); i++) {
+        const struct advisor_shape *s = advisor_shape(i);
+        uint64_t last = 0;
+        for (const char *const *q = s->quants; *q; q++) {
+            struct advisor_estimate e;
+            char err[256];
+            assert_int_equal(advisor_shape_estimate(s, *q, 4096, &mc, NULL, &e, err, sizeof err),
+                             0);
+            if (e.file_bytes <= last)
+                fail_msg("%s: %s is not larger than the quantization before it", s->name, *q);
+            last = e.file_bytes;
+        }
+    }
+}
+
+static void advisor_places_and_predicts(void **state)
+{
+    (void)state;
+    struct advisor_machine mc = cpu_machine();
+    struct advisor_estimate e;
+    char err[256];
+    /* 1.5B Q8_0 on the CPU: a token reads all but the embedding */
+    assert_int_equal(advisor_shape_estimate(shape_named("R1-Distill-Qwen-1.5B"), "Q8_0", 4096, &mc,
+                                            NULL, &e, err, sizeof err),
+                     0);
+    assert_string_equal(e.plan.where, "CPU only");
+    assert_true(e.plan.fits);
+    assert_int_equal(e.kv_bytes_per_token, 28 * 2 * 2 * 128 * 2);
+    assert_true(e.mem_bytes > e.file_bytes);
+    assert_close(e.tg_tps, 50e9 * 0.5 / (double)e.plan.host_token_bytes, 1e-9);
+    assert_close(e.tg_tps, e.tg_pred, 0);
+    assert_false(e.measured);
+    /* the 671B does not fit in 64 GB */
+    assert_int_equal(advisor_shape_estimate(shape_named("DeepSeek-R1-671B"), "Q4_K_M", 4096, &mc,
+                                            NULL, &e, err, sizeof err),
+                     0);
+    assert_string_equal(e.plan.where, "does not fit");
+    assert_close(e.tg_tps, 0, 0);
+    /* ... but its experts go to RAM beside an 80 GB device and 512 GB of RAM */
+    mc.host_budget = 460000000000ull;
+    mc.device_budget = 80000000000ull;
+    mc.device_gbs = 3000;
+    mc.device_eff = 0.5;
+    assert_int_equal(advisor_shape_estimate(shape_named("DeepSeek-R1-671B"), "Q4_K_M", 4096, &mc,
+                                            NULL, &e, err, sizeof err),
+                     0);
+    assert_string_equal(e.plan.where, "experts in RAM");
+    assert_true(e.plan.gpu_token_bytes > 0 && e.plan.host_token_bytes > e.plan.gpu_token_bytes / 2);
+    double t = (double)e.plan.host_token_bytes / (50e9 * 0.5) +
+               (double)e.plan.gpu_token_bytes / (3000e9 * 0.5);
+    assert_close(e.tg_tps, 1 / t, 1e-9);
+    /* and a 32B at Q4_K_M sits wholly on the device */
+    assert_int_equal(advisor_shape_estimate(shape_named("R1-Distill-Qwen-32B"), "Q4_K_M", 4096,
+                                            &mc, NULL, &e, err, sizeof err),
+                     0);
+    assert_string_equal(e.plan.where, "all on the device");
+}
+
+static void advisor_rejects_a_quantization_a_model_lacks(void **state)
+{
+    (void)state;
+    struct advisor_machine mc = cpu_machine();
+    struct advisor_estimate e;
+    char err[256] = "";
+    assert_int_equal(advisor_shape_estimate(shape_named("R1-Distill-Qwen-7B"), "IQ1_S", 4096, &mc,
+                                            NULL, &e, err, sizeof err),
+                     EINVAL);
+    assert_non_null(strstr(err, "IQ1_S"));
+    assert_int_equal(advisor_shape_estimate(shape_named("R1-Distill-Qwen-7B"), "Q4_0", 4096, &mc,
+                                            NULL, &e, err, sizeof err),
+                     EINVAL);
+}
+
+static void advisor_reads_a_model_file(void **state)
+{
+    (void)state;
+    struct advisor_machine mc = cpu_machine();
+    struct advisor_estimate e;
+    char err[256] = "";
+    int rc = advisor_file_estimate(fx_path("models/tq-q8_0.gguf"), 256, &mc, NULL, &e, err,
+                                   sizeof err);
+    if (rc)
+        fail_msg("%s", err);
+    assert_string_equal(e.arch, "qwen2");
+    assert_int_equal(e.n_layer, 2);
+    assert_true(e.n_params > 0 && e.file_bytes > 0);
+    assert_string_equal(e.plan.where, "CPU only");
+    assert_true(e.tg_tps > 0);
+    assert_int_equal(advisor_file_estimate("/nonexistent.gguf", 256, &mc, NULL, &e, err,
+                                           sizeof err),
+                     ENOENT);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(advisor_sizes_match_the_published_files),
+        cmocka_unit_test(advisor_sizes_grow_with_the_bits),
+        cmocka_unit_test(advisor_places_and_predicts),
+        cmocka_unit_test(advisor_rejects_a_quantization_a_model_lacks),
+        cmocka_unit_test(advisor_reads_a_model_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

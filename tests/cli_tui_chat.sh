@@ -99,11 +99,14 @@ $T send-keys -t $S C-c
 check "Ctrl-C on an empty line says how to quit" "to quit: Ctrl-D"
 
 $T send-keys -t $S F1
-check "F1 shows the keys" "Keys (any key closes)"
-check "the help lists commands" "/model"
+check "F1 shows the keys" "Keys · Up/Down, PgUp/PgDn scroll"
+check "the help lists the thinking budget key" "Ctrl-B"
+$T send-keys -t $S NPage
+check "PgDn scrolls the help to the commands" "/set budget"
+check "down to the last one" "/quit"
 $T send-keys -t $S Escape
 sleep 0.3
-check_not "Esc closes the help" "Keys (any key closes)"
+check_not "Esc closes the help" "Keys ·"
 
 $T send-keys -t $S 'wide' Enter
 check "a CJK and emoji reply" "done" 5

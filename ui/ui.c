@@ -85,6 +85,7 @@ struct ui {
     char hint[256];             /* replaces the key hints until the next key */
     /* lists (picker, history, stats) */
     int sel;
+    int help_top;               /* the help's first line shown */
     struct ui_conv_row *rows_v;
     size_t n_rows;
     char query[128];
@@ -462,6 +463,7 @@ static void open_mode(struct ui *u, enum ui_mode m)
 {
     u->mode = m;
     u->sel = 0;
+    u->help_top = 0;
     u->query[0] = 0;
     rows_clear(u);
     if (m == UI_MODE_HISTORY)
@@ -1074,24 +1076,56 @@ static void draw_box(struct ui *u, const char *title, int *top, int *left, int *
     attroff(A_BOLD | A_REVERSE);
 }
 
-static void draw_help(struct ui *u)
+/* Line k of the help (keys, a blank line, commands) into s; false past the end. */
+static bool help_line(size_t k, char *s, size_t cap)
 {
-    int top, left, h, w, r = 1;
-    draw_box(u, "Keys (any key closes)", &top, &left, &h, &w);
-    char s[256];
-    for (size_t i = 0; i < ui_n_bindings && r < h; i++) {
+    for (size_t i = 0; i < ui_n_bindings; i++) {
         if (!ui_bindings[i].keys)
             continue;
-        snprintf(s, sizeof s, "%-20s %s", ui_bindings[i].keys, ui_bindings[i].help);
-        draw_str(top + r++, left + 1, s, w - 2);
+        if (k-- == 0) {
+            snprintf(s, cap, "%-20s %s", ui_bindings[i].keys, ui_bindings[i].help);
+            return true;
+        }
     }
-    if (r < h)
-        r++;
-    for (size_t i = 0; i < ui_n_commands && r < h; i++) {
+    if (k-- == 0) {
+        s[0] = 0;
+        return true;
+    }
+    if (k < ui_n_commands) {
         char name[64];
-        snprintf(name, sizeof name, "%s %s", ui_commands[i].name, ui_commands[i].args);
-        snprintf(s, sizeof s, "%-20s %s", name, ui_commands[i].help);
-        draw_str(top + r++, left + 1, s, w - 2);
+        snprintf(name, sizeof name, "%s %s", ui_commands[k].name, ui_commands[k].args);
+        snprintf(s, cap, "%-20s %s", name, ui_commands[k].help);
+        return true;
+    }
+    return false;
+}
+
+static int help_lines(void)
+{
+    char s[256];
+    int n = 0;
+    while (help_line((size_t)n, s, sizeof s))
+        n++;
+    return n;
+}
+
+static void draw_help(struct ui *u)
+{
+    int top, left, h, w;
+    int n = help_lines();
+    bool scrolls = n > u->rows - 5;
+    int max_top = n - (u->rows - 5) > 0 ? n - (u->rows - 5) : 0;
+    if (u->help_top > max_top)
+        u->help_top = max_top;
+    draw_box(u, scrolls ? "Keys · Up/Down, PgUp/PgDn scroll · any other key closes"
+                        : "Keys (any key closes)", &top, &left, &h, &w);
+    char s[256];
+    for (int r = 1; r < h && help_line((size_t)(u->help_top + r - 1), s, sizeof s); r++)
+        draw_str(top + r, left + 1, s, w - 2);
+    if (scrolls && u->help_top < max_top && h > 2) {
+        attron(A_REVERSE);
+        draw_str(top + h - 1, left + w - 10 > left ? left + w - 10 : left, " ↓ more ", 9);
+        attroff(A_REVERSE);
     }
 }
 
@@ -1289,6 +1323,14 @@ static void do_action(struct ui *u, enum ui_action a)
 static void list_key(struct ui *u, int key, bool fn)
 {
     int n = u->mode == UI_MODE_MODELS ? (int)u->cfg->n_models : (int)u->n_rows;
+    if (u->mode == UI_MODE_HELP && fn &&
+        (key == KEY_UP || key == KEY_DOWN || key == KEY_PPAGE || key == KEY_NPAGE)) {
+        int page = u->rows - 6 > 1 ? u->rows - 6 : 1;
+        u->help_top += key == KEY_UP ? -1 : key == KEY_DOWN ? 1 : key == KEY_PPAGE ? -page : page;
+        if (u->help_top < 0)
+            u->help_top = 0;    /* draw_help() keeps it below the end */
+        return;
+    }
     if (u->mode == UI_MODE_HELP || (!fn && key == 27) || (fn && key == KEY_F(1))) {
         u->mode = UI_MODE_CHAT;
         return;

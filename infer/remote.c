@@ -1069,6 +1069,9 @@ end:;
     s->think_budget = gp->think_budget;
     s->think_mode = gp->think_mode;
     s->think_off = gp->think_off;
+    /* the server does not say; a reasoning as long as the budget ran into it */
+    s->budget_reached = gp->think_budget > 0 && !gp->think_off &&
+                        s->reasoning_tokens >= gp->think_budget;
     emit(ctx, &done);
     remote_stream_free(&x.st);
     curl_slist_free_all(h);

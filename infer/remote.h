@@ -8,7 +8,10 @@
  * "stream": true and turns the server-sent events into PHASE, TOKEN, DONE
  * (and ERROR) events through an emit callback, measuring time to first token
  * and tokens/s here; it returns when the reply ends, fails, or *stop is set
- * (checked while data flows and at least once a second while it does not).
+ * (checked every 50 ms, also while the server sends nothing).  A server that
+ * answers with one application/json reply instead of a stream is read too.
+ * Token counts are the server's usage when it sends one, else one token per
+ * delta; time to first token runs from the request to the first text.
  * The reasoning comes from `reasoning_content` (or `reasoning`) deltas, or
  * from <think> tags inside `content` (split with infer/reason.c).  Sampler
  * fields go out as temperature/top_p/top_k/min_p/repeat_penalty/seed/
@@ -90,6 +93,7 @@ struct remote_stream {
     double (*clock)(void);          /* now in ms (tests replace it) */
 };
 
+/* Posts PHASE(reading) and starts the clock (t0). */
 void remote_stream_init(struct remote_stream *st, uint64_t request, remote_emit_fn emit,
                         void *ctx);
 void remote_stream_free(struct remote_stream *st);
@@ -111,7 +115,8 @@ struct remote;
 struct remote_timeouts {
     long connect_ms;                /* default 10 s */
     long models_ms;                 /* the whole GET /v1/models; default 30 s */
-    long idle_ms;                   /* no byte for this long ends a reply; default 10 min */
+    long idle_ms;                   /* no byte (keep-alives count) for this long ends a
+                                       reply with an ERROR; default 10 min */
 };
 
 /* Copies r; checks the server and the model (r->model NULL: the first the

@@ -10,24 +10,28 @@
 
 #include "app/advisor.h"
 #include "app/cli.h"
+#include "history/store.h"
 #include "infer/cpu/membw.h"
 #include "infer/model.h"
 
-enum { OPT_PP = 'p', OPT_REPS = 'r', OPT_JSON = OPT_CMD_BASE, OPT_NO_MEMBW };
+enum { OPT_PP = 'p', OPT_REPS = 'r', OPT_JSON = OPT_CMD_BASE, OPT_NO_MEMBW, OPT_RECORD };
 
 static int bench_exec(int argc, char **argv);
 
 const struct cmd cmd_bench = {
     .name = "bench",
     .summary = "prompt and generation speed, beside the memory bandwidth",
-    .usage = "usage: ponder bench -m MODEL [-p 512] [-n 128] [-r 3] [--json] [--no-membw]\n\n"
+    .usage = "usage: ponder bench -m MODEL [-p 512] [-n 128] [-r 3] [--json] [--no-membw]\n"
+             "       [--record [--db PATH]]\n\n"
              "Times prompt processing of -p tokens and generation of -n tokens, -r times\n"
              "each, from an empty cache, and prints mean and standard deviation in\n"
              "tokens/s with the model, its type and size, the backend, the kernels and the\n"
              "threads.  It also measures this machine's memory read bandwidth with the same\n"
              "threads and prints the generation bound it implies (bandwidth / bytes read per\n"
              "token) and the fraction of it reached.  -p 0 or -n 0 skips a test.  --json\n"
-             "prints one object per test with every sample.\n",
+             "prints one object per test with every sample.  --record keeps the result\n"
+             "(a CPU run with the bandwidth measured) in the history store, where ponder fit\n"
+             "and ponder models use it as measured and to calibrate their predictions.\n",
     .exec = bench_exec,
 };
 
@@ -42,6 +46,37 @@ static void stats(const double *v, int n, double *mean, double *sd)
     *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
 }
 
+/* --record: the measurement as `ponder fit --check` keeps it (CPU runs
+ * only: the bound of a split run needs the device's bandwidth too). */
+static void bench_record(const struct cli_opts *o, const struct model_info *in, double bw,
+                         double tg, double pp)
+{
+    if (strcmp(in->backend, "cpu") || bw <= 0) {
+        fprintf(stderr, "ponder: --record keeps CPU runs with the bandwidth measured only\n");
+        return;
+    }
+    char path[4096], dbp[4096], err[512] = "";
+    const char *file = cli_find_model(o, o->model, path, sizeof path);
+    const char *db = o->db;
+    if (!db && store_default_path(getenv("XDG_DATA_HOME"), getenv("HOME"), dbp, sizeof dbp, err,
+                                  sizeof err)) {
+        fprintf(stderr, "ponder: --record: %s\n", err);
+        return;
+    }
+    struct store *s = NULL;
+    if (store_open(db ? db : dbp, STORE_CREATE, &s, err, sizeof err)) {
+        fprintf(stderr, "ponder: --record: %s\n", err);
+        return;
+    }
+    struct advisor_machine mc = {.n_threads = in->n_threads, .host_gbs = bw, .cpu_eff = 1,
+                                 .pp_eff = 1};
+    struct advisor_estimate e;
+    if (advisor_file_estimate(file, 4096, &mc, NULL, &e, err, sizeof err) ||
+        advisor_record(s, file, &e, &mc, tg, pp, err, sizeof err))
+        fprintf(stderr, "ponder: --record: %s\n", err);
+    store_close(s);
+}
+
 static int bench_exec(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -51,12 +86,14 @@ static int bench_exec(int argc, char **argv)
         {"reps", required_argument, 0, OPT_REPS},
         {"json", no_argument, 0, OPT_JSON},
         {"no-membw", no_argument, 0, OPT_NO_MEMBW},
+        {"record", no_argument, 0, OPT_RECORD},
         {0, 0, 0, 0},
     };
     struct cli_opts o;
     cli_defaults(&o);
     long n_pp = 512, n_tg = 128, reps = 3;
-    bool json = false, membw = true;
+    bool json = false, membw = true, record = false;
+    double means[2] = {0, 0};   /* pp, tg */
     int c, rc;
     optind = 1;
     opterr = 0;
@@ -76,6 +113,7 @@ static int bench_exec(int argc, char **argv)
             break;
         case OPT_JSON: json = true; break;
         case OPT_NO_MEMBW: membw = false; break;
+        case OPT_RECORD: record = true; break;
         case '?': return cli_bad_option(&cmd_bench, argc, argv);
         default:
             rc = cli_common(&cmd_bench, c, optarg, &o);
@@ -151,6 +189,7 @@ static int bench_exec(int argc, char **argv)
             }
         double mean, sd;
         stats(samples, (int)reps, &mean, &sd);
+        means[pp ? 0 : 1] = mean;
         char name[32];
         snprintf(name, sizeof name, "%s%ld", pp ? "pp" : "tg", n);
         if (json) {
@@ -190,6 +229,8 @@ static int bench_exec(int argc, char **argv)
             puts(s);
         free(s);
     }
+    if (record)
+        bench_record(&o, in, bw, means[1], means[0]);
     status = 0;
 out:
     json_decref(out);

@@ -187,7 +187,7 @@ static char *complete_gen(const char *text, int state)
     size_t len = strlen(text);
     while (i < ui_n_commands) {
         const char *name = ui_commands[i++].name;
-        if (!strncmp(name, text, len))
+        if (!strchr(name, ' ') && !strncmp(name, text, len))    /* "/set budget" is /set's */
             return strdup(name);
     }
     return NULL;
@@ -762,10 +762,13 @@ static void on_event(struct ui *u, struct engine_event *ev)
         model_entry(u, u->cur_model, u->model_path, &m);
         switch_record_load(u->cfg->store, &m, load_ms);
         session_set_model(&u->ses, u->model_path ? u->model_path : "", &u->info);
-        note(u, "%s %s (%s, %s, %s/%s, context %d)", switched ? "switched to" : "loaded",
+        char ctxs[48] = "";
+        if (u->info.n_ctx > 0)
+            snprintf(ctxs, sizeof ctxs, ", context %d", u->info.n_ctx);
+        note(u, "%s %s (%s, %s, %s/%s%s)", switched ? "switched to" : "loaded",
              u->ses.model_name, u->info.arch, u->info.ftype,
              u->info.backend ? u->info.backend : "?", u->info.device ? u->info.device : "?",
-             u->info.n_ctx);
+             ctxs);
         if (switched) {
             char a[32], b[32];
             note(u, "switch: loaded in %s (estimated %s)%s", switch_secs(load_ms, a, sizeof a),

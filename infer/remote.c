@@ -20,9 +20,20 @@
  * so a message stays one line. */
 static void one_line(char *s)
 {
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            *s = ' ';
+    size_t n = 0;
+    for (; s[n]; n++)
+        if ((unsigned char)s[n] < 0x20 || s[n] == 0x7f)
+            s[n] = ' ';
+    /* a quote cut inside a UTF-8 character loses the partial character */
+    size_t i = n;
+    while (i > 0 && ((unsigned char)s[i - 1] & 0xc0) == 0x80)
+        i--;
+    if (i > 0) {
+        unsigned char c = (unsigned char)s[i - 1];
+        size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+        if (n - (i - 1) < need)
+            s[i - 1] = 0;
+    }
 }
 
 static int fail(char *err, size_t errlen, int code, const char *fmt, ...)

@@ -387,6 +387,9 @@ static void test_errors_end_the_reply_with_one_clear_line(void **state)
          "malformed event", "P:r|P:a|a:par"},
         {200, CHUNK("{\"content\":\"par\"}") "data: [1,2]\n\n", NULL, "not an object",
          "P:r|P:a|a:par"},
+        /* the quote of a bad event is cut at 60 bytes, never inside a character */
+        {200, "data: {\"x\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xc3\xa9\"\n\n", NULL,
+         "{\"x\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "P:r|"},
         {200, CHUNK("{\"content\":\"par\"}") "data: {\"error\":{\"message\":\"overloaded\"}}\n\n",
          NULL, "the server reported an error: overloaded", "P:r|P:a|a:par"},
         {200, CHUNK("{\"content\":\"par\"}"), NULL, "closed the stream before the reply ended",
@@ -399,6 +402,9 @@ static void test_errors_end_the_reply_with_one_clear_line(void **state)
         stream_run(cases[i].status, cases[i].body, 5, cases[i].transport, false, &g);
         if (!strstr(g.error, cases[i].want))
             fail_msg("case %zu: error '%s' lacks '%s'", i, g.error, cases[i].want);
+        size_t el = strlen(g.error);
+        if (el && ((unsigned char)g.error[el - 1] & 0x80) && ((unsigned char)g.error[el - 1] & 0x40))
+            fail_msg("case %zu: error ends inside a character: %s", i, g.error);
         assert_null(strchr(g.error, '\n'));
         char want[256];
         snprintf(want, sizeof want, "%s|E", cases[i].text);

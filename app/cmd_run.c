@@ -32,7 +32,7 @@ const struct cmd cmd_run = {
         "inline (show) or nowhere (hide).  --print-ids prints the generated token ids\n"
         "instead of text.  Without -m, default_model of the config file is used.\n\n"
         "--think-budget N ends the reasoning after about N tokens: soft (default) makes\n"
-        "</think> more likely from 80 %% of N on, so the model stops at a natural point\n"
+        "</think> more likely from 80 % of N on, so the model stops at a natural point\n"
         "(within N + 64 tokens); hard closes it at exactly N.  --think off answers\n"
         "directly (an empty reasoning block).  --db PATH records the prompt, the reply\n"
         "and its run in the history store at PATH (created when missing).\n\n"

@@ -191,6 +191,16 @@ static void test_tags_as_whole_and_split_tokens(void **state)
           "r:Hmm.\n|a~:\n\n|a:Yes" },
         { "close glued to text", true, { "done.</", "think>\n\nA" }, "r:done.|a~:\n\n|a:A" },
         { "false start", true, { "a </", "b", "</think>", "c" }, "r:a </b|a:c" },
+        /* a thinking budget: the engine feeds "</think>" and "\n\n" wherever
+         * the reasoning is, even after a tag the model had begun */
+        { "budget cut mid-word", true, { "Add the r", "</think>", "\n\n", "85" },
+          "r:Add the r|a~:\n\n|a:85" },
+        { "budget cut after a partial close", true, { "So", " </", "</think>", "\n\n", "4" },
+          "r:So </|a~:\n\n|a:4" },
+        { "budget cut after a partial close glued", true, { "So </thi", "</think>", "\n\n" },
+          "r:So </thi|a~:\n\n" },
+        /* thinking off: the prompt closed the block, the reply is answer */
+        { "thinking off", false, { "\n\n", "47", " + 38" }, "a~:\n\n|a:47 + 38" },
     };
     struct collect c;
     for (size_t k = 0; k < sizeof tok_cases / sizeof tok_cases[0]; k++) {

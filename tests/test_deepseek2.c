@@ -19,7 +19,8 @@
 #include "infer/cpu/backend_cpu.h"
 #include "infer/gguf.h"
 #include "infer/model.h"
-#include "infer/model_impl.h"   /* the backend of a loaded model (white box) */
+#include "infer/model_impl.h"
+#include "infer/plan.h"   /* the backend of a loaded model (white box) */
 #include "infer/quant.h"
 #include "infer/rope.h"
 #include "tests/fixture.h"
@@ -501,6 +502,45 @@ static void test_a_layer_split_of_deepseek2_gives_the_cpu_logits(void **state)
     check_placement("td-f32", PLAN_LAYERS, 2, false, 2);
 }
 
+/* The memory plan of the real R1 shape (61 layers, 3 dense, 256 experts of
+ * which 8 are used, kv_lora 512 + 64 rope dims), from the shape alone: the
+ * cache holds 576 values per token and layer; a 24 GB device that cannot
+ * hold the experts gets everything else, the experts staying in RAM. */
+static void test_the_plan_of_the_r1_shape_keeps_the_latent_and_the_experts_in_ram(void **state)
+{
+    (void)state;
+    enum { L = 61 };
+    uint64_t layer[L], experts[L];
+    /* Q4_K_M-ish byte counts: ~0.2 GB of attention and shared expert per
+     * layer, 58 x ~6.4 GB of routed experts */
+    for (int i = 0; i < L; i++) {
+        layer[i] = i < 3 ? 400000000u : 200000000u;
+        experts[i] = i < 3 ? 0 : 6400000000u;
+    }
+    struct plan_model pm = {.n_layer = L, .layer_bytes = layer, .expert_bytes = experts,
+                            .n_expert = 256, .n_expert_used = 8,
+                            .kv_bytes_per_token = (512 + 64) * 2, .embd_bytes = 926000000,
+                            .embd_row_bytes = 7168 * 2, .output_bytes = 926000000,
+                            .scratch_bytes = 500000000};
+    struct plan_request rq = {.n_ctx = 4096, .device_budget = 24000000000u, .n_gpu_layers = -1,
+                              .placement = PLAN_AUTO};
+    struct plan pl;
+    assert_int_equal(plan_make(&pm, &rq, &pl), 0);
+    printf("  R1 shape: KV cache %.1f KB per token, %.1f MB at 4096 tokens; %s, "
+           "%.1f GB on the device, %.1f GB in RAM; a token reads %.2f GB (device) + %.2f GB (RAM)\n",
+           (double)L * 576 * 2 / 1e3, (double)pl.kv_bytes / 1e6, pl.where, (double)pl.gpu_bytes / 1e9,
+           (double)pl.host_bytes / 1e9, (double)pl.gpu_token_bytes / 1e9,
+           (double)pl.host_token_bytes / 1e9);
+    assert_int_equal(pl.kv_bytes, (uint64_t)L * 576 * 2 * 4096);
+    assert_true(pl.experts_on_cpu);
+    assert_int_equal(pl.n_gpu_layers, L);
+    /* a plain split when asked for */
+    rq.placement = PLAN_LAYERS;
+    assert_int_equal(plan_make(&pm, &rq, &pl), 0);
+    assert_false(pl.experts_on_cpu);
+    assert_true(pl.n_gpu_layers < L);
+}
+
 /* ---- malformed files: td-lite-f32 copied with one change ---- */
 
 struct mutation {
@@ -628,6 +668,7 @@ int main(void)
         cmocka_unit_test(test_td_lite_f32_without_yarn_matches_llama_cpp),
         cmocka_unit_test(test_td_f32_with_small_batches_and_portable_kernels_matches_too),
         cmocka_unit_test(test_kv_cache_holds_the_latent),
+        cmocka_unit_test(test_the_plan_of_the_r1_shape_keeps_the_latent_and_the_experts_in_ram),
         cmocka_unit_test(test_experts_on_the_cpu_rest_on_the_device_gives_the_cpu_logits),
         cmocka_unit_test(test_a_layer_split_of_deepseek2_gives_the_cpu_logits),
         cmocka_unit_test(test_malformed_deepseek2_files_give_one_clear_error),

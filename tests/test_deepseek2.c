@@ -549,6 +549,8 @@ struct mutation {
     uint32_t set_val;
     const char *tensor;             /* give this tensor ne[2] = ne2 */
     int64_t ne2;
+    const char *add_key[2];         /* add these UINT32 keys */
+    uint32_t add_val[2];
 };
 
 static void copy_kv(struct fx_gguf *w, const char *key, const struct gguf_value *v)
@@ -585,7 +587,7 @@ static void copy_kv(struct fx_gguf *w, const char *key, const struct gguf_value 
     }
 }
 
-static int load_mutated(const struct mutation *mu, char *err, size_t errlen)
+static int load_mutated(const struct mutation *mu, struct model **keep, char *err, size_t errlen)
 {
     struct gguf *g = NULL;
     assert_int_equal(gguf_open(fx_path("models/td-lite-f32.gguf"), &g, err, errlen), 0);
@@ -599,6 +601,9 @@ static int load_mutated(const struct mutation *mu, char *err, size_t errlen)
         else
             copy_kv(w, key, gguf_kv_value(g, i));
     }
+    for (int k = 0; k < 2; k++)
+        if (mu->add_key[k])
+            fx_gguf_kv_u32(w, mu->add_key[k], mu->add_val[k]);
     for (int64_t i = 0; i < gguf_n_tensors(g); i++) {
         const struct gguf_tensor *t = gguf_tensor(g, i);
         int64_t ne[GGUF_MAX_DIMS];
@@ -618,7 +623,10 @@ static int load_mutated(const struct mutation *mu, char *err, size_t errlen)
                              .max_isa = CPU_ISA_COUNT};
     struct model *m = NULL;
     int rc = model_load(path, &p, &m, err, errlen);
-    model_free(m);
+    if (keep)
+        *keep = m;
+    else
+        model_free(m);
     unlink(path);
     return rc;
 }
@@ -642,7 +650,7 @@ static void test_malformed_deepseek2_files_give_one_clear_error(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char err[512] = "";
-        int rc = load_mutated(&cases[i].mu, err, sizeof err);
+        int rc = load_mutated(&cases[i].mu, NULL, err, sizeof err);
         if (!cases[i].says) {
             if (rc)
                 fail_msg("the unchanged copy: %s", err);
@@ -651,6 +659,49 @@ static void test_malformed_deepseek2_files_give_one_clear_error(void **state)
         if (rc != EBADMSG || !strstr(err, cases[i].says) || strchr(err, '\n'))
             fail_msg("case %zu: rc %d, '%s' (want EBADMSG and '%s')", i, rc, err, cases[i].says);
     }
+}
+
+/* Group-limited routing (expert_group_count / expert_group_used_count, keys
+ * the test models lack): keeping every group, or groups of one expert each
+ * with as many groups as experts used, routes as without groups; keeping one
+ * group of two changes the routing. */
+static void test_group_limited_routing_keeps_only_the_best_groups(void **state)
+{
+    (void)state;
+    const struct {
+        uint32_t groups, used;
+        bool same;
+    } cases[] = {{2, 2, true}, {4, 2, true}, {2, 1, false}};
+    int32_t ids[24];
+    for (int i = 0; i < 24; i++)
+        ids[i] = (i * 53 + 7) % 448;
+    char err[512] = "";
+    struct mutation none = {0};
+    struct model *ref = NULL;
+    if (load_mutated(&none, &ref, err, sizeof err))
+        fail_msg("%s", err);
+    int nv = model_info(ref)->n_vocab;
+    float *a = malloc((size_t)nv * 24 * sizeof(float)), *b = malloc((size_t)nv * 24 * sizeof(float));
+    assert_int_equal(model_decode(ref, ids, 24, a, true, err, sizeof err), 0);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct mutation mu = {.add_key = {"deepseek2.expert_group_count",
+                                          "deepseek2.expert_group_used_count"},
+                              .add_val = {cases[i].groups, cases[i].used}};
+        struct model *m = NULL;
+        if (load_mutated(&mu, &m, err, sizeof err))
+            fail_msg("%u groups: %s", cases[i].groups, err);
+        assert_int_equal(model_decode(m, ids, 24, b, true, err, sizeof err), 0);
+        double diff = 0;
+        for (size_t k = 0; k < (size_t)nv * 24; k++)
+            diff = fmax(diff, fabs(a[k] - b[k]));
+        model_free(m);
+        if (cases[i].same ? diff > 1e-5 : diff < 1e-3)
+            fail_msg("%u groups, %u kept: logits differ by %g", cases[i].groups, cases[i].used,
+                     diff);
+    }
+    free(a);
+    free(b);
+    model_free(ref);
 }
 
 int main(void)
@@ -672,6 +723,7 @@ int main(void)
         cmocka_unit_test(test_experts_on_the_cpu_rest_on_the_device_gives_the_cpu_logits),
         cmocka_unit_test(test_a_layer_split_of_deepseek2_gives_the_cpu_logits),
         cmocka_unit_test(test_malformed_deepseek2_files_give_one_clear_error),
+        cmocka_unit_test(test_group_limited_routing_keeps_only_the_best_groups),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -108,14 +108,17 @@ static int read_hparams(struct model *m, struct ds2 *d, char *err, size_t errlen
     /* Group-limited routing (R1: 8 groups, the best 4 kept).  llama.cpp
      * c392e509 has no key for it; newer llama.cpp writes these two.  The test
      * models carry neither (one group), so their routing is exact without it. */
-    if ((rc = model_hparam_int(m, "expert_group_count", 1, 1, d->n_exp, &d->n_group, err,
-                               errlen)) ||
+    if ((rc = model_hparam_int(m, "expert_group_count", 1, 1, d->n_exp < 256 ? d->n_exp : 256,
+                               &d->n_group, err, errlen)) ||
         (rc = model_hparam_int(m, "expert_group_used_count", d->n_group, 1, d->n_group,
                                &d->topk_group, err, errlen)))
         return rc;
     if (d->n_exp % d->n_group)
         return err_set(err, errlen, EBADMSG, "%s: %d experts do not split into %d groups", path,
                        d->n_exp, d->n_group);
+    if (d->topk_group * (d->n_exp / d->n_group) < d->n_used)
+        return err_set(err, errlen, EBADMSG, "%s: %d groups of %d experts hold fewer than the %d used",
+                       path, d->topk_group, d->n_exp / d->n_group, d->n_used);
 
     /* q-lora: decided by the key and the tensors, not by the layer count */
     d->q_lora = 0;
@@ -381,7 +384,7 @@ static void route(const struct ds2 *d, const struct ds2_layer *L, const float *r
          * experts of all but the topk_group best groups are dropped */
         int gs = n / d->n_group;
         float gscore[256];
-        int ng = d->n_group < 256 ? d->n_group : 256;
+        int ng = d->n_group;   /* at most 256 (read_hparams) */
         for (int g = 0; g < ng; g++) {
             float b1 = -INFINITY, b2 = -INFINITY;
             for (int e = g * gs; e < (g + 1) * gs; e++) {
@@ -394,16 +397,16 @@ static void route(const struct ds2 *d, const struct ds2_layer *L, const float *r
             }
             gscore[g] = gs > 1 ? b1 + b2 : b1;
         }
-        for (int keep = 0; keep < d->topk_group; keep++) {
+        bool kept[256] = {false};
+        for (int keep = 0; keep < d->topk_group && keep < ng; keep++) {
             int best = -1;
             for (int g = 0; g < ng; g++)
-                if (gscore[g] > -INFINITY && (best < 0 || gscore[g] > gscore[best]))
+                if (!kept[g] && (best < 0 || gscore[g] > gscore[best]))
                     best = g;
-            if (best >= 0)
-                gscore[best] = INFINITY;   /* kept */
+            kept[best] = true;
         }
         for (int g = 0; g < ng; g++)
-            if (gscore[g] != INFINITY)
+            if (!kept[g])
                 for (int e = g * gs; e < (g + 1) * gs; e++)
                     sel[e] = -INFINITY;
     }

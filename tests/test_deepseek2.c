@@ -310,7 +310,7 @@ static void test_rope_with_dim_off_rotates_only_the_rope_part(void **state)
                     float a = v[off + 2 * pr], bb = v[off + 2 * pr + 1];
                     want = (i - off) % 2 ? a * s + bb * c : a * c - bb * s;
                 }
-                assert_float_equal(x->data[t * head * n_head + h * head + i], want, 1e-6);
+                assert_close(x->data[t * head * n_head + h * head + i], want, 1e-6);
             }
     p.dim_off = 9;   /* 9 + 4 > 12 */
     assert_int_not_equal(b->ops->rope(b, x, head, &p, pos), 0);
@@ -353,7 +353,7 @@ static void check_v_in_k(enum kv_type type)
         assert_int_equal(b->ops->attention(b, o, q, 1, n_head, 1, kw, vw, pos0, 0.3f), 0);
         assert_int_equal(ref->ops->attention(ref, ro, rq, 1, n_head, 1, kw, vw, pos0, 0.3f), 0);
         for (int64_t i = 0; i < vw * n_head * n; i++)
-            assert_float_equal(o->data[i], ro->data[i], 1e-6);
+            assert_close(o->data[i], ro->data[i], 1e-6);
     }
     b->ops->free(b);
     ref->ops->free(ref);

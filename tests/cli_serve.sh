@@ -93,6 +93,14 @@ for p in "$MAIN_PID" "$LOAD_PID"; do
     else echo "FAIL: serve exited $rc on SIGTERM"; fails=$((fails + 1)); fi
 done
 
+# --- no sanitizer report in any server's log (a SAN=1 build) ---
+for l in "$tmp"/*.log; do
+    if grep -q "ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:" "$l"; then
+        echo "FAIL: a sanitizer report in $(basename "$l"):"; grep -A20 "ERROR\|runtime error" "$l" | head -40
+        fails=$((fails + 1))
+    fi
+done
+
 # --- the request parser under a seeded fuzz corpus (when built) ---
 : "${BUILD:=build}"
 if [ -x "$BUILD/tools/fuzz_serve" ]; then

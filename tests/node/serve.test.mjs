@@ -251,3 +251,29 @@ test('a client that disconnects mid-stream stops its generation', async () => {
     assert.equal(h.status, 'ok');
     assert.equal(h.running, 0);
 });
+
+test('a non-streaming client that disconnects stops its generation too', async () => {
+    const ctl = new AbortController();
+    const req = client.chat.completions.create({
+        messages: user(LONG), temperature: 0, max_tokens: 1800,
+    }, { signal: ctl.signal });
+    let running = 0;
+    for (let i = 0; i < 50 && !running; i++) {
+        await new Promise((res) => setTimeout(res, 20));
+        running = (await (await fetch(`${SERVE_URL}/health`)).json()).running;
+    }
+    assert.equal(running, 1, 'the generation started');
+    ctl.abort();
+    await assert.rejects(req);
+    const t0 = Date.now();
+    while ((await (await fetch(`${SERVE_URL}/health`)).json()).running) {
+        assert.ok(Date.now() - t0 < 3000, 'the generation still runs 3 s after the client left');
+        await new Promise((res) => setTimeout(res, 50));
+    }
+    const list = execFileSync(PONDER, ['history', 'list', '--limit', '1', '--db', SERVE_DB],
+        { encoding: 'utf8' });
+    const conv = list.split('\n')[1].trim().split(/\s+/)[0];
+    const r = storedReply(conv);
+    assert.equal(r.status, 'interrupted');
+    assert.ok(r.run.reasoning_tokens < 1800);
+});

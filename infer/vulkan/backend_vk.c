@@ -386,7 +386,15 @@ static void barrier(struct vk_backend *c, VkPipelineStageFlags dst_stage, VkAcce
 }
 
 /* Submits what was recorded and waits for it; then the staging ring and the
- * descriptor sets are free again. */
+ * descriptor sets are free again.
+ *
+ * Command buffers are recorded afresh for every pass, not reused between
+ * tokens: measured on lavapipe with the 1.5B Q8_0 model, a token is 374
+ * dispatches recorded in 0.5-0.9 ms against 6-9 s of device time (2 loaded
+ * cores), so reuse would save about 0.01 %.  What changes per token lives
+ * in push constants and the staging ring (positions, the rope table, the
+ * KV write offset, the attention length); reuse on a fast GPU would need
+ * those read from a device buffer instead. */
 static int flush(struct vk_backend *c)
 {
     if (!c->recording)

@@ -1,7 +1,14 @@
 /* deepseek2 (DeepSeek-R1 / V3, V2, V2-Lite): multi-head latent attention with
  * the absorbed multiplication (the KV cache holds only the normed latent and
  * the roped shared key), YaRN rope, and a mixture of experts routed on the
- * host (testdata README 2.3), as backend calls. */
+ * host (testdata README 2.3), as backend calls.
+ *
+ * Per layer and token, with H heads, c the latent (kv_lora) and DR rope dims:
+ *   cache row   = [RMSNorm(c_kv) ; RoPE(k_pe)]                 kv_lora + DR values
+ *   query row j = [W_kb_j^T q_nope_j ; RoPE(q_pe_j)]          (matmul_heads, copy_cols)
+ *   o_j         = Attn over the cache rows, values = their first kv_lora entries
+ *   v_j         = W_vb_j o_j, then attn_output over [v_0 .. v_H-1]
+ * which equals llama.cpp's expanded k_j = [W_kb_j c_kv ; k_pe], v_j = W_vb_j c_kv. */
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>

@@ -290,6 +290,14 @@ static void shape_tensor(struct counts *c, struct qstate *q, enum part p, enum r
     count_add(c, p, layer, aq_info[t].quant, bytes, n, p == P_EMBD ? ne0 : 0);
 }
 
+/* The engine's absorbed attention (infer/arch/deepseek2.c prepare_layer):
+ * attn_kv_b unpacked per head into f16 k and v parts, kept in memory beside
+ * the file and read by every token. */
+static uint64_t absorbed_bytes(int64_t n_head, int64_t kv_lora, int64_t nope, int64_t v_head)
+{
+    return (uint64_t)n_head * (uint64_t)kv_lora * (uint64_t)(nope + v_head) * 2;
+}
+
 static void shape_counts(const struct advisor_shape *s, enum mix mx, struct counts *c)
 {
     memset(c, 0, sizeof *c);
@@ -315,6 +323,7 @@ static void shape_counts(const struct advisor_shape *s, enum mix mx, struct coun
             shape_tensor(c, &q, P_LAYER, R_OTHER, l, s->kv_lora,
                          (int64_t)s->n_head * (s->qk_nope + s->v_head), 1);     /* attn_kv_b */
             shape_tensor(c, &q, P_LAYER, R_ATTN_OUT, l, (int64_t)s->n_head * s->v_head, e, 1);
+            c->layer[l] += absorbed_bytes(s->n_head, s->kv_lora, s->qk_nope, s->v_head);
         } else {
             int64_t hd = e / s->n_head, kv = (int64_t)s->n_head_kv * hd;
             bool bias = !strcmp(s->arch, "qwen2");
@@ -827,6 +836,10 @@ int advisor_file_estimate(const char *path, int n_ctx, const struct advisor_mach
     if (kv_lora > 0) {
         int64_t rope = kv_int(g, a, "rope.dimension_count", 64);
         kv = (uint64_t)(kv_lora + rope) * 2;
+        int64_t dk = kv_int(g, a, "attention.key_length", 192);
+        int64_t dv = kv_int(g, a, "attention.value_length", 128);
+        for (int l = 0; dk > rope && dv > 0 && l < c->n_layer; l++)
+            c->layer[l] += absorbed_bytes(n_head, kv_lora, dk - rope, dv);
         per_tok = 3 * (uint64_t)n_embd + 3 * (uint64_t)n_head * 192 + (uint64_t)kv_lora +
                   (uint64_t)n_vocab;
     } else {

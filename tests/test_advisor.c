@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "tests/fixture.h"
@@ -162,6 +163,42 @@ static void advisor_reads_a_model_file(void **state)
                      ENOENT);
 }
 
+static void advisor_reads_a_mixture_of_experts(void **state)
+{
+    (void)state;
+    struct advisor_machine mc = cpu_machine();
+    struct advisor_estimate all, some;
+    char err[256] = "";
+    mc.device_budget = 1ull << 40;
+    mc.device_gbs = 1000;
+    mc.device_eff = 0.5;
+    int rc = advisor_file_estimate(fx_path("models/td-q8_0.gguf"), 64, &mc, NULL, &all, err,
+                                   sizeof err);
+    if (rc)
+        fail_msg("%s", err);
+    assert_string_equal(all.arch, "deepseek2");
+    assert_string_equal(all.plan.where, "all on the device");
+    /* less device memory: before any layer has to leave, the routed experts
+     * move to RAM (a budget that holds every layer but not the head keeps
+     * model.c's rule: the last layer stays with the head) */
+    bool moved = false;
+    uint64_t step = all.plan.gpu_bytes / 4000 + 1;
+    for (uint64_t b = all.plan.gpu_bytes - 1; b > step && !moved; b -= step) {
+        mc.device_budget = b;
+        assert_int_equal(advisor_file_estimate(fx_path("models/td-q8_0.gguf"), 64, &mc, NULL,
+                                               &some, err, sizeof err),
+                         0);
+        moved = !strcmp(some.plan.where, "experts in RAM");
+        if (!moved && strstr(some.plan.where, "layers") &&
+            some.plan.n_gpu_layers < some.plan.n_layer - 1)
+            fail_msg("layers left the device before the experts: %s", some.plan.where);
+    }
+    assert_true(moved);
+    assert_true(some.plan.host_token_bytes > all.plan.host_token_bytes);
+    assert_int_equal(some.plan.gpu_token_bytes + some.plan.host_token_bytes,
+                     all.plan.gpu_token_bytes + all.plan.host_token_bytes);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -170,6 +207,7 @@ int main(void)
         cmocka_unit_test(advisor_places_and_predicts),
         cmocka_unit_test(advisor_rejects_a_quantization_a_model_lacks),
         cmocka_unit_test(advisor_reads_a_model_file),
+        cmocka_unit_test(advisor_reads_a_mixture_of_experts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -116,7 +116,9 @@ int advisor_bench_once(struct model *m, const int32_t *ids, int n, bool pp, doub
 
 /* Records a measurement of the file at path (its estimate e, measured tg
  * and pp tokens/s, 0 = not measured) in the store, for later estimates and
- * the efficiency calibration.  Keeps the last 64. */
+ * the efficiency calibration (the median fraction of the bandwidth bound
+ * reached; models reading under 64 MiB a token, which measure call
+ * overhead, do not calibrate).  Keeps the last 64, in the store's settings. */
 int advisor_record(struct store *store, const char *path, const struct advisor_estimate *e,
                    const struct advisor_machine *mc, double tg_tps, double pp_tps, char *err,
                    size_t errlen);

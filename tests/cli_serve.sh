@@ -95,7 +95,7 @@ done
 
 # --- no sanitizer report in any server's log (a SAN=1 build) ---
 for l in "$tmp"/*.log; do
-    if grep -q "ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:" "$l"; then
+    if grep -q "ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|WARNING: ThreadSanitizer\|runtime error:" "$l"; then
         echo "FAIL: a sanitizer report in $(basename "$l"):"; grep -A20 "ERROR\|runtime error" "$l" | head -40
         fails=$((fails + 1))
     fi

@@ -9,8 +9,12 @@
  * per 32; Q6: int8 quants, a float scale per 16 (Q6_K); Q4: nibbles
  * (value i of a 32-block at bits 4*(i%8) of word i/8), per 32 a float
  * scale a and offset b, value = a*q - b (Q4_0, Q4_1, Q4_K).
+ * The quants of G = u[7] consecutive rows are interleaved (unit k of row r
+ * at unit (r/G)*G*units_per_row + k*G + r%G, a unit being what one load
+ * takes: vec4, uvec2 of halves, or a word), so neighbouring lanes read
+ * neighbouring memory; G = 1 is plain rows.
  * u: 0 n_in, 1 n_rows (this dispatch), 2 n_tok, 3 row0 (dst column and bias
- *    index of row 0), 4 x_off, 5 d_off, 6 d_stride, 7 b_off, 8 has_bias,
+ *    index of row 0), 4 x_off, 5 d_off, 6 d_stride, 7 G, 8 has_bias,
  *    9 scale_off, 10 t0, 11 x_stride (floats per x row), 12 w_row0 (first
  *    weight row of the chunk this dispatch reads; matmul_heads and the
  *    experts pick a head's rows with it), 13 x_head, 14 d_head, 15 rows per
@@ -72,10 +76,16 @@ vec4 i8x4(uint v)
 void main()
 {
     uint r = min(gl_GlobalInvocationID.x, pc.u[1] - 1);  /* every lane takes part in shuffles */
+    uint n_in = pc.u[0], n_tok = pc.u[2];
     uint head = gl_WorkGroupID.z;
     uint wr = pc.u[12] + head * pc.u[15] + r;               /* the weight row in the chunk */
     uint x0 = pc.u[4] + head * pc.u[13], d0 = pc.u[5] + head * pc.u[14];
-    uint n_in = pc.u[0], n_tok = pc.u[2];
+    uint G = pc.u[7];
+#ifdef W_Q4
+    uint ub = (wr / G) * G * (n_in / 8u) + wr % G;
+#else
+    uint ub = (wr / G) * G * (n_in / 4u) + wr % G;
+#endif
 #ifdef SHUFFLE_X
     uint lane = gl_SubgroupInvocationID;
 #endif
@@ -96,16 +106,16 @@ void main()
         [[unroll]] for (uint q = 0; q < 8; q++) {
             uint k4 = kb * 8 + q;
 #if defined(W_F32)
-            vec4 w = w4[(wr * n_in) / 4 + k4];
+            vec4 w = w4[ub + k4 * G];
 #elif defined(W_F16)
-            uvec2 h = w2[(wr * n_in) / 4 + k4];
+            uvec2 h = w2[ub + k4 * G];
             vec4 w = vec4(unpackHalf2x16(h.x), unpackHalf2x16(h.y));
 #elif defined(W_Q8)
-            vec4 w = s * i8x4(wq[(wr * n_in) / 4 + k4]);
+            vec4 w = s * i8x4(wq[ub + k4 * G]);
 #elif defined(W_Q6)
-            vec4 w = (q < 4 ? s0 : s1) * i8x4(wq[(wr * n_in) / 4 + k4]);
+            vec4 w = (q < 4 ? s0 : s1) * i8x4(wq[ub + k4 * G]);
 #elif defined(W_Q4)
-            uint u = wq[(wr * n_in) / 8 + kb * 4 + q / 2] >> (16 * (q % 2));
+            uint u = wq[ub + (kb * 4 + q / 2) * G] >> (16 * (q % 2));
             vec4 w = s * vec4(float(u & 15u), float((u >> 4) & 15u), float((u >> 8) & 15u),
                               float((u >> 12) & 15u)) - mb;
 #endif
@@ -115,15 +125,15 @@ void main()
 #if defined(W_F32) || defined(W_F16)
     for (uint k4 = nb * 8; k4 < n_in / 4; k4++) {
 #if defined(W_F32)
-        vec4 w = w4[(wr * n_in) / 4 + k4];
+        vec4 w = w4[ub + k4 * G];
 #else
-        uvec2 h = w2[(wr * n_in) / 4 + k4];
+        uvec2 h = w2[ub + k4 * G];
         vec4 w = vec4(unpackHalf2x16(h.x), unpackHalf2x16(h.y));
 #endif
         TOKENS(ACC_DIRECT)
     }
 #endif
-    float b = pc.u[8] != 0 ? bias[pc.u[7] + pc.u[3] + r] : 0.0;
+    float b = pc.u[8] != 0 ? bias[pc.u[3] + r] : 0.0;
     if (gl_GlobalInvocationID.x >= pc.u[1])
         return;
     TOKENS(STORE)

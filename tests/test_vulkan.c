@@ -839,6 +839,28 @@ static void test_attention_over_a_latent_cache_with_v_in_k_matches_the_cpu(void 
     close_pair(&p);
 }
 
+/* Weights split over several buffers (a small piece limit stands in for
+ * lavapipe's 128 MiB binding range): matmul, matmul_heads with heads
+ * straddling two pieces, and the experts. */
+static void test_weights_split_over_several_buffers_give_the_same_results(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    struct vk_options o = {.device = -1, .validation = true, .weight_range = 8192};
+    struct backend *b = NULL;
+    char err[256];
+    if (vk_backend_create(&o, &b, err, sizeof err))
+        fail_msg("vk_backend_create: %s", err);
+    static const struct mm_case cases[] = {{QUANT_TYPE_F32, 1e-5}, {QUANT_TYPE_Q8_0, 1e-5},
+                                           {QUANT_TYPE_Q4_K, 1e-5}, {QUANT_TYPE_Q6_K, 1e-5}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        check_matmul(b, &cases[c], 256, 77, 3, true);  /* pieces of 8 to 40 rows */
+        check_matmul_heads(b, &cases[c], 256, 3, 11, 2);
+        check_moe(b, &cases[c], 256, 256, 3, 2, 5);
+    }
+    close_vk(b);
+}
+
 /* ---- faults and progress ---- */
 
 static void test_out_of_device_memory_is_a_clean_error(void **state)
@@ -1117,6 +1139,7 @@ int main(void)
         cmocka_unit_test(test_moe_for_one_token_reads_only_the_chosen_experts),
         cmocka_unit_test(test_rope_with_dim_off_rotates_only_the_columns_after_it),
         cmocka_unit_test(test_attention_over_a_latent_cache_with_v_in_k_matches_the_cpu),
+        cmocka_unit_test(test_weights_split_over_several_buffers_give_the_same_results),
         cmocka_unit_test(test_out_of_device_memory_is_a_clean_error),
         cmocka_unit_test(test_weight_upload_reports_progress_up_to_the_weight_bytes),
         cmocka_unit_test(test_tq_f32_on_the_device_matches_llama_cpp),

@@ -18,6 +18,11 @@
 #include "infer/vulkan/vk_impl.h"
 
 #define N_BINDINGS 6
+/* Weight matrices are stored with the quants of WEIGHT_GROUP consecutive
+ * rows interleaved (upload_chunk), so that the lanes of a SIMD group, one
+ * row each, read neighbouring words: 1.4x the matrix-vector speed on
+ * lavapipe (and coalesced loads on a GPU). */
+#define WEIGHT_GROUP 8
 #define TENSOR_CHUNK 256     /* tensor records come in chunks (pointers stay put) */
 #define MAX_TENSOR_CHUNKS 64
 #define MAX_SETS 1024
@@ -173,12 +178,13 @@ static void row_q6(const void *src, int64_t n, int8_t *q8, float *sc)
 struct wchunk {
     struct vk_buf b;
     int64_t row0, rows;
-    uint32_t scale_off;         /* Q8: word offset of the scales */
+    uint32_t scale_off;         /* word offset of the scales (after the padded quants) */
 };
 
 struct vk_weight {
     const void *key;            /* the host data pointer */
     enum wfmt fmt;
+    int group;                  /* rows interleaved (WEIGHT_GROUP; 1 for vectors) */
     int64_t n_in, n_out;
     int n_chunks;
     struct wchunk *chunks;
@@ -236,6 +242,7 @@ struct vk_backend {
     size_t wt_cap, wt_n;
 
     uint64_t mem_limit, mem_used;   /* device-local bytes allowed (0: no limit) and held */
+    uint64_t weight_range;          /* vk_options.weight_range */
     vk_progress_fn progress;
     void *progress_ctx;
     uint64_t uploaded;
@@ -599,54 +606,68 @@ static void uploaded(struct vk_backend *c, uint64_t bytes)
         c->progress(c->progress_ctx, c->uploaded);
 }
 
+/* Bytes of a row's quants (the part interleaved) and the unit a shader
+ * lane loads at once (shaders/matmul.comp). */
+static size_t wfmt_qbytes(enum wfmt f, size_t n)
+{
+    return f == WFMT_F32 ? n * 4 : f == WFMT_F16 ? n * 2 : f == WFMT_Q4 ? n / 2 : n;
+}
+
+static size_t wfmt_unit(enum wfmt f) { return f == WFMT_F32 ? 16 : f == WFMT_F16 ? 8 : 4; }
+
+/* Converts a chunk's rows, interleaves their quants in groups of
+ * WEIGHT_GROUP rows (unit k of row r at unit (r/G)*G*units + k*G + r%G;
+ * padding rows are zero) with the scales after them, and writes the
+ * result to the device. */
 static int upload_chunk(struct vk_backend *c, const struct weight *w, struct vk_weight *vw,
                         struct wchunk *ch, size_t row_dev)
 {
-    VkDeviceSize bytes = (VkDeviceSize)ch->rows * row_dev;
+    size_t rows = (size_t)ch->rows, g = (size_t)vw->group;
+    size_t qb = wfmt_qbytes(vw->fmt, (size_t)w->n_in), sb = row_dev - qb;
+    size_t padded = (rows + g - 1) / g * g;
+    VkDeviceSize bytes = (VkDeviceSize)(padded * qb + rows * sb);
+    uint64_t logical = (uint64_t)rows * row_dev, reported = 0;
+    ch->scale_off = (uint32_t)(padded * qb / 4);
     int rc = buf_create(c, &ch->b, bytes, false);
     if (rc)
         return rc;
-    if (ch->b.map) {    /* unified memory: write in place */
-        rc = convert_rows(c, w, vw->fmt, ch->row0, ch->rows, ch->row0, ch->rows, ch->b.map);
-        if (!rc)
-            uploaded(c, bytes);
-        return rc;
-    }
-    if (vw->fmt == WFMT_Q8 || vw->fmt == WFMT_Q6 || vw->fmt == WFMT_Q4) {
-        /* the scales follow all of the chunk's quants: convert the chunk
-         * in host memory, then stage it in pieces */
-        unsigned char *tmp = malloc((size_t)bytes);
-        if (!tmp)
-            return fail(c, ENOMEM, "out of memory");
-        rc = convert_rows(c, w, vw->fmt, ch->row0, ch->rows, ch->row0, ch->rows, tmp);
-        for (VkDeviceSize done = 0; !rc && done < bytes;) {
-            VkDeviceSize n = bytes - done < c->staging.size ? bytes - done : c->staging.size, off;
-            if (!(rc = staging_get(c, n, &off))) {
-                memcpy((unsigned char *)c->staging.map + off, tmp + done, (size_t)n);
-                copy(c, c->staging.buf, off, ch->b.buf, done, n);
-                if (!(rc = flush(c)))
-                    uploaded(c, n);
-            }
-            done += n;
-        }
+    unsigned char *tmp = malloc(rows * row_dev);
+    unsigned char *out = g > 1 ? calloc(1, (size_t)bytes) : tmp;
+    if (!tmp || !out) {
         free(tmp);
-        return rc;
+        if (out != tmp)
+            free(out);
+        return fail(c, ENOMEM, "out of memory");
     }
-    int64_t per = (int64_t)(c->staging.size / row_dev);
-    for (int64_t r = 0; r < ch->rows; r += per) {
-        int64_t n = ch->rows - r < per ? ch->rows - r : per;
-        VkDeviceSize off;
-        if ((rc = staging_get(c, (VkDeviceSize)n * row_dev, &off)))
-            return rc;
-        unsigned char *dst = (unsigned char *)c->staging.map + off;
-        if ((rc = convert_rows(c, w, vw->fmt, ch->row0 + r, n, ch->row0 + r, n, dst)))
-            return rc;
-        copy(c, c->staging.buf, off, ch->b.buf, (VkDeviceSize)r * row_dev, (VkDeviceSize)n * row_dev);
-        if ((rc = flush(c)))
-            return rc;
-        uploaded(c, (uint64_t)n * row_dev);
+    rc = convert_rows(c, w, vw->fmt, ch->row0, ch->rows, ch->row0, ch->rows, tmp);
+    if (!rc && g > 1) {
+        size_t u = wfmt_unit(vw->fmt), nu = qb / u;
+        for (size_t r = 0; r < rows; r++)
+            for (size_t k = 0; k < nu; k++)
+                memcpy(out + ((r / g) * g * nu + k * g + r % g) * u, tmp + r * qb + k * u, u);
+        memcpy(out + padded * qb, tmp + rows * qb, rows * sb);
     }
-    return 0;
+    if (!rc && ch->b.map) {     /* unified memory: write in place */
+        memcpy(ch->b.map, out, (size_t)bytes);
+        uploaded(c, logical);
+    }
+    for (VkDeviceSize done = 0; !rc && !ch->b.map && done < bytes;) {
+        VkDeviceSize n = bytes - done < c->staging.size ? bytes - done : c->staging.size, off;
+        if (!(rc = staging_get(c, n, &off))) {
+            memcpy((unsigned char *)c->staging.map + off, out + done, (size_t)n);
+            copy(c, c->staging.buf, off, ch->b.buf, done, n);
+            rc = flush(c);
+        }
+        done += n;
+        uint64_t now = logical * done / bytes;   /* progress in vk_weight_bytes units */
+        if (!rc)
+            uploaded(c, now - reported);
+        reported = now;
+    }
+    if (out != tmp)
+        free(out);
+    free(tmp);
+    return rc;
 }
 
 /* The device copy of w, uploaded on first use. */
@@ -674,15 +695,21 @@ static int weight_get(struct vk_backend *c, const struct weight *w, struct vk_we
     VkDeviceSize limit = c->max_range;
     if (c->desc.max_alloc && c->desc.max_alloc < limit)
         limit = c->desc.max_alloc;
+    if (c->weight_range && c->weight_range < limit)
+        limit = c->weight_range;
     if (row_dev > limit)
         return fail(c, ENOTSUP, "vulkan: one row of %zu bytes exceeds the device's buffer range",
                     row_dev);
-    int64_t per = (int64_t)(limit / row_dev);
+    int64_t group = vector ? 1 : WEIGHT_GROUP;
+    int64_t per = (int64_t)(limit / row_dev) / group * group;
+    if (per < 1)
+        return fail(c, ENOTSUP, "vulkan: rows of %zu bytes exceed the device's buffer range", row_dev);
     int n_chunks = (int)((w->n_out + per - 1) / per);
     struct vk_weight *vw = malloc(sizeof *vw);
     if (!vw)
         return fail(c, ENOMEM, "out of memory");
-    struct vk_weight nw = {.key = w->data, .fmt = fmt, .n_in = w->n_in, .n_out = w->n_out,
+    struct vk_weight nw = {.key = w->data, .fmt = fmt, .group = (int)group, .n_in = w->n_in,
+                           .n_out = w->n_out,
                            .n_chunks = n_chunks, .chunks = calloc((size_t)n_chunks, sizeof(struct wchunk))};
     if (!nw.chunks) {
         free(vw);
@@ -693,7 +720,6 @@ static int weight_get(struct vk_backend *c, const struct weight *w, struct vk_we
         struct wchunk *ch = &nw.chunks[i];
         ch->row0 = (int64_t)i * per;
         ch->rows = w->n_out - ch->row0 < per ? w->n_out - ch->row0 : per;
-        ch->scale_off = (uint32_t)wfmt_scale_off(fmt, (size_t)ch->rows, (size_t)w->n_in);
         rc = upload_chunk(c, w, &nw, ch, row_dev);
     }
     if (rc) {
@@ -944,7 +970,8 @@ static int mm_run(struct vk_backend *c, const struct vk_weight *vw, const struct
         if (a >= e)
             continue;
         struct vk_push p = {.u = {(uint32_t)vw->n_in, (uint32_t)(e - a), (uint32_t)n_tok,
-                                  col0 + (uint32_t)(a - row_a), io->x_off, io->d_off, io->d_stride, 0,
+                                  col0 + (uint32_t)(a - row_a), io->x_off, io->d_off, io->d_stride,
+                                  (uint32_t)vw->group,
                                   vbias != NULL, ch->scale_off, 0, io->x_stride,
                                   (uint32_t)(a - ch->row0), x_head, d_head, (uint32_t)row_b}};
         VkBuffer bufs[N_BINDINGS] = {ch->b.buf, io->xb, io->db,
@@ -1651,6 +1678,7 @@ int vk_backend_create(const struct vk_options *o, struct backend **out, char *er
     }
     c->base.ops = &vk_ops;
     c->mem_limit = o->mem_limit;
+    c->weight_range = o->weight_range;
     int rc = vk_inst_create(&c->vi, o->validation, err, errlen);
     if (rc) {
         free(c);

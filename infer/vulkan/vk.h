@@ -50,6 +50,8 @@ struct vk_options {
     bool no_shuffle;            /* use the matmul without subgroup shuffles (tests) */
     uint64_t mem_limit;         /* device memory the backend may allocate, 0 = what the
                                    device gives (tests provoke out-of-memory with it) */
+    uint64_t weight_range;      /* the largest buffer one piece of a weight may take,
+                                   0 = the device's limit (tests split small weights) */
 };
 
 /* Called while weights are uploaded: bytes of device weight data uploaded

@@ -963,8 +963,13 @@ static void draw_status(struct ui *u, int y)
             k += 3;
         }
         bar[k] = 0;
+        const struct ui_model *lm = u->loading_model >= 0 ? &u->cfg->models[u->loading_model]
+                                                          : NULL;
         snprintf(s, sizeof s, " loading %s %s %3.0f%% · the screen stays live",
-                 u->loading_path ? base_name(u->loading_path) : "", bar, u->load_frac * 100);
+                 lm && lm->remote && lm->remote->model ? lm->remote->model
+                 : u->loading_path                     ? base_name(u->loading_path)
+                                                       : "",
+                 bar, u->load_frac * 100);
     } else if (!u->loaded) {
         snprintf(s, sizeof s, " no model · F2 picks one");
     } else {

@@ -253,9 +253,8 @@ static void layer_gpu_bytes(const struct model *m, int l, uint64_t *layer, uint6
     }
 }
 
-/* Uploads the weights the device will use, so that loading pays for it
- * rather than the first reply (the arch's prepared views are uploaded on
- * first use). */
+/* Uploads the weights the device will use (with the arch's prepared
+ * views), so that loading pays for it rather than the first reply. */
 static int upload_weights(struct model *m, char *err, size_t errlen)
 {
     char prefix[32];
@@ -274,6 +273,13 @@ static int upload_weights(struct model *m, char *err, size_t errlen)
                 w.exp_bytes = w.row_bytes * (size_t)t->ne[1];
             }
             int rc = vk_backend_upload(m->gpu, &w, err, errlen);
+            if (rc)
+                return rc;
+        }
+        const struct weight *prep[8];
+        int np = m->arch->prepared ? m->arch->prepared(m, l, prep, 8) : 0;
+        for (int i = 0; i < np; i++) {
+            int rc = vk_backend_upload(m->gpu, prep[i], err, errlen);
             if (rc)
                 return rc;
         }

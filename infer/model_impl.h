@@ -18,6 +18,9 @@ struct arch {
     int (*forward)(struct model *m, const int32_t *ids, int n, int pos0, float *logits, bool all,
                    char *err, size_t errlen);
     void (*free)(struct model *m);
+    /* optional: the weights of layer l the architecture prepared at load
+     * (views it owns); up to max into out, returns how many */
+    int (*prepared)(const struct model *m, int l, const struct weight **out, int max);
 };
 
 extern const struct arch arch_qwen2;

@@ -677,9 +677,20 @@ static int ds2_forward(struct model *m, const int32_t *ids, int n, int pos0, flo
     return 0;
 }
 
+static int ds2_prepared(const struct model *m, int l, const struct weight **out, int max)
+{
+    const struct ds2 *d = m->layers;
+    if (!d || l < 0 || l >= m->hp.n_layer || max < 2)
+        return 0;
+    out[0] = &d->layers[l].kb_t;
+    out[1] = &d->layers[l].vb;
+    return 2;
+}
+
 const struct arch arch_deepseek2 = {
     .name = "deepseek2",
     .load = ds2_load,
     .forward = ds2_forward,
     .free = ds2_free,
+    .prepared = ds2_prepared,
 };

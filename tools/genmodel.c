@@ -111,9 +111,11 @@ static const struct shape presets[] = {
       .n_embd = 256, .n_layer = 2, .n_head = 4, .n_head_kv = 1, .n_ff = 768,
       .n_vocab = 0, .n_ctx = 131072, .rope_base = 500000, .eps = 1e-5,
       .vocab = "models/tl-f32.gguf" },
-    /* DeepSeek-V2-Lite (15.7B, 2.4B active), without its YaRN scaling */
+    /* DeepSeek-V2-Lite (15.7B, 2.4B active), without its YaRN scaling; with
+     * R1's tokenizer (129280 tokens, not V2's 102400: 0.1 GB more of
+     * embedding and output) */
     { .preset = "v2-lite", .arch = "deepseek2", .name = "DeepSeek V2 Lite", .n_embd = 2048,
-      .n_layer = 27, .n_head = 16, .n_head_kv = 16, .n_ff = 10944, .n_vocab = 102400,
+      .n_layer = 27, .n_head = 16, .n_head_kv = 16, .n_ff = 10944, .n_vocab = 0,
       .n_ctx = 163840, .rope_base = 10000, .eps = 1e-6, .vocab = "vocab-r1.gguf",
       .q_lora = 0, .kv_lora = 512, .qk_nope = 128, .qk_rope = 64, .v_head = 128,
       .n_expert = 64, .n_expert_used = 6, .n_shared = 2, .expert_ff = 1408, .n_dense = 1,

@@ -307,8 +307,6 @@ static json_t *chunk(struct job *j, const char *key, const char *text, size_t le
         json_object_set_new(choice, "text", !reasoning && val ? val : json_string(""));
         if (reasoning && val)
             json_object_set_new(choice, "reasoning_content", val);
-        else if (val && reasoning)
-            json_decref(val);
     }
     return json_pack("{s:s, s:s, s:I, s:s, s:s, s:[o]}", "id", j->id, "object",
                      chat ? "chat.completion.chunk" : "text_completion", "created",
@@ -537,6 +535,8 @@ static void job_finish(struct serve *s, struct job *j, const struct engine_event
     }
     if (!j->started && !j->status)
         j->status = strstr(j->error, "context holds") || strstr(j->error, "no tokens") ? 400 : 500;
+    else if (!j->req.stream && j->error[0] && !j->status)
+        j->status = 500;    /* failed during the reply: no partial 200 */
     j->state = JOB_DONE;
     pthread_cond_broadcast(&j->cond);
     if (s->cur == j)

@@ -4,8 +4,9 @@
  *   tools/fuzz_serve.c app/serve_req.c -ljansson
  * Standalone (the default build, and `make` puts it in build/tools/): runs a
  * seeded corpus of valid requests, malformed JSON, huge numbers, deep nesting
- * and invalid UTF-8, then -n N random mutations of it (default 100000) with
- * -s SEED; checks the parser's contract on every input and prints one line:
+ * and invalid UTF-8, then -n N inputs (default 100000, seed -s SEED): half
+ * random mutations of the corpus, half generated requests with the real
+ * field names and values of random type (some of those mutated too); checks the parser's contract on every input and prints one line:
  * "fuzz_serve: N inputs (A accepted, B rejected), 0 contract failures". */
 #include <errno.h>
 #include <stdint.h>
@@ -194,6 +195,87 @@ static size_t mutate(uint64_t *seed, uint8_t *buf, size_t len, size_t cap)
     return len;
 }
 
+/* ---- structured inputs: valid JSON objects with the request's field names
+ * and values of random type and size, so the field checks are reached ---- */
+
+struct gen {
+    char *p;
+    size_t len, cap;
+    uint64_t *seed;
+};
+
+static void put(struct gen *g, const char *s)
+{
+    size_t n = strlen(s);
+    if (g->len + n < g->cap) {
+        memcpy(g->p + g->len, s, n);
+        g->len += n;
+    }
+}
+
+static const char *const keys[] = {
+    "model", "messages", "prompt", "stream", "stream_options", "include_usage", "temperature",
+    "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "max_completion_tokens", "seed",
+    "stop", "n", "think_budget", "think_mode", "think", "role", "content", "type", "text",
+};
+static const char *const scalars[] = {
+    "0", "1", "-1", "2", "0.5", "1e308", "-1e308", "1e-320", "9223372036854775807",
+    "-9223372036854775808", "160", "161", "true", "false", "null", "\"\"", "\"user\"",
+    "\"system\"", "\"assistant\"", "\"developer\"", "\"tool\"", "\"text\"", "\"soft\"",
+    "\"hard\"", "\"off\"", "\"on\"", "\"ponder-demo\"", "\"\\u00e9\\ud83d\\ude00\"",
+    "\"a\\nb\"", "\"\xc3\xa9\"",
+};
+
+static void gen_value(struct gen *g, int depth)
+{
+    uint64_t r = rnd(g->seed) % 10;
+    if (depth > 4 || r < 5) {
+        put(g, scalars[rnd(g->seed) % (sizeof scalars / sizeof scalars[0])]);
+    } else if (r < 8) {
+        put(g, "[");
+        int n = (int)(rnd(g->seed) % 6);
+        for (int i = 0; i < n; i++) {
+            if (i)
+                put(g, ",");
+            gen_value(g, depth + 1);
+        }
+        put(g, "]");
+    } else {
+        put(g, "{");
+        int n = (int)(rnd(g->seed) % 4);
+        for (int i = 0; i < n; i++) {
+            if (i)
+                put(g, ",");
+            put(g, "\"");
+            put(g, keys[rnd(g->seed) % (sizeof keys / sizeof keys[0])]);
+            put(g, "\":");
+            gen_value(g, depth + 1);
+        }
+        put(g, "}");
+    }
+}
+
+/* A request: usually one valid message list or prompt, then random fields. */
+static size_t gen_request(uint64_t *seed, char *buf, size_t cap)
+{
+    struct gen g = {buf, 0, cap, seed};
+    put(&g, "{");
+    switch (rnd(seed) % 3) {
+    case 0: put(&g, "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]"); break;
+    case 1: put(&g, "\"prompt\":\"hi\""); break;
+    default: put(&g, "\"n\":1"); break;
+    }
+    int n = (int)(rnd(seed) % 5);
+    for (int i = 0; i < n; i++) {
+        put(&g, ",\"");
+        put(&g, keys[rnd(seed) % (sizeof keys / sizeof keys[0])]);
+        put(&g, "\":");
+        gen_value(&g, 0);
+    }
+    put(&g, "}");
+    return g.len;
+}
+
 int main(int argc, char **argv)
 {
     long iterations = 100000;
@@ -215,10 +297,16 @@ int main(int argc, char **argv)
     enum { CAP = 4096 };
     uint8_t buf[CAP];
     for (long it = 0; it < iterations; it++) {
-        const char *c = corpus[rnd(&seed) % nc];
-        size_t len = strlen(c);
-        memcpy(buf, c, len);
-        len = mutate(&seed, buf, len, CAP);
+        size_t len;
+        if (it % 2) {
+            len = gen_request(&seed, (char *)buf, CAP);
+        } else {
+            const char *c = corpus[rnd(&seed) % nc];
+            len = strlen(c);
+            memcpy(buf, c, len);
+        }
+        if (rnd(&seed) % 4 == 0 || !(it % 2))
+            len = mutate(&seed, buf, len, CAP);
         check_one(buf, len);
     }
     printf("fuzz_serve: %lu inputs (%lu accepted, %lu rejected), %lu contract failures\n",

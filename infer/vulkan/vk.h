@@ -79,7 +79,10 @@ uint64_t vk_weight_bytes(enum quant_type t, int64_t n, bool vector);
  * (staging, attention scratch, activations of a batch of `tokens` rows
  * of `floats_per_token` floats). */
 uint64_t vk_scratch_bytes(int64_t tokens, int64_t floats_per_token);
-/* Uploads w now (weights are otherwise uploaded on first use). */
+/* Uploads w now (weights are otherwise uploaded on first use); a stack of
+ * experts (n_exp > 0) is uploaded as one weight per expert, the way moe
+ * uses them.  A weight is known by its host address and shape, so a view
+ * of a tensor's first rows is a weight of its own. */
 int vk_backend_upload(struct backend *b, const struct weight *w, char *err, size_t errlen);
 /* Forgets every uploaded weight (their device memory is freed): weights
  * are known by their host address, so a caller that frees or reuses that

@@ -36,7 +36,8 @@ const struct cmd cmd_fit = {
         "measurements kept in the history store; 'm' marks a speed measured here,\n"
         "'*' a model whose file is on disk (models folder and model_dirs).\n\n"
         "--check MODEL runs a short bench of that file (-p prompt tokens, -n generated\n"
-        "tokens, 5 times, each after a bandwidth probe: medians) and prints predicted against measured; the measurement is\n"
+        "tokens, 5 times, with a bandwidth probe either side of each generation test:\n"
+        "medians) and prints predicted against measured; the measurement is\n"
         "kept for later estimates unless --no-record.\n",
     .exec = fit_exec,
 };
@@ -298,23 +299,29 @@ static int fit_check(struct cli_opts *o, long n_pp, long n_tg, bool json, bool r
         cli_error("%s", err);
         goto out;
     }
-    /* the machine is shared with whatever else runs: each repetition
-     * measures the bandwidth just before it, and the medians are compared */
+    /* the machine is shared with whatever else runs: the bandwidth is
+     * probed just before and just after each generation test (their mean is
+     * that repetition's), and the medians are compared */
     enum { REPS = 5 };
-    double tgs[REPS] = {0}, pps[REPS] = {0}, bws[REPS] = {0};
+    double tgs[REPS] = {0}, pps[REPS] = {0}, bws[REPS] = {0}, before, after;
     for (int r = 0; r < REPS; r++) {
-        if (membw_read(mc.n_threads, (size_t)256 << 20, 1, &bws[r], err, sizeof err)) {
-            cli_error("measuring the memory bandwidth: %s", err);
-            goto out;
-        }
         if (n_pp > 0 && advisor_bench_once(m, ids, (int)n_pp, true, &pps[r], err, sizeof err)) {
             cli_error("%s", err);
+            goto out;
+        }
+        if (membw_read(mc.n_threads, (size_t)256 << 20, 2, &before, err, sizeof err)) {
+            cli_error("measuring the memory bandwidth: %s", err);
             goto out;
         }
         if (n_tg > 0 && advisor_bench_once(m, ids, (int)n_tg, false, &tgs[r], err, sizeof err)) {
             cli_error("%s", err);
             goto out;
         }
+        if (membw_read(mc.n_threads, (size_t)256 << 20, 2, &after, err, sizeof err)) {
+            cli_error("measuring the memory bandwidth: %s", err);
+            goto out;
+        }
+        bws[r] = (before + after) / 2;
     }
     double tg = median(tgs, REPS), pp = median(pps, REPS);
     mc.host_gbs = median(bws, REPS);

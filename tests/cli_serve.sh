@@ -50,7 +50,7 @@ printf 'sk-test-%s\n' "$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')" > "$tmp/k
 mkfifo "$tmp/slow.gguf"
 start_server main --ctx 2048 --db "$tmp/serve.db" -v || finish
 MAIN_PID=$PID; MAIN_URL=$URL
-start_server key --api-key-file "$tmp/key" --queue 0 --db "$tmp/key.db" || finish
+start_server key --ctx 2048 --api-key-file "$tmp/key" --queue 0 --db "$tmp/key.db" || finish
 KEY_URL=$URL
 start_server loading -m "$tmp/slow.gguf" --db "$tmp/loading.db" || finish
 LOADING_PID=$PID; LOADING_URL=$URL

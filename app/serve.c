@@ -1013,18 +1013,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return get_health(s, conn);
         if (routes[i].route == ROUTE_MODELS)
             return get_models(s, conn);
+        /* A body over the limit gets 413.  Answering before it is read would
+         * make the kernel reset the connection under a client still sending,
+         * which then never sees the answer: a body up to 16 times the limit
+         * is read and dropped first, unless the client waits for
+         * "100 Continue" (then it sends nothing). */
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Expect");
+        bool too_big = false;
         if (cl) {
             char *end;
             errno = 0;
             unsigned long long v = strtoull(cl, &end, 10);
-            if (errno || end == cl || v > s->c->max_body)
+            too_big = errno || end == cl || v > s->c->max_body;
+            if (too_big && (expect || errno || end == cl || v / 16 > s->c->max_body))
                 return send_error(conn, 413, "request_too_large", NULL, NULL,
                                   "the body is larger than %zu bytes", s->c->max_body);
         }
         if (!(cs = calloc(1, sizeof *cs)))
             return MHD_NO;
         cs->route = routes[i].route;
+        cs->too_big = too_big;
         *con_cls = cs;
         return MHD_YES;
     }

@@ -166,6 +166,29 @@ bool engine_next(struct engine *e, struct engine_event *ev)
 
 /* ---- load ---- */
 
+/* model_load's progress as LOAD_PROGRESS events, at most one per percent
+ * or phase change. */
+struct load_report {
+    struct engine *e;
+    uint64_t request;
+    char phase[32];
+    int percent;
+};
+
+static void load_report(void *ctx, float fraction, const char *phase)
+{
+    struct load_report *lr = ctx;
+    int percent = (int)(fraction * 100.0f);
+    if (!strcmp(lr->phase, phase) && percent == lr->percent)
+        return;
+    snprintf(lr->phase, sizeof lr->phase, "%s", phase);
+    lr->percent = percent;
+    struct engine_event ev = {.type = ENGINE_EVENT_LOAD_PROGRESS, .request = lr->request};
+    ev.u.progress.fraction = fraction;
+    snprintf(ev.u.progress.phase, sizeof ev.u.progress.phase, "%s", phase);
+    post(lr->e, &ev);
+}
+
 static void do_load(struct engine *e, struct request *r)
 {
     struct engine_event ev = {.type = ENGINE_EVENT_LOAD_PROGRESS, .request = r->id};
@@ -179,7 +202,11 @@ static void do_load(struct engine *e, struct request *r)
     e->logits = NULL;
     char err[512] = "";
     double t0 = now_ms();
-    int rc = model_load(r->path, &r->params, &e->model, err, sizeof err);
+    struct load_report lr = {.e = e, .request = r->id, .percent = -1};
+    struct model_params mp = r->params;
+    mp.progress = load_report;
+    mp.progress_ctx = &lr;
+    int rc = model_load(r->path, &mp, &e->model, err, sizeof err);
     if (!rc && !(e->logits = malloc((size_t)model_info(e->model)->n_vocab * sizeof(float)))) {
         model_free(e->model);
         e->model = NULL;

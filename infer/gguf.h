@@ -91,6 +91,11 @@ int gguf_open(const char *path, struct gguf **out, char *err, size_t errlen);
  * file is resident.  Flags 0: gguf_open(). */
 #define GGUF_OPEN_READ 1u
 int gguf_open_flags(const char *path, unsigned flags, struct gguf **out, char *err, size_t errlen);
+/* gguf_open_flags, calling progress(ctx, bytes read, file size) as a
+ * GGUF_OPEN_READ read goes (every 64 MiB and at the end); progress may be NULL. */
+typedef void (*gguf_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+int gguf_open_progress(const char *path, unsigned flags, gguf_progress_fn progress, void *ctx,
+                       struct gguf **out, char *err, size_t errlen);
 /* The same over a caller's buffer, which must outlive the handle (tests, fuzzing). */
 int gguf_open_memory(const void *buf, size_t size, const char *name, struct gguf **out,
                      char *err, size_t errlen);

@@ -253,9 +253,50 @@ static void layer_gpu_bytes(const struct model *m, int l, uint64_t *layer, uint6
     }
 }
 
+/* The caller's progress callback, fed by the file read and the upload. */
+struct load_progress {
+    const struct model_params *p;
+    uint64_t total;     /* upload: device bytes of every weight uploaded */
+};
+
+static void read_progress(void *ctx, uint64_t done, uint64_t total)
+{
+    const struct load_progress *lp = ctx;
+    lp->p->progress(lp->p->progress_ctx, total ? (float)((double)done / (double)total) : 1.0f,
+                    "reading");
+}
+
+static void upload_progress(void *ctx, uint64_t uploaded)
+{
+    const struct load_progress *lp = ctx;
+    double f = lp->total ? (double)uploaded / (double)lp->total : 1.0;
+    lp->p->progress(lp->p->progress_ctx, (float)(f < 1.0 ? f : 1.0), "uploading");
+}
+
+/* Device bytes of w as the backend reports its upload progress. */
+static uint64_t weight_device_bytes(const struct weight *w)
+{
+    if (w->n_out == 1 && (!w->t || w->t->n_dims == 1))
+        return vk_weight_bytes(w->type, w->n_in, true);
+    return vk_weight_bytes(w->type, w->n_in, false) * (uint64_t)w->n_out *
+           (uint64_t)(w->n_exp > 0 ? w->n_exp : 1);
+}
+
+/* Uploads w, or only adds its size to *total when total is not NULL. */
+static int upload_one(struct model *m, const struct weight *w, uint64_t *total, char *err,
+                      size_t errlen)
+{
+    if (total) {
+        *total += weight_device_bytes(w);
+        return 0;
+    }
+    return vk_backend_upload(m->gpu, w, err, errlen);
+}
+
 /* Uploads the weights the device will use (with the arch's prepared
- * views), so that loading pays for it rather than the first reply. */
-static int upload_weights(struct model *m, char *err, size_t errlen)
+ * views), so that loading pays for it rather than the first reply; with
+ * total, counts their device bytes instead. */
+static int upload_weights(struct model *m, uint64_t *total, char *err, size_t errlen)
 {
     char prefix[32];
     for (int l = 0; l < m->n_gpu_layers; l++) {
@@ -272,22 +313,22 @@ static int upload_weights(struct model *m, char *err, size_t errlen)
                 w.n_exp = t->ne[2];
                 w.exp_bytes = w.row_bytes * (size_t)t->ne[1];
             }
-            int rc = vk_backend_upload(m->gpu, &w, err, errlen);
+            int rc = upload_one(m, &w, total, err, errlen);
             if (rc)
                 return rc;
         }
         const struct weight *prep[8];
         int np = m->arch->prepared ? m->arch->prepared(m, l, prep, 8) : 0;
         for (int i = 0; i < np; i++) {
-            int rc = vk_backend_upload(m->gpu, prep[i], err, errlen);
+            int rc = upload_one(m, prep[i], total, err, errlen);
             if (rc)
                 return rc;
         }
     }
     if (m->info.output_on_gpu) {
-        int rc = vk_backend_upload(m->gpu, &m->output_norm, err, errlen);
+        int rc = upload_one(m, &m->output_norm, total, err, errlen);
         if (!rc)
-            rc = vk_backend_upload(m->gpu, &m->output, err, errlen);
+            rc = upload_one(m, &m->output, total, err, errlen);
         return rc;
     }
     return 0;
@@ -329,7 +370,7 @@ static void plan_model_of(const struct model *m, const struct kv_shape *kv, uint
  * stay in host memory, and the device backend.  AUTO falls back to the CPU
  * with a note. */
 static int plan_gpu(struct model *m, const struct model_params *p, const struct kv_shape *kv,
-                    char *err, size_t errlen)
+                    struct load_progress *lp, char *err, size_t errlen)
 {
     struct model_info *in = &m->info;
     if (p->backend == MODEL_BACKEND_CPU)
@@ -390,7 +431,14 @@ static int plan_gpu(struct model *m, const struct model_params *p, const struct 
     m->experts_on_cpu = pl.experts_on_cpu;
     struct kv_shape gkv = *kv;
     gkv.n_layer = ngl;
-    if (m->gpu->ops->kv_init(m->gpu, &gkv) || upload_weights(m, err, errlen)) {
+    if (p->progress) {
+        lp->total = 0;
+        upload_weights(m, &lp->total, err, errlen);
+        vk_backend_set_progress(m->gpu, upload_progress, lp);
+    }
+    int failed = m->gpu->ops->kv_init(m->gpu, &gkv) || upload_weights(m, NULL, err, errlen);
+    vk_backend_set_progress(m->gpu, NULL, NULL);    /* lp lives only during the load */
+    if (failed) {
         if (!err[0] || m->gpu->ops->error(m->gpu)[0])
             snprintf(err, errlen, "%s", m->gpu->ops->error(m->gpu));
         rc = ENOMEM;
@@ -420,7 +468,9 @@ int model_load(const char *path, const struct model_params *p, struct model **ou
     if (!p->mmap_only && stat(path, &st) == 0 && pages > 0 && page > 0 &&
         (uint64_t)st.st_size <= (uint64_t)pages * (uint64_t)page / 2)
         flags = GGUF_OPEN_READ;
-    int rc = gguf_open_flags(path, flags, &m->g, err, errlen);
+    struct load_progress lp = {p, 0};
+    int rc = gguf_open_progress(path, flags, p->progress ? read_progress : NULL, &lp, &m->g, err,
+                                errlen);
     if (rc)
         goto out;
     rc = load_common(m, p, err, errlen);
@@ -456,7 +506,7 @@ int model_load(const char *path, const struct model_params *p, struct model **ou
         .v_in_k = m->hp.kv_v_in_k,
     };
     err[0] = 0;
-    rc = plan_gpu(m, p, &kv, err, errlen);
+    rc = plan_gpu(m, p, &kv, &lp, err, errlen);
     if (rc)
         goto out;
     kv.n_layer = m->hp.n_layer - m->n_gpu_layers;  /* the CPU's share */

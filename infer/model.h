@@ -40,6 +40,11 @@ struct model_params {
     bool mmap_only;         /* map the file; default: read it into memory (huge pages)
                                when it takes at most half of the physical memory */
     enum plan_placement placement;  /* infer/plan.h; PLAN_AUTO = 0 */
+    /* called from model_load as it goes: phase "reading" (the file into
+     * memory) then "uploading" (weights to the device), each with its own
+     * fraction 0..1; NULL: none */
+    void (*progress)(void *ctx, float fraction, const char *phase);
+    void *progress_ctx;
 };
 
 struct model_info {

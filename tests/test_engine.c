@@ -73,6 +73,35 @@ static struct engine *open_loaded(const char *model, int n_ctx)
     return open_path(fx_path(model), n_ctx);
 }
 
+/* A file read into memory reports its reading as LOAD_PROGRESS, rising to
+ * 1, before LOADED (the file is small enough to be read, not mapped). */
+static void test_loading_reports_the_file_read_as_progress(void **state)
+{
+    (void)state;
+    struct engine *e = NULL;
+    char err[256];
+    assert_int_equal(engine_open(&e, err, sizeof err), 0);
+    struct model_params p = {.n_ctx = 64, .n_threads = 1, .max_isa = CPU_ISA_COUNT};
+    uint64_t id = engine_load(e, fx_path("models/tq-q8_0.gguf"), &p);
+    struct engine_event ev;
+    float last = -1.0f;
+    int reading = 0;
+    do {
+        next_event(e, &ev);
+        assert_int_equal(ev.request, id);
+        assert_int_not_equal(ev.type, ENGINE_EVENT_ERROR);
+        if (ev.type == ENGINE_EVENT_LOAD_PROGRESS && !strcmp(ev.u.progress.phase, "reading")) {
+            assert_true(ev.u.progress.fraction >= last);
+            last = ev.u.progress.fraction;
+            reading++;
+        }
+    } while (ev.type == ENGINE_EVENT_LOAD_PROGRESS);
+    assert_int_equal(ev.type, ENGINE_EVENT_LOADED);
+    assert_true(reading >= 1);
+    assert_float_equal(last, 1.0f, 0.0f);
+    engine_close(e);
+}
+
 static void test_greedy_raw_generation_gives_the_reference_ids(void **state)
 {
     (void)state;
@@ -509,6 +538,7 @@ static void test_done_arrives_when_memory_runs_out(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_loading_reports_the_file_read_as_progress),
         cmocka_unit_test(test_greedy_raw_generation_gives_the_reference_ids),
         cmocka_unit_test(test_stop_ends_a_generation_within_a_token),
         cmocka_unit_test(test_the_next_turn_reuses_the_cached_prefix),

@@ -965,6 +965,45 @@ static struct model *load(const char *name, int ngl, enum model_backend be, enum
     return load_placed(name, ngl, be, kv, PLAN_AUTO);
 }
 
+struct load_seen {
+    float upload_last;
+    int uploads;
+    bool out_of_order;
+};
+
+static void record_load(void *ctx, float fraction, const char *phase)
+{
+    struct load_seen *ls = ctx;
+    if (strcmp(phase, "uploading"))
+        return;
+    if (fraction < ls->upload_last)
+        ls->out_of_order = true;
+    ls->upload_last = fraction;
+    ls->uploads++;
+}
+
+/* model_load turns the backend's upload progress into a fraction of the
+ * weights it puts on the device, rising to 1 (the engine forwards it as
+ * LOAD_PROGRESS "uploading"). */
+static void test_model_load_reports_the_upload_as_a_fraction(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    struct load_seen ls = {.upload_last = 0.0f};
+    struct model_params p = {.n_ctx = 256, .n_threads = 2, .kv_type = KV_TYPE_F32,
+                             .max_isa = CPU_ISA_COUNT, .backend = MODEL_BACKEND_VULKAN,
+                             .device = -1, .n_gpu_layers = -1, .gpu_validation = true,
+                             .progress = record_load, .progress_ctx = &ls};
+    struct model *m = NULL;
+    char err[512] = "";
+    if (model_load(fx_path("models/tq-q4_k_m.gguf"), &p, &m, err, sizeof err))
+        fail_msg("%s", err);
+    assert_true(ls.uploads >= 2);
+    assert_false(ls.out_of_order);
+    assert_float_equal(ls.upload_last, 1.0f, 1e-6);
+    model_free(m);
+}
+
 static void check_model(const char *name)
 {
     char msg[512] = "";
@@ -1142,6 +1181,7 @@ int main(void)
         cmocka_unit_test(test_weights_split_over_several_buffers_give_the_same_results),
         cmocka_unit_test(test_out_of_device_memory_is_a_clean_error),
         cmocka_unit_test(test_weight_upload_reports_progress_up_to_the_weight_bytes),
+        cmocka_unit_test(test_model_load_reports_the_upload_as_a_fraction),
         cmocka_unit_test(test_tq_f32_on_the_device_matches_llama_cpp),
         cmocka_unit_test(test_tq_f16_on_the_device_matches_llama_cpp),
         cmocka_unit_test(test_tq_bf16_on_the_device_matches_llama_cpp),

@@ -66,6 +66,7 @@ struct ui {
     bool mouse;                 /* wheel events are on */
     bool loaded, loading;
     float load_frac;
+    char load_phase[32];        /* "reading", "uploading", ... */
     struct model_info info;
     int ctx_used;
     /* the reply */
@@ -274,6 +275,7 @@ static void load_model(struct ui *u, long idx, const char *path)
     }
     u->loading = true;
     u->load_frac = 0;
+    u->load_phase[0] = 0;
     u->load_start_ms = now_ms();
     uint64_t id = m.remote ? u->src->load_remote(u->src->ctx, m.remote)
                            : u->src->load(u->src->ctx, copy, &u->cfg->mp);
@@ -747,7 +749,10 @@ static void accept_line(struct ui *u, char *line)
 static void on_event(struct ui *u, struct engine_event *ev)
 {
     switch (ev->type) {
-    case ENGINE_EVENT_LOAD_PROGRESS: u->load_frac = ev->u.progress.fraction; break;
+    case ENGINE_EVENT_LOAD_PROGRESS:
+        u->load_frac = ev->u.progress.fraction;
+        snprintf(u->load_phase, sizeof u->load_phase, "%s", ev->u.progress.phase);
+        break;
     case ENGINE_EVENT_LOADED: {
         bool switched = u->loaded && u->switching;
         double load_ms = now_ms() - u->load_start_ms;
@@ -965,11 +970,11 @@ static void draw_status(struct ui *u, int y)
         bar[k] = 0;
         const struct ui_model *lm = u->loading_model >= 0 ? &u->cfg->models[u->loading_model]
                                                           : NULL;
-        snprintf(s, sizeof s, " loading %s %s %3.0f%% · the screen stays live",
+        snprintf(s, sizeof s, " loading %s %s %3.0f%% %s · the screen stays live",
                  lm && lm->remote && lm->remote->model ? lm->remote->model
                  : u->loading_path                     ? base_name(u->loading_path)
                                                        : "",
-                 bar, u->load_frac * 100);
+                 bar, u->load_frac * 100, u->load_phase);
     } else if (!u->loaded) {
         snprintf(s, sizeof s, " no model · F2 picks one");
     } else {

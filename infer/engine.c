@@ -56,6 +56,8 @@ struct engine {
     float *logits;
     struct remote *remote;              /* instead of model: infer/remote.c */
     char remote_device[64];             /* LOADED's device for a remote; lives until close */
+    char *model_path;                   /* the loaded model's file and parameters, to load */
+    struct model_params model_params;   /* it again on the CPU when its device is lost */
 };
 
 static double now_ms(void)
@@ -218,12 +220,42 @@ static void do_load(struct engine *e, struct request *r)
         return;
     }
     e->load_ms = now_ms() - t0;
+    free(e->model_path);
+    e->model_path = strdup(r->path);    /* NULL: no fallback to the CPU */
+    e->model_params = r->params;
+    e->model_params.cache_dir = NULL;   /* the caller's; the CPU needs none */
     ev.u.progress.fraction = 1.0f;
     snprintf(ev.u.progress.phase, sizeof ev.u.progress.phase, "ready");
     post(e, &ev);
     struct engine_event done = {.type = ENGINE_EVENT_LOADED, .request = r->id};
     done.u.loaded = *model_info(e->model);
     post_final(e, r, &done);
+}
+
+/* The device was lost during a generation (its ERROR said so): the model
+ * is loaded again on the CPU, so that the next request runs there.  The
+ * DONE that follows tells the interface (stats.backend "cpu", and
+ * stats.fell_back). */
+static void fall_back_to_cpu(struct engine *e, struct engine_stats *st)
+{
+    model_free(e->model);
+    e->model = NULL;
+    if (!e->model_path)
+        return;
+    struct model_params p = e->model_params;
+    p.backend = MODEL_BACKEND_CPU;
+    p.n_gpu_layers = 0;
+    char err[512] = "";
+    double t0 = now_ms();
+    if (model_load(e->model_path, &p, &e->model, err, sizeof err)) {
+        e->model = NULL;
+        return;
+    }
+    e->load_ms = now_ms() - t0;
+    const struct model_info *in = model_info(e->model);
+    snprintf(st->backend, sizeof st->backend, "%s", in->backend);
+    snprintf(st->device, sizeof st->device, "%s", in->device);
+    st->fell_back = true;
 }
 
 /* ---- generate ---- */
@@ -558,6 +590,8 @@ static void do_generate(struct engine *e, struct request *r)
     st->gen_tps = gen_n / ((t2 - t1) > 0 ? (t2 - t1) / 1e3 : 1e-9);
     done.u.done.stop = stop;
 out:
+    if (e->model && model_device_lost(e->model))
+        fall_back_to_cpu(e, &done.u.done.stats);
     tokens_free(&bud.close);
     sampler_free(smp);
     tokens_free(&ids);
@@ -816,6 +850,7 @@ void engine_close(struct engine *e)
     }
     remote_free(e->remote);
     model_free(e->model);
+    free(e->model_path);
     free(e->logits);
     close(e->pipe_r);
     close(e->pipe_w);

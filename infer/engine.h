@@ -75,6 +75,9 @@ struct engine_stats {
     enum engine_think_mode think_mode;
     bool think_off;
     bool budget_reached;             /* the budget ended (soft: pushed) the reasoning */
+    bool fell_back;                  /* the device was lost during this run (its ERROR says
+                                        so): the model was loaded again on the CPU, where
+                                        the next request runs (backend/device say "cpu") */
 };
 
 #define ENGINE_TEXT_MAX 64

@@ -376,6 +376,7 @@ static int plan_gpu(struct model *m, const struct model_params *p, const struct 
     if (p->backend == MODEL_BACKEND_CPU)
         return 0;
     struct vk_options vo = {.device = p->device, .validation = p->gpu_validation,
+                            .lose_after = p->gpu_lose_after > 0 ? (uint64_t)p->gpu_lose_after : 0,
                             .cache_dir = p->cache_dir};
     char verr[256] = "";
     int rc;
@@ -550,6 +551,11 @@ void model_free(struct model *m)
 const struct model_info *model_info(const struct model *m) { return &m->info; }
 const struct tokenizer *model_tokenizer(const struct model *m) { return m->tok; }
 const struct gguf *model_gguf(const struct model *m) { return m->g; }
+bool model_device_lost(const struct model *m)
+{
+    return m->gpu && vk_backend_lost(m->gpu);
+}
+
 int model_n_past(const struct model *m) { return m->n_past; }
 void model_clear(struct model *m) { m->n_past = 0; }
 

@@ -36,6 +36,7 @@ struct model_params {
     int device;             /* Vulkan device index (ponder devices); -1: the default */
     int n_gpu_layers;       /* layers on the device, the first ones; < 0: as many as fit */
     bool gpu_validation;    /* Vulkan validation layer (tests) */
+    int gpu_lose_after;     /* tests: the device acts lost after this many submissions */
     const char *cache_dir;  /* pipeline cache directory, or NULL */
     bool mmap_only;         /* map the file; default: read it into memory (huge pages)
                                when it takes at most half of the physical memory */
@@ -91,6 +92,9 @@ const struct gguf *model_gguf(const struct model *m);
 int model_decode(struct model *m, const int32_t *ids, int n, float *logits, bool all, char *err,
                  size_t errlen);
 int model_n_past(const struct model *m);
+/* Whether the model's device was lost (every later decode fails): the
+ * engine then loads the model again on the CPU. */
+bool model_device_lost(const struct model *m);
 /* Keeps the longest cached prefix of ids[0..n) (at most n - 1 tokens, so the
  * last one is evaluated again for its logits) and drops the rest of the
  * cache; returns the number of tokens kept. */

@@ -13,10 +13,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "infer/cpu/backend_cpu.h"
+#include "infer/engine.h"
 #include "infer/gguf.h"
 #include "infer/model.h"
 #include "infer/quant.h"
@@ -1004,6 +1006,79 @@ static void test_model_load_reports_the_upload_as_a_fraction(void **state)
     model_free(m);
 }
 
+static void wait_event(struct engine *e, struct engine_event *ev)
+{
+    for (int waited = 0; waited < 1200; waited++) {
+        if (engine_next(e, ev))
+            return;
+        struct pollfd pfd = {.fd = engine_fd(e), .events = POLLIN};
+        poll(&pfd, 1, 100);
+    }
+    fail_msg("no engine event within 120 s");
+}
+
+/* Generates up to n tokens; returns DONE's stats and whether an ERROR came. */
+static bool generate_on(struct engine *e, int n, struct engine_stats *st, char *error,
+                        size_t errlen)
+{
+    struct chat_msg msg = {.role = CHAT_ROLE_USER, .content = "one two three"};
+    struct engine_generate_params gp = {.max_tokens = n, .raw = true};
+    sampler_params_default(&gp.sampler);
+    gp.sampler.temperature = 0;
+    uint64_t id = engine_generate(e, &msg, 1, &gp);
+    assert_true(id > 0);
+    bool failed = false;
+    struct engine_event ev;
+    for (;;) {
+        wait_event(e, &ev);
+        if (ev.request != id)
+            continue;
+        if (ev.type == ENGINE_EVENT_ERROR) {
+            failed = true;
+            snprintf(error, errlen, "%s", ev.u.error);
+        }
+        if (ev.type == ENGINE_EVENT_DONE) {
+            *st = ev.u.done.stats;
+            return failed;
+        }
+    }
+}
+
+/* A device lost in the middle of a reply: one ERROR that says so, the DONE
+ * that ends the reply, and the engine has the model on the CPU again, where
+ * the next reply runs. */
+static void test_a_lost_device_falls_back_to_the_cpu(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    struct engine *e = NULL;
+    char err[512] = "";
+    assert_int_equal(engine_open(&e, err, sizeof err), 0);
+    struct model_params p = {.n_ctx = 128, .n_threads = 2, .kv_type = KV_TYPE_F32,
+                             .max_isa = CPU_ISA_COUNT, .backend = MODEL_BACKEND_VULKAN,
+                             .device = -1, .n_gpu_layers = -1, .gpu_lose_after = 4};
+    uint64_t id = engine_load(e, fx_path("models/tq-f32.gguf"), &p);
+    struct engine_event ev;
+    do
+        wait_event(e, &ev);
+    while (ev.type == ENGINE_EVENT_LOAD_PROGRESS);
+    assert_int_equal(ev.request, id);
+    assert_int_equal(ev.type, ENGINE_EVENT_LOADED);
+    assert_string_equal(ev.u.loaded.backend, "vulkan");
+
+    struct engine_stats st;
+    assert_true(generate_on(e, 16, &st, err, sizeof err));
+    assert_non_null(strstr(err, "device was lost"));
+    assert_true(st.fell_back);
+    assert_string_equal(st.backend, "cpu");
+
+    assert_false(generate_on(e, 4, &st, err, sizeof err));
+    assert_false(st.fell_back);
+    assert_string_equal(st.backend, "cpu");
+    assert_int_equal(st.answer_tokens + st.reasoning_tokens, 4);
+    engine_close(e);
+}
+
 static void check_model(const char *name)
 {
     char msg[512] = "";
@@ -1182,6 +1257,7 @@ int main(void)
         cmocka_unit_test(test_out_of_device_memory_is_a_clean_error),
         cmocka_unit_test(test_weight_upload_reports_progress_up_to_the_weight_bytes),
         cmocka_unit_test(test_model_load_reports_the_upload_as_a_fraction),
+        cmocka_unit_test(test_a_lost_device_falls_back_to_the_cpu),
         cmocka_unit_test(test_tq_f32_on_the_device_matches_llama_cpp),
         cmocka_unit_test(test_tq_f16_on_the_device_matches_llama_cpp),
         cmocka_unit_test(test_tq_bf16_on_the_device_matches_llama_cpp),

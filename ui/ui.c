@@ -66,7 +66,8 @@ struct ui {
     bool mouse;                 /* wheel events are on */
     bool loaded, loading;
     float load_frac;
-    char load_phase[32];        /* "reading", "uploading", ... */
+    char load_phase[32];
+    char fallback_device[64];   /* info.device after the engine fell back to the CPU */        /* "reading", "uploading", ... */
     struct model_info info;
     int ctx_used;
     /* the reply */
@@ -809,6 +810,13 @@ static void on_event(struct ui *u, struct engine_event *ev)
         session_reply_end(&u->ses, ev->u.done.stop, u->gen_error[0] ? NULL : st,
                           u->gen_error[0] ? u->gen_error : NULL);
         u->generating = false;
+        if (st->fell_back) {    /* the device is gone: info's device name went with it */
+            snprintf(u->fallback_device, sizeof u->fallback_device, "%s", st->device);
+            u->info.backend = "cpu";
+            u->info.device = u->fallback_device;
+            u->info.n_gpu_layers = 0;
+            note(u, "the device was lost: the model runs on the CPU now (%s)", st->device);
+        }
         u->tps = st->gen_tps;
         u->ctx_used = st->prompt_cached + st->prompt_tokens + st->reasoning_tokens +
                       st->answer_tokens;

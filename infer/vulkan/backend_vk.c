@@ -241,6 +241,7 @@ struct vk_backend {
     struct vk_weight **wt;
     size_t wt_cap, wt_n;
 
+    uint64_t lose_after;            /* tests: submissions before the device acts lost (0: never) */
     uint64_t mem_limit, mem_used;   /* device-local bytes allowed (0: no limit) and held */
     uint64_t weight_range;          /* vk_options.weight_range */
     vk_progress_fn progress;
@@ -422,6 +423,8 @@ static int flush(struct vk_backend *c)
         r = vkWaitForFences(c->dev, 1, &c->fence, VK_TRUE, UINT64_MAX);
     c->stats.wait_ns += now_ns() - t0;
     c->stats.submits++;
+    if (r == VK_SUCCESS && c->lose_after && c->stats.submits >= c->lose_after)
+        r = VK_ERROR_DEVICE_LOST;   /* tests: the device goes away here */
     if (r != VK_SUCCESS)
         return vkfail(c, r, "submit");
     vkResetFences(c->dev, 1, &c->fence);
@@ -1678,6 +1681,7 @@ int vk_backend_create(const struct vk_options *o, struct backend **out, char *er
     }
     c->base.ops = &vk_ops;
     c->mem_limit = o->mem_limit;
+    c->lose_after = o->lose_after;
     c->weight_range = o->weight_range;
     int rc = vk_inst_create(&c->vi, o->validation, err, errlen);
     if (rc) {
@@ -1774,6 +1778,11 @@ out:
     }
     *out = &c->base;
     return 0;
+}
+
+bool vk_backend_lost(const struct backend *b)
+{
+    return ((const struct vk_backend *)b)->lost;
 }
 
 void vk_backend_set_progress(struct backend *b, vk_progress_fn fn, void *ctx)

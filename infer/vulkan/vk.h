@@ -50,6 +50,8 @@ struct vk_options {
     bool no_shuffle;            /* use the matmul without subgroup shuffles (tests) */
     uint64_t mem_limit;         /* device memory the backend may allocate, 0 = what the
                                    device gives (tests provoke out-of-memory with it) */
+    uint64_t lose_after;        /* tests: after this many submissions the device acts
+                                   lost (VK_ERROR_DEVICE_LOST), 0 = never */
     uint64_t weight_range;      /* the largest buffer one piece of a weight may take,
                                    0 = the device's limit (tests split small weights) */
 };
@@ -60,6 +62,8 @@ struct vk_options {
  * total (the sum of vk_weight_bytes over the weights it uploads) can turn it
  * into a load-progress fraction. */
 typedef void (*vk_progress_fn)(void *ctx, uint64_t uploaded);
+/* Whether the device was lost: every later operation fails with EIO. */
+bool vk_backend_lost(const struct backend *b);
 void vk_backend_set_progress(struct backend *b, vk_progress_fn fn, void *ctx);
 /* What the backend has done so far: command-buffer submissions, compute
  * dispatches, host time spent recording dispatches (descriptor sets and

@@ -9,8 +9,9 @@
  * file, advisor_shape_estimate() sizes a published R1 shape at a
  * quantization by llama-quantize's per-tensor type rules and plans it at a
  * context (infer/plan.h); advisor_file_estimate() does the same from a GGUF
- * file's own tensors.  Speeds: generation = 1 / sum over places of (bytes a
- * token reads there / (bandwidth x efficiency)); prompt = FLOPs per token
+ * file's own tensors.  Speeds: generation = 1 / (sum over places of bytes a
+ * token reads there / (bandwidth x efficiency) + the CPU kernels' time for
+ * its bytes, measured per weight type); prompt = FLOPs per token
  * over the compute rate; a speed measured here for the same file (or, for a
  * shape, a file of that shape and type) replaces the estimate (measured).
  *
@@ -35,8 +36,7 @@ enum advisor_probe_flags {
     ADVISOR_PROBE_NO_CALIBRATION = 4,   /* default efficiencies, no store */
 };
 
-#define ADVISOR_DEFAULT_CPU_EFF 0.80    /* measured: generation reached 77-92 % of the probe's
-                                           bandwidth on this machine when quiet (fit --check) */
+#define ADVISOR_DEFAULT_CPU_EFF 0.90    /* of the bound below; measured here: 0.9-1.0 */
 #define ADVISOR_DEFAULT_DEVICE_EFF 0.60
 #define ADVISOR_DEFAULT_PP_EFF 0.50     /* of the kernels' single-matmul rate */
 
@@ -48,6 +48,9 @@ struct advisor_machine {
     char isa[16];                   /* the CPU kernels: "avx2", ... */
     double cpu_gflops;              /* kernels' rate over all threads (Q4_K), GFLOP/s */
     double cpu_gflops_type[QUANT_TYPE_COUNT];   /* per weight type; 0: use cpu_gflops */
+    /* weight bytes per second the kernels consume in a matrix-vector product
+     * from cache, all threads (the compute side of generation); 0: unknown */
+    double cpu_stream_gbs[QUANT_TYPE_COUNT];
     char device[128];               /* "" when no usable Vulkan device */
     char device_note[160];          /* why not, or "software device: not used" */
     uint64_t device_budget;         /* 0: no device */
@@ -83,6 +86,7 @@ struct advisor_estimate {
     int n_ctx;
     int n_layer, n_embd;
     double flops_per_token;         /* 2 x the weights a token multiplies */
+    double host_compute_s_per_byte; /* kernel time per weight byte on the CPU (0: none) */
     struct plan plan;
     double tg_tps, pp_tps;          /* predicted, 0: does not fit */
     double tg_pred, pp_pred;        /* the prediction even when measured replaces it */
@@ -100,8 +104,14 @@ int advisor_file_estimate(const char *path, int n_ctx, const struct advisor_mach
                           struct store *store, struct advisor_estimate *out, char *err,
                           size_t errlen);
 
-/* Predicted generation tokens/s of a plan on mc (0: does not fit). */
+/* Generation tokens/s of a plan on mc from bandwidth alone (0: does not
+ * fit): 1 / sum over places of token bytes / (bandwidth x efficiency). */
 double advisor_tg_tps(const struct plan *p, const struct advisor_machine *mc);
+/* The prediction: as advisor_tg_tps, plus on the CPU the kernels' time for
+ * the same bytes (host_token_bytes x host_compute_s_per_byte), the two
+ * times combined as (tm^1.5 + tc^1.5)^(1/1.5) (they overlap in part): with
+ * few cores, decoding K-quants costs about as much as reading them. */
+double advisor_estimate_tg(const struct advisor_estimate *e, const struct advisor_machine *mc);
 
 /* The model files here: *.gguf in $XDG_DATA_HOME/ponder/models (or
  * ~/.local/share/ponder/models) and in each of the colon-separated

@@ -100,10 +100,11 @@ static void print_machine(const struct advisor_machine *mc, int n_ctx)
         printf("Device: none (%s)\n", mc->device_note);
     if (mc->device_gbs > 0)
         printf("Device memory: %.1f GB/s (copy probe)\n", mc->device_gbs);
-    printf("Prediction: tg = bandwidth / bytes per token x %.0f %% (CPU)", mc->cpu_eff * 100);
+    printf("Prediction: tg = 1 / (bytes per token / (bandwidth x %.0f %%) + kernel time per "
+           "byte (Q4_K: %.0f GB/s))", mc->cpu_eff * 100, mc->cpu_stream_gbs[QUANT_TYPE_Q4_K]);
     if (mc->device_gbs > 0)
         printf(", x %.0f %% (device)", mc->device_eff * 100);
-    printf(", %s;\n            pp = FLOPs per token / %.0f GFLOP/s (CPU kernels) x %.0f %%.  "
+    printf(",\n            %s;\n            pp = FLOPs per token / %.0f GFLOP/s (CPU kernels) x %.0f %%.  "
            "Context %d tokens.\n\n",
            mc->eff_source, mc->cpu_gflops, mc->pp_eff * 100, n_ctx);
 }
@@ -325,7 +326,7 @@ static int fit_check(struct cli_opts *o, long n_pp, long n_tg, bool json, bool r
     }
     double tg = median(tgs, REPS), pp = median(pps, REPS);
     mc.host_gbs = median(bws, REPS);
-    e.tg_pred = advisor_tg_tps(&e.plan, &mc);
+    e.tg_pred = advisor_estimate_tg(&e, &mc);
     double tg_err = tg > 0 ? (e.tg_pred - tg) / tg * 100 : 0;
     double pp_err = pp > 0 ? (e.pp_pred - pp) / pp * 100 : 0;
     if (json) {

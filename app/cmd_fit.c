@@ -310,7 +310,7 @@ static int fit_check(struct cli_opts *o, long n_pp, long n_tg, bool json, bool r
             cli_error("%s", err);
             goto out;
         }
-        if (membw_read(mc.n_threads, (size_t)256 << 20, 2, &before, err, sizeof err)) {
+        if (membw_read(mc.n_threads, (size_t)256 << 20, 3, &before, err, sizeof err)) {
             cli_error("measuring the memory bandwidth: %s", err);
             goto out;
         }
@@ -318,7 +318,7 @@ static int fit_check(struct cli_opts *o, long n_pp, long n_tg, bool json, bool r
             cli_error("%s", err);
             goto out;
         }
-        if (membw_read(mc.n_threads, (size_t)256 << 20, 2, &after, err, sizeof err)) {
+        if (membw_read(mc.n_threads, (size_t)256 << 20, 3, &after, err, sizeof err)) {
             cli_error("measuring the memory bandwidth: %s", err);
             goto out;
         }

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "infer/arch/dense.h"
 #include "infer/ckd.h"
 #include "infer/err.h"
 #include "infer/gguf.h"
@@ -632,49 +633,10 @@ static int run_layers(struct model *m, struct backend *be, struct btensor *x, in
 static int ds2_forward(struct model *m, const int32_t *ids, int n, int pos0, float *logits,
                        bool all, char *err, size_t errlen)
 {
-    const struct hparams *hp = &m->hp;
-    struct ds2 *d = m->layers;
-    int ngl = m->gpu ? m->n_gpu_layers : 0;
-    struct backend *be = ngl > 0 ? m->gpu : m->be;
-    struct btensor *x;
-    int rc = grow(d, n, err, errlen);
+    int rc = grow(m->layers, n, err, errlen);
     if (rc)
         return rc;
-    m->be->ops->reset(m->be);
-    if (m->gpu)
-        m->gpu->ops->reset(m->gpu);
-    ALLOC(x, hp->n_embd, n);
-    for (int i = 0; i < n; i++)
-        m->pos[i] = pos0 + i;
-    CHECK(be->ops->get_rows(be, x, &m->tok_embd, ids, n));
-    if (ngl > 0 && (rc = run_layers(m, m->gpu, x, 0, ngl, 0, n, pos0, err, errlen)))
-        return rc;
-    if (ngl < hp->n_layer) {
-        if (ngl > 0) {
-            struct btensor *hx;
-            be = m->be;
-            ALLOC(hx, hp->n_embd, n);
-            if (m->gpu->ops->sync)
-                CHECK_ON(m->gpu, m->gpu->ops->sync(m->gpu));
-            CHECK_ON(m->gpu, m->gpu->ops->read(m->gpu, x, 0, n, hx->data));
-            x = hx;
-        }
-        if ((rc = run_layers(m, m->be, x, ngl, hp->n_layer, ngl, n, pos0, err, errlen)))
-            return rc;
-    }
-    if (!logits) {
-        if (be->ops->sync)
-            CHECK(be->ops->sync(be));
-        return 0;
-    }
-    struct btensor *last = all ? x : be->ops->rows(be, x, n - 1, 1), *out;
-    if (!last)
-        return err_set(err, errlen, ENOMEM, "out of memory for activations");
-    ALLOC(out, hp->n_vocab, last->ne1);
-    CHECK(be->ops->rms_norm(be, last, last, &m->output_norm, hp->eps));
-    CHECK(be->ops->matmul(be, out, &m->output, NULL, last));
-    CHECK(be->ops->read(be, out, 0, out->ne1, logits));
-    return 0;
+    return dense_run(m, run_layers, ids, n, pos0, logits, all, err, errlen);
 }
 
 static int ds2_prepared(const struct model *m, int l, const struct weight **out, int max)

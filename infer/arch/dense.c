@@ -186,8 +186,8 @@ static int run_layers(struct model *m, struct backend *be, struct btensor *x, in
 
 /* The first n_gpu_layers layers run on the device backend, the rest on the
  * CPU; the residual stream crosses once, device to host. */
-int dense_forward(struct model *m, const int32_t *ids, int n, int pos0, float *logits, bool all,
-                  char *err, size_t errlen)
+int dense_run(struct model *m, dense_layers_fn *run, const int32_t *ids, int n, int pos0,
+              float *logits, bool all, char *err, size_t errlen)
 {
     const struct hparams *hp = &m->hp;
     int ngl = m->gpu ? m->n_gpu_layers : 0;
@@ -203,20 +203,21 @@ int dense_forward(struct model *m, const int32_t *ids, int n, int pos0, float *l
 
     CHECK(be->ops->get_rows(be, x, &m->tok_embd, ids, n));
     int rc;
-    if (ngl > 0 && (rc = run_layers(m, m->gpu, x, 0, ngl, 0, n, pos0, err, errlen)))
+    if (ngl > 0 && (rc = run(m, m->gpu, x, 0, ngl, 0, n, pos0, err, errlen)))
         return rc;
     if (ngl < hp->n_layer) {
         if (ngl > 0) {   /* cross to the CPU: its tensors are host memory */
             struct btensor *hx;
             be = m->be;
             ALLOC(hx, hp->n_embd, n);
-            if (m->gpu->ops->read(m->gpu, x, 0, n, hx->data)) {
+            if ((m->gpu->ops->sync && m->gpu->ops->sync(m->gpu)) ||
+                m->gpu->ops->read(m->gpu, x, 0, n, hx->data)) {
                 snprintf(err, errlen, "%s", m->gpu->ops->error(m->gpu));
                 return EIO;
             }
             x = hx;
         }
-        if ((rc = run_layers(m, m->be, x, ngl, hp->n_layer, ngl, n, pos0, err, errlen)))
+        if ((rc = run(m, m->be, x, ngl, hp->n_layer, ngl, n, pos0, err, errlen)))
             return rc;
     }
     if (!logits) {
@@ -232,4 +233,10 @@ int dense_forward(struct model *m, const int32_t *ids, int n, int pos0, float *l
     CHECK(be->ops->matmul(be, out, &m->output, NULL, last));
     CHECK(be->ops->read(be, out, 0, out->ne1, logits));
     return 0;
+}
+
+int dense_forward(struct model *m, const int32_t *ids, int n, int pos0, float *logits, bool all,
+                  char *err, size_t errlen)
+{
+    return dense_run(m, run_layers, ids, n, pos0, logits, all, err, errlen);
 }

@@ -17,4 +17,17 @@ int dense_forward(struct model *m, const int32_t *ids, int n, int pos0, float *l
                   char *err, size_t errlen);
 void dense_free(struct model *m);
 
+/* Layers l0 .. l1-1 of m on backend be, whose KV cache holds them from kv0;
+ * x is the residual stream (n_embd x n), updated in place. */
+typedef int dense_layers_fn(struct model *m, struct backend *be, struct btensor *x, int l0, int l1,
+                            int kv0, int n, int pos0, char *err, size_t errlen);
+
+/* The forward pass around an architecture's layers, shared by every arch:
+ * embedding rows on the device backend, the first n_gpu_layers layers there,
+ * one crossing of the residual stream to the host, the rest on the CPU, then
+ * the output norm and head into logits (all n rows when all, else the last;
+ * NULL: no logits, only the KV cache is filled).  0 or EIO / ENOMEM. */
+int dense_run(struct model *m, dense_layers_fn *run, const int32_t *ids, int n, int pos0,
+              float *logits, bool all, char *err, size_t errlen);
+
 #endif

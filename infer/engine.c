@@ -191,10 +191,12 @@ static void load_report(void *ctx, float fraction, const char *phase)
     post(lr->e, &ev);
 }
 
-static void do_load(struct engine *e, struct request *r)
+/* The start of a load, local or remote: LOAD_PROGRESS(phase), and what was
+ * loaded before is dropped. */
+static void load_begin(struct engine *e, const struct request *r, const char *phase)
 {
     struct engine_event ev = {.type = ENGINE_EVENT_LOAD_PROGRESS, .request = r->id};
-    snprintf(ev.u.progress.phase, sizeof ev.u.progress.phase, "opening");
+    snprintf(ev.u.progress.phase, sizeof ev.u.progress.phase, "%s", phase);
     post(e, &ev);
     remote_free(e->remote);
     e->remote = NULL;
@@ -202,6 +204,23 @@ static void do_load(struct engine *e, struct request *r)
     e->model = NULL;
     free(e->logits);
     e->logits = NULL;
+}
+
+/* The end of a successful load: LOAD_PROGRESS(1, "ready"), then LOADED. */
+static void load_done(struct engine *e, struct request *r, const struct model_info *in)
+{
+    struct engine_event ev = {.type = ENGINE_EVENT_LOAD_PROGRESS, .request = r->id};
+    ev.u.progress.fraction = 1.0f;
+    snprintf(ev.u.progress.phase, sizeof ev.u.progress.phase, "ready");
+    post(e, &ev);
+    struct engine_event done = {.type = ENGINE_EVENT_LOADED, .request = r->id};
+    done.u.loaded = *in;
+    post_final(e, r, &done);
+}
+
+static void do_load(struct engine *e, struct request *r)
+{
+    load_begin(e, r, "opening");
     char err[512] = "";
     double t0 = now_ms();
     struct load_report lr = {.e = e, .request = r->id, .percent = -1};
@@ -224,12 +243,7 @@ static void do_load(struct engine *e, struct request *r)
     e->model_path = strdup(r->path);    /* NULL: no fallback to the CPU */
     e->model_params = r->params;
     e->model_params.cache_dir = NULL;   /* the caller's; the CPU needs none */
-    ev.u.progress.fraction = 1.0f;
-    snprintf(ev.u.progress.phase, sizeof ev.u.progress.phase, "ready");
-    post(e, &ev);
-    struct engine_event done = {.type = ENGINE_EVENT_LOADED, .request = r->id};
-    done.u.loaded = *model_info(e->model);
-    post_final(e, r, &done);
+    load_done(e, r, model_info(e->model));
 }
 
 /* The device was lost during a generation (its ERROR said so): the model
@@ -277,16 +291,9 @@ static void post_phase(struct gen *g, enum engine_phase p)
     post(g->e, &ev);
 }
 
-/* Length of the longest prefix of s (at most max bytes) that ends at a
- * UTF-8 character boundary. */
-static size_t utf8_cut(const char *s, size_t len, size_t max)
+static void post_to(void *ctx, const struct engine_event *ev)
 {
-    if (len <= max)
-        return len;
-    size_t n = max;
-    while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-        n--;
-    return n ? n : max;
+    post(ctx, ev);
 }
 
 static void on_span(void *ctx, const struct reason_span *sp)
@@ -296,19 +303,7 @@ static void on_span(void *ctx, const struct reason_span *sp)
         g->t_switch = now_ms();
         post_phase(g, ENGINE_PHASE_ANSWERING);
     }
-    for (size_t off = 0; off < sp->len;) {
-        size_t n = utf8_cut(sp->text + off, sp->len - off, ENGINE_TEXT_MAX);
-        struct engine_event ev = {.type = ENGINE_EVENT_TOKEN, .request = g->id};
-        ev.u.token.id = g->token;
-        ev.u.token.first = g->first;
-        g->first = false;
-        ev.u.token.kind = sp->kind;
-        ev.u.token.leading = sp->leading;
-        ev.u.token.len = n;
-        memcpy(ev.u.token.text, sp->text + off, n);
-        post(g->e, &ev);
-        off += n;
-    }
+    remote_emit_span(sp, g->id, g->token, &g->first, post_to, g->e);
 }
 
 static uint64_t pick_seed(void)
@@ -616,15 +611,7 @@ static void remote_emit(void *ctx, const struct engine_event *ev)
 
 static void do_load_remote(struct engine *e, struct request *r)
 {
-    struct engine_event ev = {.type = ENGINE_EVENT_LOAD_PROGRESS, .request = r->id};
-    snprintf(ev.u.progress.phase, sizeof ev.u.progress.phase, "connecting");
-    post(e, &ev);
-    remote_free(e->remote);
-    e->remote = NULL;
-    model_free(e->model);
-    e->model = NULL;
-    free(e->logits);
-    e->logits = NULL;
+    load_begin(e, r, "connecting");
     char err[512] = "";
     struct engine_remote rq = {r->remote[0], r->remote[1], r->remote[2]};
     double t0 = now_ms();
@@ -634,14 +621,10 @@ static void do_load_remote(struct engine *e, struct request *r)
         return;
     }
     e->load_ms = now_ms() - t0;
-    ev.u.progress.fraction = 1.0f;
-    snprintf(ev.u.progress.phase, sizeof ev.u.progress.phase, "ready");
-    post(e, &ev);
-    struct engine_event done = {.type = ENGINE_EVENT_LOADED, .request = r->id};
-    done.u.loaded = *remote_info(e->remote);
-    snprintf(e->remote_device, sizeof e->remote_device, "%s", done.u.loaded.device);
-    done.u.loaded.device = e->remote_device;
-    post_final(e, r, &done);
+    struct model_info in = *remote_info(e->remote);
+    snprintf(e->remote_device, sizeof e->remote_device, "%s", in.device);
+    in.device = e->remote_device;
+    load_done(e, r, &in);
 }
 
 static void do_generate_remote(struct engine *e, struct request *r)

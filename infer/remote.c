@@ -226,6 +226,24 @@ static size_t utf8_cut(const char *s, size_t len, size_t max)
     return n ? n : max;
 }
 
+void remote_emit_span(const struct reason_span *sp, uint64_t request, int32_t token, bool *first,
+                      remote_emit_fn emit, void *ctx)
+{
+    for (size_t off = 0; off < sp->len;) {
+        size_t n = utf8_cut(sp->text + off, sp->len - off, ENGINE_TEXT_MAX);
+        struct engine_event ev = {.type = ENGINE_EVENT_TOKEN, .request = request};
+        ev.u.token.id = token;
+        ev.u.token.first = *first;
+        *first = false;
+        ev.u.token.kind = sp->kind;
+        ev.u.token.leading = sp->leading;
+        ev.u.token.len = n;
+        memcpy(ev.u.token.text, sp->text + off, n);
+        emit(ctx, &ev);
+        off += n;
+    }
+}
+
 static void on_span(void *ctx, const struct reason_span *sp)
 {
     struct remote_stream *st = ctx;
@@ -235,19 +253,7 @@ static void on_span(void *ctx, const struct reason_span *sp)
     } else if (sp->kind == REASON_KIND_REASONING && st->phase == ENGINE_PHASE_READING) {
         post_phase(st, ENGINE_PHASE_THINKING);
     }
-    for (size_t off = 0; off < sp->len;) {
-        size_t n = utf8_cut(sp->text + off, sp->len - off, ENGINE_TEXT_MAX);
-        struct engine_event ev = {.type = ENGINE_EVENT_TOKEN, .request = st->request};
-        ev.u.token.id = st->n_deltas;
-        ev.u.token.first = st->first_event;
-        st->first_event = false;
-        ev.u.token.kind = sp->kind;
-        ev.u.token.leading = sp->leading;
-        ev.u.token.len = n;
-        memcpy(ev.u.token.text, sp->text + off, n);
-        st->emit(st->ctx, &ev);
-        off += n;
-    }
+    remote_emit_span(sp, st->request, st->n_deltas, &st->first_event, st->emit, st->ctx);
 }
 
 /* Reasoning from reasoning_content: the leading whitespace of the part is

@@ -37,6 +37,12 @@
 
 typedef void (*remote_emit_fn)(void *ctx, const struct engine_event *ev);
 
+/* One span of text as TOKEN events for request and token: pieces of at most
+ * ENGINE_TEXT_MAX bytes, cut at UTF-8 character boundaries; the first piece
+ * carries *first, which is then cleared.  The local engine uses it too. */
+void remote_emit_span(const struct reason_span *sp, uint64_t request, int32_t token, bool *first,
+                      remote_emit_fn emit, void *ctx);
+
 /* ---- server-sent events ---- */
 
 #define SSE_LINE_MAX (1u << 20)   /* a longer line is an error (E2BIG) */

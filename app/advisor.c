@@ -3,7 +3,6 @@
  * machine, and speeds from measured bandwidth and compute. */
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +15,10 @@
 #include "app/advisor.h"
 #include "app/config.h"
 #include "history/store.h"
+#include "infer/clock.h"
 #include "infer/cpu/cpu.h"
 #include "infer/cpu/membw.h"
+#include "infer/err.h"
 #include "infer/gguf.h"
 #include "infer/model.h"
 #include "infer/vulkan/membw_vk.h"
@@ -32,26 +33,6 @@
 #define ADV_RECORD_KEY "advisor.measurements"
 #define ADV_RECORD_MAX 64
 #define ADV_CALIBRATION_MIN_BYTES ((json_int_t)64 << 20)
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen)
-        vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return code;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* ---- weight types, including the two ponder does not run ---- */
 
@@ -521,7 +502,7 @@ int advisor_record(struct store *store, const char *path, const struct advisor_e
     char *s = json_dumps(a, JSON_COMPACT);
     json_decref(a);
     if (!s)
-        return fail(err, errlen, ENOMEM, "out of memory");
+        return err_set(err, errlen, ENOMEM, "out of memory");
     rc = store_setting_set(store, ADV_RECORD_KEY, s, err, errlen);
     free(s);
     return rc;
@@ -608,11 +589,11 @@ static double kernel_gflops(const struct cpu_kernels *k, enum quant_type t, int 
         for (int c = 0; c < nc; c++)
             k->quantize[vt](src, x + (size_t)c * xrow, n);
         long reps = 0;
-        double t0 = now_s(), dt;
+        double t0 = clock_now_s(), dt;
         do {
             k->gemm[t](n, nr, nc, w, wrow, x, xrow, y, (size_t)nr);
             reps++;
-            dt = now_s() - t0;
+            dt = clock_now_s() - t0;
         } while (dt < seconds);
         gf = 2.0 * (double)n * nr * nc * (double)reps / dt / 1e9;
         *stream_gbs = (double)wrow * nr * (double)reps / dt / 1e9;
@@ -749,12 +730,12 @@ int advisor_shape_estimate(const struct advisor_shape *s, const char *quant, int
         listed |= !strcmp(*q, quant);
     int mx = (int)mix_of(quant);
     if (!listed || mx < 0)
-        return fail(err, errlen, EINVAL, "%s does not come in %s", s->name, quant);
+        return err_set(err, errlen, EINVAL, "%s does not come in %s", s->name, quant);
     if (s->n_layer > ADV_MAX_LAYERS || n_ctx < 1)
-        return fail(err, errlen, EINVAL, "%s: bad shape or context", s->name);
+        return err_set(err, errlen, EINVAL, "%s: bad shape or context", s->name);
     struct counts *c = malloc(sizeof *c);
     if (!c)
-        return fail(err, errlen, ENOMEM, "out of memory");
+        return err_set(err, errlen, ENOMEM, "out of memory");
     shape_counts(s, (enum mix)mx, c);
     snprintf(out->name, sizeof out->name, "%s", s->name);
     snprintf(out->arch, sizeof out->arch, "%s", s->arch);
@@ -838,12 +819,12 @@ int advisor_file_estimate(const char *path, int n_ctx, const struct advisor_mach
     int64_t n_kv = kv_int(g, a, "attention.head_count_kv", n_head);
     int64_t n_ff = kv_int(g, a, "feed_forward_length", 0);
     if (n_layer < 1 || n_layer > ADV_MAX_LAYERS || n_embd < 1 || n_head < 1 || n_kv < 1) {
-        rc = fail(err, errlen, ENOTSUP, "%s: no layer count, width or heads the advisor knows",
+        rc = err_set(err, errlen, ENOTSUP, "%s: no layer count, width or heads the advisor knows",
                   path);
         goto out;
     }
     if (!(c = calloc(1, sizeof *c))) {
-        rc = fail(err, errlen, ENOMEM, "out of memory");
+        rc = err_set(err, errlen, ENOMEM, "out of memory");
         goto out;
     }
     c->n_layer = (int)n_layer;
@@ -905,13 +886,13 @@ int advisor_bench_once(struct model *m, const int32_t *ids, int n, bool pp, doub
 {
     model_clear(m);
     int rc = 0;
-    double t0 = now_s();
+    double t0 = clock_now_s();
     if (pp)
         rc = model_decode(m, ids, n, NULL, false, err, errlen);
     else
         for (int i = 0; i < n && !rc; i++)
             rc = model_decode(m, ids + i, 1, NULL, false, err, errlen);
-    double dt = now_s() - t0;
+    double dt = clock_now_s() - t0;
     *tps = n / (dt > 0 ? dt : 1e-9);
     return rc;
 }

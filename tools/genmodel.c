@@ -45,6 +45,8 @@
 #include <unistd.h>
 
 #include "infer/ckd.h"
+#include "infer/clock.h"
+#include "infer/err.h"
 #include "infer/gguf.h"
 #include "infer/quant.h"
 #include "tests/fx_gguf.h"
@@ -791,18 +793,6 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 
 /* ---- metadata ---- */
 
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return code;
-}
-
 /* A growable byte string for the raw value of a copied key. */
 struct bytes {
     uint8_t *p;
@@ -891,7 +881,7 @@ static int copy_tokenizer(struct fx_gguf *w, const struct gguf *v, uint64_t n_to
             } else {
                 size_t es = (size_t)gguf_scalar_size(et), total;
                 if (ckd_mul_size(&total, es, (size_t)n))
-                    return fail(err, errlen, EOVERFLOW, "%s: %s is too long", gguf_path(v), key);
+                    return err_set(err, errlen, EOVERFLOW, "%s: %s is too long", gguf_path(v), key);
                 bytes_put(&b, val->v.arr.data, total);
                 for (uint64_t k = 0; k < pad; k++) {
                     if (et == GGUF_TYPE_FLOAT32)
@@ -922,12 +912,12 @@ static int copy_tokenizer(struct fx_gguf *w, const struct gguf *v, uint64_t n_to
         }
         if (b.failed) {
             free(b.p);
-            return fail(err, errlen, ENOMEM, "out of memory copying %s", key);
+            return err_set(err, errlen, ENOMEM, "out of memory copying %s", key);
         }
         rc = fx_gguf_kv_raw(w, key, (uint32_t)val->type, b.p ? b.p : (const void *)"", b.len);
         free(b.p);
         if (rc)
-            return fail(err, errlen, rc, "cannot add key %s: %s", key, strerror(rc));
+            return err_set(err, errlen, rc, "cannot add key %s: %s", key, strerror(rc));
     }
     return 0;
 }
@@ -992,10 +982,10 @@ static int plan_matrix(struct plan *p, int64_t cap, const struct opts *o, enum m
     if (rc) {
         char why[200];
         snprintf(why, sizeof why, "%s", err);
-        return fail(err, errlen, EINVAL, "%s with --type %s: %s", name, o->type, why);
+        return err_set(err, errlen, EINVAL, "%s with --type %s: %s", name, o->type, why);
     }
     if ((rc = plan_add(p, cap, FILL_RANDOM, t, ne0, ne1, "%s", name)))
-        return fail(err, errlen, rc, "the model is too large");
+        return err_set(err, errlen, rc, "the model is too large");
     return 0;
 }
 
@@ -1035,7 +1025,7 @@ static int build_plan(struct plan *p, const struct opts *o, enum mix mix, enum q
 
     p->t = calloc((size_t)cap, sizeof *p->t);
     if (!p->t)
-        return fail(err, errlen, ENOMEM, "out of memory");
+        return err_set(err, errlen, ENOMEM, "out of memory");
 #define MAT(role, layer, ne0, ne1, ...)                                                     \
     do {                                                                                    \
         snprintf(name, sizeof name, __VA_ARGS__);                                           \
@@ -1085,7 +1075,7 @@ static int build_plan(struct plan *p, const struct opts *o, enum mix mix, enum q
     }
     p->jobs = calloc((size_t)n_jobs, sizeof *p->jobs);
     if (!p->jobs)
-        return fail(err, errlen, ENOMEM, "out of memory");
+        return err_set(err, errlen, ENOMEM, "out of memory");
     for (int64_t i = 0; i < p->n; i++) {
         const struct gen_tensor *t = &p->t[i];
         int64_t rows = (int64_t)(GEN_CHUNK_BYTES / t->row_bytes);
@@ -1102,7 +1092,7 @@ static int build_plan(struct plan *p, const struct opts *o, enum mix mix, enum q
     }
     return 0;
 overflow:
-    return fail(err, errlen, EOVERFLOW, "the model is too large");
+    return err_set(err, errlen, EOVERFLOW, "the model is too large");
 }
 
 /* The jobs of every tensor: rows in runs of at most GEN_CHUNK_BYTES. */
@@ -1114,11 +1104,11 @@ static int plan_jobs(struct plan *p, char *err, size_t errlen)
         rows = rows < 1 ? 1 : rows;
         n_jobs += (tensor_rows(&p->t[i]) + rows - 1) / rows;
         if (ckd_add_u64(&p->data_bytes, p->data_bytes, p->t[i].size))
-            return fail(err, errlen, EOVERFLOW, "the model is too large");
+            return err_set(err, errlen, EOVERFLOW, "the model is too large");
     }
     p->jobs = calloc((size_t)n_jobs, sizeof *p->jobs);
     if (!p->jobs)
-        return fail(err, errlen, ENOMEM, "out of memory");
+        return err_set(err, errlen, ENOMEM, "out of memory");
     for (int64_t i = 0; i < p->n; i++) {
         const struct gen_tensor *t = &p->t[i];
         int64_t rows = (int64_t)(GEN_CHUNK_BYTES / t->row_bytes);
@@ -1149,7 +1139,7 @@ static int build_plan_ds2(struct plan *p, const struct opts *o, enum mix mix,
 
     p->t = calloc((size_t)cap, sizeof *p->t);
     if (!p->t)
-        return fail(err, errlen, ENOMEM, "out of memory");
+        return err_set(err, errlen, ENOMEM, "out of memory");
 #define MAT(role, layer, ne0, ne1, ...)                                                     \
     do {                                                                                    \
         snprintf(name, sizeof name, __VA_ARGS__);                                           \
@@ -1210,7 +1200,7 @@ static int build_plan_ds2(struct plan *p, const struct opts *o, enum mix mix,
 #undef F32
     return plan_jobs(p, err, errlen);
 overflow:
-    return fail(err, errlen, EOVERFLOW, "the model is too large");
+    return err_set(err, errlen, EOVERFLOW, "the model is too large");
 }
 
 /* ---- writing ---- */
@@ -1231,23 +1221,23 @@ static int out_open(struct out *o, const char *path, char *err, size_t errlen)
         o->in_place = true;
         o->f = fopen(path, "wb");
         if (!o->f)
-            return fail(err, errlen, errno, "%s: %s", path, strerror(errno));
+            return err_set(err, errlen, errno, "%s: %s", path, strerror(errno));
         return 0;
     }
     if (snprintf(o->tmp, sizeof o->tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof o->tmp)
-        return fail(err, errlen, ENAMETOOLONG, "%s: name too long", path);
+        return err_set(err, errlen, ENAMETOOLONG, "%s: name too long", path);
     int fd = mkstemp(o->tmp);
     if (fd < 0) {
         int e = errno;
         o->tmp[0] = 0;
-        return fail(err, errlen, e, "%s: %s", path, strerror(e));
+        return err_set(err, errlen, e, "%s: %s", path, strerror(e));
     }
     mode_t mask = umask(0);
     umask(mask);
     if (fchmod(fd, 0666 & ~mask) != 0 || !(o->f = fdopen(fd, "wb"))) {
         int e = errno;
         close(fd);
-        return fail(err, errlen, e, "%s: %s", o->tmp, strerror(e));
+        return err_set(err, errlen, e, "%s: %s", o->tmp, strerror(e));
     }
     return 0;
 }
@@ -1260,14 +1250,14 @@ static int out_close(struct out *o, const char *path, bool ok, char *err, size_t
         errno = 0;
         if (fclose(o->f) != 0 && ok) {
             int e = errno ? errno : EIO;
-            rc = fail(err, errlen, e, "%s: %s", path, strerror(e));
+            rc = err_set(err, errlen, e, "%s: %s", path, strerror(e));
         }
         o->f = NULL;
     }
     if (o->tmp[0]) {
         if (ok && !rc && rename(o->tmp, path) != 0) {
             int e = errno;
-            rc = fail(err, errlen, e, "%s: %s", path, strerror(e));
+            rc = err_set(err, errlen, e, "%s: %s", path, strerror(e));
         }
         if (!ok || rc)
             unlink(o->tmp);
@@ -1279,7 +1269,7 @@ static int out_close(struct out *o, const char *path, bool ok, char *err, size_t
 static int write_err(const char *path, char *err, size_t errlen, int rc)
 {
     int e = errno ? errno : rc;
-    return fail(err, errlen, e, "%s: write failed: %s", path, strerror(e));
+    return err_set(err, errlen, e, "%s: write failed: %s", path, strerror(e));
 }
 
 /* Runs the pipeline: threads generate, this thread writes in order. */
@@ -1302,12 +1292,12 @@ static int write_tensors(const struct plan *pl, const struct fx_gguf *w, const s
     p.slot = calloc((size_t)p.n_slots, sizeof *p.slot);
     workers = calloc((size_t)o->threads, sizeof *workers);
     if (!p.ready || !p.slot || !workers) {
-        rc = fail(err, errlen, ENOMEM, "out of memory");
+        rc = err_set(err, errlen, ENOMEM, "out of memory");
         goto out_free;
     }
     for (int i = 0; i < p.n_slots; i++)
         if (!(p.slot[i] = malloc(GEN_CHUNK_BYTES))) {
-            rc = fail(err, errlen, ENOMEM, "out of memory for buffers");
+            rc = err_set(err, errlen, ENOMEM, "out of memory for buffers");
             goto out_free;
         }
     pthread_mutex_init(&p.mu, NULL);
@@ -1316,7 +1306,7 @@ static int write_tensors(const struct plan *pl, const struct fx_gguf *w, const s
         workers[i].p = &p;
         int e = pthread_create(&th[i], NULL, pipe_worker, &workers[i]);
         if (e)
-            rc = fail(err, errlen, e, "cannot start thread: %s", strerror(e));
+            rc = err_set(err, errlen, e, "cannot start thread: %s", strerror(e));
         else
             n_started++;
     }
@@ -1358,13 +1348,6 @@ out_free:
     free(p.ready);
     free(workers);
     return rc;
-}
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
 /* N(0,1) by 12-bit index: the quantiles at (i + 0.5) / 4096, so the table is
@@ -1454,11 +1437,11 @@ static int add_keys(struct fx_gguf *w, const struct opts *o, uint32_t file_type,
     }
 #undef KEY
     if (rc)
-        return fail(err, errlen, rc, "cannot add metadata: %s", strerror(rc));
+        return err_set(err, errlen, rc, "cannot add metadata: %s", strerror(rc));
     if ((rc = copy_tokenizer(w, vocab, n_tokens, (uint64_t)s->n_vocab, err, errlen)))
         return rc;
     if ((rc = fx_gguf_kv_u32(w, "general.quantization_version", 2)))
-        return fail(err, errlen, rc, "cannot add metadata: %s", strerror(rc));
+        return err_set(err, errlen, rc, "cannot add metadata: %s", strerror(rc));
     return 0;
 }
 
@@ -1505,7 +1488,7 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    double t0 = now_s();
+    double t0 = clock_now_s();
     if ((rc = build_plan(&pl, &o, mixes[m].mix, mixes[m].base, err, sizeof err))) {
         if (rc == EINVAL) {
             status = usage_error("%s", err);
@@ -1516,7 +1499,7 @@ int main(int argc, char **argv)
     w = fx_gguf_new(3);
     norm = malloc(GEN_NORM_TABLE * sizeof *norm);
     if (!w || !norm) {
-        rc = fail(err, sizeof err, ENOMEM, "out of memory");
+        rc = err_set(err, sizeof err, ENOMEM, "out of memory");
         goto out;
     }
     norm_table(norm);
@@ -1526,7 +1509,7 @@ int main(int argc, char **argv)
     for (int64_t i = 0; i < pl.n; i++) {
         const struct gen_tensor *t = &pl.t[i];
         if ((rc = fx_gguf_tensor(w, t->name, t->type, t->n_dims, t->ne, NULL))) {
-            fail(err, sizeof err, rc, "cannot add tensor %s: %s", t->name, strerror(rc));
+            err_set(err, sizeof err, rc, "cannot add tensor %s: %s", t->name, strerror(rc));
             goto out;
         }
     }
@@ -1561,7 +1544,7 @@ int main(int argc, char **argv)
                 printf("%s%d %s", first ? "" : ", ", counts[t], quant_type_name((enum quant_type)t));
                 first = 0;
             }
-        printf("), %.1f s\n", now_s() - t0);
+        printf("), %.1f s\n", clock_now_s() - t0);
     }
     status = 0;
 out:

@@ -2,15 +2,15 @@
  * two device-local buffers, on a device of its own so that nothing else's
  * state is touched. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include <vulkan/vulkan.h>
 
+#include "infer/clock.h"
+#include "infer/err.h"
 #include "infer/vulkan/membw_vk.h"
 
 #define MEMBW_VK_DEFAULT_BYTES ((VkDeviceSize)256 << 20)
@@ -26,26 +26,6 @@ struct probe {
     VkQueryPool query;
     VkFence fence;
 };
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen)
-        vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return code;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void probe_free(struct probe *p)
 {
@@ -96,7 +76,7 @@ int membw_vk_read(int device, size_t bytes, int reps, double *gb_per_s, char *er
 {
     *gb_per_s = 0;
     if (reps < 0 || device < 0)
-        return fail(err, errlen, EINVAL, "membw_vk: bad device or repetitions");
+        return err_set(err, errlen, EINVAL, "membw_vk: bad device or repetitions");
     if (reps == 0)
         reps = 4;
     struct probe p = {0};
@@ -109,13 +89,13 @@ int membw_vk_read(int device, size_t bytes, int reps, double *gb_per_s, char *er
                                 .pApplicationInfo = &app};
     if ((vr = vkCreateInstance(&ici, NULL, &p.inst)) != VK_SUCCESS) {
         p.inst = NULL;
-        return fail(err, errlen, ENODEV, "membw_vk: no Vulkan instance (%d)", (int)vr);
+        return err_set(err, errlen, ENODEV, "membw_vk: no Vulkan instance (%d)", (int)vr);
     }
     VkPhysicalDevice pds[MEMBW_VK_MAX_DEVICES];
     uint32_t n = MEMBW_VK_MAX_DEVICES;
     vr = vkEnumeratePhysicalDevices(p.inst, &n, pds);
     if ((vr != VK_SUCCESS && vr != VK_INCOMPLETE) || (uint32_t)device >= n) {
-        rc = fail(err, errlen, ENODEV, "membw_vk: no Vulkan device %d", device);
+        rc = err_set(err, errlen, ENODEV, "membw_vk: no Vulkan device %d", device);
         goto out;
     }
     VkPhysicalDevice pd = pds[device];
@@ -130,7 +110,7 @@ int membw_vk_read(int device, size_t bytes, int reps, double *gb_per_s, char *er
             (fam < 0 || qf[i].timestampValidBits > qf[fam].timestampValidBits))
             fam = (int)i;
     if (fam < 0) {
-        rc = fail(err, errlen, ENODEV, "membw_vk: %s has no compute queue", props.deviceName);
+        rc = err_set(err, errlen, ENODEV, "membw_vk: %s has no compute queue", props.deviceName);
         goto out;
     }
     bool stamps = qf[fam].timestampValidBits > 0 && props.limits.timestampPeriod > 0;
@@ -142,7 +122,7 @@ int membw_vk_read(int device, size_t bytes, int reps, double *gb_per_s, char *er
                               .queueCreateInfoCount = 1, .pQueueCreateInfos = &qci};
     if ((vr = vkCreateDevice(pd, &dci, NULL, &p.dev)) != VK_SUCCESS) {
         p.dev = NULL;
-        rc = fail(err, errlen, EIO, "membw_vk: vkCreateDevice failed (%d)", (int)vr);
+        rc = err_set(err, errlen, EIO, "membw_vk: vkCreateDevice failed (%d)", (int)vr);
         goto out;
     }
     VkQueue queue;
@@ -151,7 +131,7 @@ int membw_vk_read(int device, size_t bytes, int reps, double *gb_per_s, char *er
     VkDeviceSize size = bytes ? (VkDeviceSize)bytes : MEMBW_VK_DEFAULT_BYTES;
     size &= ~(VkDeviceSize)255;
     if (size < 4096) {
-        rc = fail(err, errlen, EINVAL, "membw_vk: %zu bytes is too small", bytes);
+        rc = err_set(err, errlen, EINVAL, "membw_vk: %zu bytes is too small", bytes);
         goto out;
     }
     for (int i = 0; i < 2; i++) {
@@ -161,7 +141,7 @@ int membw_vk_read(int device, size_t bytes, int reps, double *gb_per_s, char *er
                                   .sharingMode = VK_SHARING_MODE_EXCLUSIVE};
         if (vkCreateBuffer(p.dev, &bci, NULL, &p.buf[i]) != VK_SUCCESS) {
             p.buf[i] = VK_NULL_HANDLE;
-            rc = fail(err, errlen, ENOMEM, "membw_vk: cannot create a %llu-byte buffer",
+            rc = err_set(err, errlen, ENOMEM, "membw_vk: cannot create a %llu-byte buffer",
                       (unsigned long long)size);
             goto out;
         }
@@ -170,12 +150,12 @@ int membw_vk_read(int device, size_t bytes, int reps, double *gb_per_s, char *er
         uint32_t type;
         VkDeviceSize heap;
         if (pick_memory(pd, req.memoryTypeBits, &type, &heap)) {
-            rc = fail(err, errlen, ENODEV, "membw_vk: %s has no device-local memory",
+            rc = err_set(err, errlen, ENODEV, "membw_vk: %s has no device-local memory",
                       props.deviceName);
             goto out;
         }
         if (req.size * 4 > heap) {
-            rc = fail(err, errlen, ENOMEM, "membw_vk: the device heap is too small for %llu bytes",
+            rc = err_set(err, errlen, ENOMEM, "membw_vk: the device heap is too small for %llu bytes",
                       (unsigned long long)req.size);
             goto out;
         }
@@ -183,7 +163,7 @@ int membw_vk_read(int device, size_t bytes, int reps, double *gb_per_s, char *er
                                     .allocationSize = req.size, .memoryTypeIndex = type};
         if (vkAllocateMemory(p.dev, &mai, NULL, &p.mem[i]) != VK_SUCCESS) {
             p.mem[i] = VK_NULL_HANDLE;
-            rc = fail(err, errlen, ENOMEM, "membw_vk: cannot allocate %llu bytes of device memory",
+            rc = err_set(err, errlen, ENOMEM, "membw_vk: cannot allocate %llu bytes of device memory",
                       (unsigned long long)req.size);
             goto out;
         }
@@ -197,7 +177,7 @@ int membw_vk_read(int device, size_t bytes, int reps, double *gb_per_s, char *er
     if (vkCreateCommandPool(p.dev, &cpi, NULL, &p.pool) != VK_SUCCESS ||
         (stamps && vkCreateQueryPool(p.dev, &qpi, NULL, &p.query) != VK_SUCCESS) ||
         vkCreateFence(p.dev, &fci, NULL, &p.fence) != VK_SUCCESS) {
-        rc = fail(err, errlen, ENOMEM, "membw_vk: cannot create the command objects");
+        rc = err_set(err, errlen, ENOMEM, "membw_vk: cannot create the command objects");
         goto out;
     }
     VkCommandBufferAllocateInfo cai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
@@ -206,7 +186,7 @@ int membw_vk_read(int device, size_t bytes, int reps, double *gb_per_s, char *er
                                        .commandBufferCount = 1};
     VkCommandBuffer cb;
     if (vkAllocateCommandBuffers(p.dev, &cai, &cb) != VK_SUCCESS) {
-        rc = fail(err, errlen, ENOMEM, "membw_vk: cannot allocate a command buffer");
+        rc = err_set(err, errlen, ENOMEM, "membw_vk: cannot allocate a command buffer");
         goto out;
     }
     VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
@@ -229,7 +209,7 @@ int membw_vk_read(int device, size_t bytes, int reps, double *gb_per_s, char *er
     if (stamps)
         vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, p.query, 1);
     if (vkEndCommandBuffer(cb) != VK_SUCCESS) {
-        rc = fail(err, errlen, EIO, "membw_vk: recording the copies failed");
+        rc = err_set(err, errlen, EIO, "membw_vk: recording the copies failed");
         goto out;
     }
     double best = 0;
@@ -237,14 +217,14 @@ int membw_vk_read(int device, size_t bytes, int reps, double *gb_per_s, char *er
         VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1,
                            .pCommandBuffers = &cb};
         vkResetFences(p.dev, 1, &p.fence);
-        double t0 = now_s();
+        double t0 = clock_now_s();
         if (vkQueueSubmit(queue, 1, &si, p.fence) != VK_SUCCESS ||
             vkWaitForFences(p.dev, 1, &p.fence, VK_TRUE, 30ull * 1000000000ull) != VK_SUCCESS) {
-            rc = fail(err, errlen, EIO, "membw_vk: the copies did not complete on %s",
+            rc = err_set(err, errlen, EIO, "membw_vk: the copies did not complete on %s",
                       props.deviceName);
             goto out;
         }
-        double dt = now_s() - t0;
+        double dt = clock_now_s() - t0;
         if (stamps) {
             uint64_t ts[2];
             if (vkGetQueryPoolResults(p.dev, p.query, 0, 2, sizeof ts, ts, sizeof ts[0],

@@ -983,3 +983,17 @@ void advisor_models_free(char **paths, size_t n)
         free(paths[i]);
     free(paths);
 }
+
+int advisor_open_store(const char *db, struct store **out, char *err, size_t errlen)
+{
+    char path[4096];
+    *out = NULL;
+    if (!db) {
+        int rc = store_default_path(getenv("XDG_DATA_HOME"), getenv("HOME"), path, sizeof path,
+                                    err, errlen);
+        if (rc)
+            return rc;
+        db = path;
+    }
+    return store_open(db, STORE_CREATE, out, err, errlen);
+}

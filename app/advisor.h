@@ -134,4 +134,9 @@ int advisor_record(struct store *store, const char *path, const struct advisor_e
                    const struct advisor_machine *mc, double tg_tps, double pp_tps, char *err,
                    size_t errlen);
 
+/* Opens (creating it if need be) the store that holds the measurements: db,
+ * or the default history store when db is NULL.  0 and *out, or the store's
+ * error (*out NULL); the caller closes it with store_close(). */
+int advisor_open_store(const char *db, struct store **out, char *err, size_t errlen);
+
 #endif

@@ -69,19 +69,10 @@ static const char *speed(double tps, char *buf, size_t cap)
 
 static struct store *open_store(const struct cli_opts *o)
 {
-    char path[4096], err[512] = "";
-    const char *p = o->db;
-    if (!p) {
-        if (store_default_path(getenv("XDG_DATA_HOME"), getenv("HOME"), path, sizeof path, err,
-                               sizeof err))
-            return NULL;
-        p = path;
-    }
-    struct store *s = NULL;
-    if (store_open(p, STORE_CREATE, &s, err, sizeof err)) {
+    char err[512] = "";
+    struct store *s;
+    if (advisor_open_store(o->db, &s, err, sizeof err))
         fprintf(stderr, "ponder: %s; measured speeds are not used\n", err);
-        return NULL;
-    }
     return s;
 }
 

@@ -28,22 +28,6 @@ const struct cmd cmd_models = {
     .exec = models_exec,
 };
 
-static struct store *open_store(const struct cli_opts *o)
-{
-    char path[4096], err[512] = "";
-    const char *p = o->db;
-    if (!p) {
-        if (store_default_path(getenv("XDG_DATA_HOME"), getenv("HOME"), path, sizeof path, err,
-                               sizeof err))
-            return NULL;
-        p = path;
-    }
-    struct store *s = NULL;
-    if (store_open(p, STORE_CREATE, &s, err, sizeof err))
-        return NULL;
-    return s;
-}
-
 static void params_str(uint64_t n, char *buf, size_t cap)
 {
     if (n >= 1000000000)
@@ -92,9 +76,11 @@ static int models_exec(int argc, char **argv)
         return cli_error("out of memory");
     char demo[4096];
     const char *demo_path = cli_demo_model(demo, sizeof demo);
-    struct store *store = open_store(&o);
-    struct advisor_machine mc;
+    struct store *store;
     char err[512] = "";
+    if (advisor_open_store(o.db, &store, err, sizeof err))
+        err[0] = 0;     /* no store: predictions only, as stated */
+    struct advisor_machine mc;
     int status = 1;
     json_t *rows = json ? json_array() : NULL;
     unsigned flags = ADVISOR_PROBE_QUICK |

@@ -1008,93 +1008,6 @@ static int make_experts(struct plan *p, int64_t n_exp)
     return 0;
 }
 
-static int build_plan_ds2(struct plan *p, const struct opts *o, enum mix mix,
-                          enum quant_type base, char *err, size_t errlen);
-
-static int build_plan(struct plan *p, const struct opts *o, enum mix mix, enum quant_type base,
-                      char *err, size_t errlen)
-{
-    if (strcmp(o->shape.arch, "deepseek2") == 0)
-        return build_plan_ds2(p, o, mix, base, err, errlen);
-    const struct shape *s = &o->shape;
-    bool llama = strcmp(s->arch, "llama") == 0, qwen2 = !llama;
-    int64_t head = s->n_embd / s->n_head, kv = head * s->n_head_kv;
-    int64_t cap = 4 + 14 * s->n_layer;
-    char name[64];
-    int rc = 0;
-
-    p->t = calloc((size_t)cap, sizeof *p->t);
-    if (!p->t)
-        return err_set(err, errlen, ENOMEM, "out of memory");
-#define MAT(role, layer, ne0, ne1, ...)                                                     \
-    do {                                                                                    \
-        snprintf(name, sizeof name, __VA_ARGS__);                                           \
-        if ((rc = plan_matrix(p, cap, o, mix, base, role, layer, ne0, ne1, name, err,       \
-                              errlen)))                                                     \
-            return rc;                                                                      \
-    } while (0)
-#define VEC(fill, ne0, ...)                                                                 \
-    do {                                                                                    \
-        if ((rc = plan_add(p, cap, fill, QUANT_TYPE_F32, ne0, 0, __VA_ARGS__)))              \
-            goto overflow;                                                                  \
-    } while (0)
-
-    if (llama)
-        VEC(FILL_ROPE_FREQS, head / 2, "rope_freqs.weight");
-    MAT(ROLE_TOKEN_EMBD, -1, s->n_embd, s->n_vocab, "token_embd.weight");
-    for (int64_t l = 0; l < s->n_layer; l++) {
-        VEC(FILL_ONES, s->n_embd, "blk.%lld.attn_norm.weight", (long long)l);
-        MAT(ROLE_ATTN_Q, l, s->n_embd, s->n_embd, "blk.%lld.attn_q.weight", (long long)l);
-        if (qwen2)
-            VEC(FILL_BIAS, s->n_embd, "blk.%lld.attn_q.bias", (long long)l);
-        MAT(ROLE_ATTN_K, l, s->n_embd, kv, "blk.%lld.attn_k.weight", (long long)l);
-        if (qwen2)
-            VEC(FILL_BIAS, kv, "blk.%lld.attn_k.bias", (long long)l);
-        MAT(ROLE_ATTN_V, l, s->n_embd, kv, "blk.%lld.attn_v.weight", (long long)l);
-        if (qwen2)
-            VEC(FILL_BIAS, kv, "blk.%lld.attn_v.bias", (long long)l);
-        MAT(ROLE_ATTN_OUT, l, s->n_embd, s->n_embd, "blk.%lld.attn_output.weight", (long long)l);
-        VEC(FILL_ONES, s->n_embd, "blk.%lld.ffn_norm.weight", (long long)l);
-        MAT(ROLE_FFN_GATE, l, s->n_embd, s->n_ff, "blk.%lld.ffn_gate.weight", (long long)l);
-        MAT(ROLE_FFN_UP, l, s->n_embd, s->n_ff, "blk.%lld.ffn_up.weight", (long long)l);
-        MAT(ROLE_FFN_DOWN, l, s->n_ff, s->n_embd, "blk.%lld.ffn_down.weight", (long long)l);
-    }
-    VEC(FILL_ONES, s->n_embd, "output_norm.weight");
-    MAT(ROLE_OUTPUT, -1, s->n_embd, s->n_vocab, "output.weight");
-#undef MAT
-#undef VEC
-
-    /* jobs: rows in runs of at most GEN_CHUNK_BYTES (at least one row) */
-    int64_t n_jobs = 0;
-    for (int64_t i = 0; i < p->n; i++) {
-        int64_t rows = (int64_t)(GEN_CHUNK_BYTES / p->t[i].row_bytes);
-        rows = rows < 1 ? 1 : rows;
-        n_jobs += (tensor_rows(&p->t[i]) + rows - 1) / rows;
-        if (ckd_add_u64(&p->data_bytes, p->data_bytes, p->t[i].size))
-            goto overflow;
-    }
-    p->jobs = calloc((size_t)n_jobs, sizeof *p->jobs);
-    if (!p->jobs)
-        return err_set(err, errlen, ENOMEM, "out of memory");
-    for (int64_t i = 0; i < p->n; i++) {
-        const struct gen_tensor *t = &p->t[i];
-        int64_t rows = (int64_t)(GEN_CHUNK_BYTES / t->row_bytes);
-        rows = rows < 1 ? 1 : rows;
-        int64_t all = tensor_rows(t);
-        for (int64_t r = 0; r < all; r += rows) {
-            struct gen_job *j = &p->jobs[p->n_jobs++];
-            j->tensor = i;
-            j->row0 = r;
-            j->n_rows = all - r < rows ? all - r : rows;
-            j->bytes = (size_t)j->n_rows * t->row_bytes;
-            j->last = r + rows >= all;
-        }
-    }
-    return 0;
-overflow:
-    return err_set(err, errlen, EOVERFLOW, "the model is too large");
-}
-
 /* The jobs of every tensor: rows in runs of at most GEN_CHUNK_BYTES. */
 static int plan_jobs(struct plan *p, char *err, size_t errlen)
 {
@@ -1126,6 +1039,68 @@ static int plan_jobs(struct plan *p, char *err, size_t errlen)
     return 0;
 }
 
+static int build_plan_ds2(struct plan *p, const struct opts *o, enum mix mix,
+                          enum quant_type base, char *err, size_t errlen);
+
+/* A matrix, and an f32 tensor (ne1 0: a vector), of the plan in build_plan
+ * and build_plan_ds2, whose p, cap, o, mix, base, name, rc, err and errlen
+ * they use. */
+#define MAT(role, layer, ne0, ne1, ...)                                                     \
+    do {                                                                                    \
+        snprintf(name, sizeof name, __VA_ARGS__);                                           \
+        if ((rc = plan_matrix(p, cap, o, mix, base, role, layer, ne0, ne1, name, err,       \
+                              errlen)))                                                     \
+            return rc;                                                                      \
+    } while (0)
+#define F32(fill, ne0, ne1, ...)                                                            \
+    do {                                                                                    \
+        if ((rc = plan_add(p, cap, fill, QUANT_TYPE_F32, ne0, ne1, __VA_ARGS__)))            \
+            goto overflow;                                                                  \
+    } while (0)
+
+static int build_plan(struct plan *p, const struct opts *o, enum mix mix, enum quant_type base,
+                      char *err, size_t errlen)
+{
+    if (strcmp(o->shape.arch, "deepseek2") == 0)
+        return build_plan_ds2(p, o, mix, base, err, errlen);
+    const struct shape *s = &o->shape;
+    bool llama = strcmp(s->arch, "llama") == 0, qwen2 = !llama;
+    int64_t head = s->n_embd / s->n_head, kv = head * s->n_head_kv;
+    int64_t cap = 4 + 14 * s->n_layer;
+    char name[64];
+    int rc = 0;
+
+    p->t = calloc((size_t)cap, sizeof *p->t);
+    if (!p->t)
+        return err_set(err, errlen, ENOMEM, "out of memory");
+    if (llama)
+        F32(FILL_ROPE_FREQS, head / 2, 0, "rope_freqs.weight");
+    MAT(ROLE_TOKEN_EMBD, -1, s->n_embd, s->n_vocab, "token_embd.weight");
+    for (int64_t l = 0; l < s->n_layer; l++) {
+        F32(FILL_ONES, s->n_embd, 0, "blk.%lld.attn_norm.weight", (long long)l);
+        MAT(ROLE_ATTN_Q, l, s->n_embd, s->n_embd, "blk.%lld.attn_q.weight", (long long)l);
+        if (qwen2)
+            F32(FILL_BIAS, s->n_embd, 0, "blk.%lld.attn_q.bias", (long long)l);
+        MAT(ROLE_ATTN_K, l, s->n_embd, kv, "blk.%lld.attn_k.weight", (long long)l);
+        if (qwen2)
+            F32(FILL_BIAS, kv, 0, "blk.%lld.attn_k.bias", (long long)l);
+        MAT(ROLE_ATTN_V, l, s->n_embd, kv, "blk.%lld.attn_v.weight", (long long)l);
+        if (qwen2)
+            F32(FILL_BIAS, kv, 0, "blk.%lld.attn_v.bias", (long long)l);
+        MAT(ROLE_ATTN_OUT, l, s->n_embd, s->n_embd, "blk.%lld.attn_output.weight", (long long)l);
+        F32(FILL_ONES, s->n_embd, 0, "blk.%lld.ffn_norm.weight", (long long)l);
+        MAT(ROLE_FFN_GATE, l, s->n_embd, s->n_ff, "blk.%lld.ffn_gate.weight", (long long)l);
+        MAT(ROLE_FFN_UP, l, s->n_embd, s->n_ff, "blk.%lld.ffn_up.weight", (long long)l);
+        MAT(ROLE_FFN_DOWN, l, s->n_ff, s->n_embd, "blk.%lld.ffn_down.weight", (long long)l);
+    }
+    F32(FILL_ONES, s->n_embd, 0, "output_norm.weight");
+    MAT(ROLE_OUTPUT, -1, s->n_embd, s->n_vocab, "output.weight");
+
+    return plan_jobs(p, err, errlen);
+overflow:
+    return err_set(err, errlen, EOVERFLOW, "the model is too large");
+}
+
 /* deepseek2: the tensors of README 2.3, in the converter's order per layer. */
 static int build_plan_ds2(struct plan *p, const struct opts *o, enum mix mix,
                           enum quant_type base, char *err, size_t errlen)
@@ -1140,25 +1115,12 @@ static int build_plan_ds2(struct plan *p, const struct opts *o, enum mix mix,
     p->t = calloc((size_t)cap, sizeof *p->t);
     if (!p->t)
         return err_set(err, errlen, ENOMEM, "out of memory");
-#define MAT(role, layer, ne0, ne1, ...)                                                     \
-    do {                                                                                    \
-        snprintf(name, sizeof name, __VA_ARGS__);                                           \
-        if ((rc = plan_matrix(p, cap, o, mix, base, role, layer, ne0, ne1, name, err,       \
-                              errlen)))                                                     \
-            return rc;                                                                      \
-    } while (0)
 #define EXP(role, layer, ne0, ne1, ...)                                                     \
     do {                                                                                    \
         MAT(role, layer, ne0, ne1, __VA_ARGS__);                                            \
         if (make_experts(p, s->n_expert))                                                   \
             goto overflow;                                                                  \
     } while (0)
-#define F32(fill, ne0, ne1, ...)                                                            \
-    do {                                                                                    \
-        if ((rc = plan_add(p, cap, fill, QUANT_TYPE_F32, ne0, ne1, __VA_ARGS__)))            \
-            goto overflow;                                                                  \
-    } while (0)
-
     MAT(ROLE_TOKEN_EMBD, -1, E, s->n_vocab, "token_embd.weight");
     for (int64_t l = 0; l < s->n_layer; l++) {
         long long L = (long long)l;
@@ -1195,8 +1157,8 @@ static int build_plan_ds2(struct plan *p, const struct opts *o, enum mix mix,
     }
     F32(FILL_ONES, E, 0, "output_norm.weight");
     MAT(ROLE_OUTPUT, -1, E, s->n_vocab, "output.weight");
-#undef MAT
 #undef EXP
+#undef MAT
 #undef F32
     return plan_jobs(p, err, errlen);
 overflow:

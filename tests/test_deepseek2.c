@@ -24,8 +24,8 @@
 #include "infer/quant.h"
 #include "infer/rope.h"
 #include "tests/fixture.h"
-#include "tests/fx_conformance.h"
 #include "tests/fx_gguf.h"
+#include "tests/fx_model.h"
 
 /* ---- helpers ---- */
 
@@ -370,19 +370,10 @@ static void test_kv_cache_with_values_in_keys_matches_a_separate_cache(void **st
 
 static void check_model(const char *name, enum cpu_isa isa, int n_batch)
 {
-    char rel[256], err[512] = "", msg[512] = "";
-    snprintf(rel, sizeof rel, "models/%s.gguf", name);
+    char msg[512] = "";
     struct model_params p = {.n_ctx = 2048, .n_threads = 2, .kv_type = KV_TYPE_F32, .max_isa = isa,
                              .n_batch = n_batch};
-    struct model *m = NULL;
-    if (model_load(fx_path(rel), &p, &m, err, sizeof err))
-        fail_msg("%s: %s", name, err);
-    struct fx_conformance c;
-    int rc = fx_check_reference(m, name, &c, msg, sizeof msg);
-    printf("  %-16s %-8s max |diff| %.3g (tolerance %g), top-1 checked at %d of %d steps\n", name,
-           model_info(m)->device, c.worst, c.tolerance, c.top1_checked, c.steps);
-    model_free(m);
-    if (rc)
+    if (fx_model_check(name, &p, msg, sizeof msg))
         fail_msg("%s", msg);
 }
 
@@ -553,40 +544,6 @@ struct mutation {
     uint32_t add_val[2];
 };
 
-static void copy_kv(struct fx_gguf *w, const char *key, const struct gguf_value *v)
-{
-    switch (v->type) {
-    case GGUF_TYPE_UINT8: fx_gguf_kv_u8(w, key, (uint8_t)v->v.u); break;
-    case GGUF_TYPE_UINT32: fx_gguf_kv_u32(w, key, (uint32_t)v->v.u); break;
-    case GGUF_TYPE_INT32: fx_gguf_kv_i32(w, key, (int32_t)v->v.i); break;
-    case GGUF_TYPE_UINT64: fx_gguf_kv_u64(w, key, v->v.u); break;
-    case GGUF_TYPE_FLOAT32: fx_gguf_kv_f32(w, key, (float)v->v.f); break;
-    case GGUF_TYPE_BOOL: fx_gguf_kv_bool(w, key, v->v.u != 0); break;
-    case GGUF_TYPE_STRING: {
-        char *str = strndup(v->v.s.ptr, (size_t)v->v.s.len);
-        fx_gguf_kv_str(w, key, str);
-        free(str);
-        break;
-    }
-    case GGUF_TYPE_ARRAY:
-        if (v->v.arr.type == GGUF_TYPE_STRING) {
-            const struct gguf_str *ss = v->v.arr.data;
-            char **strs = malloc((size_t)v->v.arr.n * sizeof *strs);
-            for (uint64_t i = 0; i < v->v.arr.n; i++)
-                strs[i] = strndup(ss[i].ptr, (size_t)ss[i].len);
-            fx_gguf_kv_arr_str(w, key, (const char *const *)strs, (size_t)v->v.arr.n);
-            for (uint64_t i = 0; i < v->v.arr.n; i++)
-                free(strs[i]);
-            free(strs);
-        } else {
-            fx_gguf_kv_arr_raw(w, key, v->v.arr.type, v->v.arr.data, (size_t)v->v.arr.n);
-        }
-        break;
-    default:
-        fail_msg("key %s: type %d not copied", key, v->type);
-    }
-}
-
 static int load_mutated(const struct mutation *mu, struct model **keep, char *err, size_t errlen)
 {
     struct gguf *g = NULL;
@@ -599,7 +556,7 @@ static int load_mutated(const struct mutation *mu, struct model **keep, char *er
         if (mu->set_key && !strcmp(key, mu->set_key))
             fx_gguf_kv_u32(w, key, mu->set_val);
         else
-            copy_kv(w, key, gguf_kv_value(g, i));
+            assert_int_equal(fx_model_copy_kv(w, key, gguf_kv_value(g, i)), 0);
     }
     for (int k = 0; k < 2; k++)
         if (mu->add_key[k])

@@ -15,23 +15,14 @@
 #include "infer/gguf.h"
 #include "infer/model.h"
 #include "tests/fixture.h"
-#include "tests/fx_conformance.h"
 #include "tests/fx_gguf.h"
+#include "tests/fx_model.h"
 
 static void check_model(const char *name, enum cpu_isa isa)
 {
-    char rel[256], err[512] = "", msg[512] = "";
-    snprintf(rel, sizeof rel, "models/%s.gguf", name);
+    char msg[512] = "";
     struct model_params p = {.n_ctx = 2048, .n_threads = 2, .kv_type = KV_TYPE_F32, .max_isa = isa};
-    struct model *m = NULL;
-    if (model_load(fx_path(rel), &p, &m, err, sizeof err))
-        fail_msg("%s: %s", name, err);
-    struct fx_conformance c;
-    int rc = fx_check_reference(m, name, &c, msg, sizeof msg);
-    printf("  %-16s %-8s max |diff| %.3g (tolerance %g), top-1 checked at %d of %d steps\n", name,
-           model_info(m)->device, c.worst, c.tolerance, c.top1_checked, c.steps);
-    model_free(m);
-    if (rc)
+    if (fx_model_check(name, &p, msg, sizeof msg))
         fail_msg("%s (%s kernels)", msg, isa == CPU_ISA_PORTABLE ? "portable" : "selected");
 }
 
@@ -147,40 +138,6 @@ struct edit {
     const char *mentions;       /* the message names this */
 };
 
-static int copy_kv(struct fx_gguf *w, const char *key, const struct gguf_value *v)
-{
-    switch (v->type) {
-    case GGUF_TYPE_STRING: {
-        char *s = strndup(v->v.s.ptr, (size_t)v->v.s.len);
-        int rc = fx_gguf_kv_str(w, key, s);
-        free(s);
-        return rc;
-    }
-    case GGUF_TYPE_UINT32: return fx_gguf_kv_u32(w, key, (uint32_t)v->v.u);
-    case GGUF_TYPE_INT32: return fx_gguf_kv_i32(w, key, (int32_t)v->v.i);
-    case GGUF_TYPE_UINT64: return fx_gguf_kv_u64(w, key, v->v.u);
-    case GGUF_TYPE_UINT8: return fx_gguf_kv_u8(w, key, (uint8_t)v->v.u);
-    case GGUF_TYPE_FLOAT32: return fx_gguf_kv_f32(w, key, (float)v->v.f);
-    case GGUF_TYPE_BOOL: return fx_gguf_kv_bool(w, key, v->v.u != 0);
-    case GGUF_TYPE_ARRAY:
-        if (v->v.arr.type == GGUF_TYPE_STRING) {
-            const struct gguf_str *ss = v->v.arr.data;
-            char **strs = malloc((size_t)v->v.arr.n * sizeof *strs);
-            for (uint64_t i = 0; i < v->v.arr.n; i++)
-                strs[i] = strndup(ss[i].ptr, (size_t)ss[i].len);
-            int rc = fx_gguf_kv_arr_str(w, key, (const char *const *)strs, (size_t)v->v.arr.n);
-            for (uint64_t i = 0; i < v->v.arr.n; i++)
-                free(strs[i]);
-            free(strs);
-            return rc;
-        }
-        return fx_gguf_kv_arr_raw(w, key, v->v.arr.type, v->v.arr.data, (size_t)v->v.arr.n);
-    default:
-        fail_msg("copy_kv: type %d of '%s' not handled", v->type, key);
-        return EINVAL;
-    }
-}
-
 static void check_edit(const struct edit *e)
 {
     char err[512];
@@ -196,7 +153,7 @@ static void check_edit(const struct edit *e)
         else if (e->u32_key && !strcmp(key, e->u32_key))
             assert_int_equal(fx_gguf_kv_u32(w, key, e->u32_val), 0);
         else
-            assert_int_equal(copy_kv(w, key, gguf_kv_value(g, i)), 0);
+            assert_int_equal(fx_model_copy_kv(w, key, gguf_kv_value(g, i)), 0);
     }
     if (e->u32_key && !gguf_find(g, e->u32_key))
         assert_int_equal(fx_gguf_kv_u32(w, e->u32_key, e->u32_val), 0);

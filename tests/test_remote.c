@@ -876,95 +876,72 @@ static double wall_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-static void test_stop_cancels_a_stalled_transfer(void **state)
+/* One "hi" generation (request 3) against a fake server in mode; stop_ms > 0:
+ * the stop flag is set that long after the start.  Fills g; returns the
+ * milliseconds remote_generate took. */
+static double generate_against(int mode, const struct remote_timeouts *to, int stop_ms,
+                               struct got *g)
 {
-    (void)state;
     struct server sv;
-    server_start(&sv, 1);
+    server_start(&sv, mode);
     char url[64], err[512];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", sv.port);
     struct remote *rm = NULL;
     struct engine_remote r = {.url = url};
-    assert_int_equal(remote_open(&r, NULL, &rm, err, sizeof err), 0);
+    assert_int_equal(remote_open(&r, to, &rm, err, sizeof err), 0);
     struct chat_msg msg = {CHAT_ROLE_USER, "hi"};
     struct engine_generate_params gp = {.max_tokens = -1};
     sampler_params_default(&gp.sampler);
     atomic_bool stop;
     atomic_init(&stop, false);
-    struct stopper sp = {&stop, 300};
+    struct stopper sp = {&stop, stop_ms};
     pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, stop_later, &sp), 0);
-    struct got g;
-    memset(&g, 0, sizeof g);
-    g.last = -1;
+    memset(&t, 0, sizeof t);
+    if (stop_ms > 0)
+        assert_int_equal(pthread_create(&t, NULL, stop_later, &sp), 0);
+    memset(g, 0, sizeof *g);
+    g->last = -1;
     double t0 = wall_ms();
-    remote_generate(rm, 3, &msg, 1, &gp, &stop, got_emit, &g);
+    remote_generate(rm, 3, &msg, 1, &gp, stop_ms > 0 ? &stop : NULL, got_emit, g);
     double took = wall_ms() - t0;
-    pthread_join(t, NULL);
+    if (stop_ms > 0)
+        pthread_join(t, NULL);
+    remote_free(rm);
+    server_stop(&sv);
+    return took;
+}
+
+static void test_stop_cancels_a_stalled_transfer(void **state)
+{
+    (void)state;
+    struct got g;
+    double took = generate_against(1, NULL, 300, &g);
     assert_string_equal(g.out, "P:r|P:t|r:Adding.");
     assert_int_equal(g.done.u.done.stop, ENGINE_STOP_USER);
     assert_string_equal(g.error, "");
     if (took > 1300)
         fail_msg("the stop took %.0f ms after the 300 ms", took);
-    remote_free(rm);
-    server_stop(&sv);
 }
 
 static void test_stop_is_quick_while_the_server_is_silent(void **state)
 {
     (void)state;
-    struct server sv;
-    server_start(&sv, 3);
-    char url[64], err[512];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d", sv.port);
-    struct remote *rm = NULL;
-    struct engine_remote r = {.url = url};
-    assert_int_equal(remote_open(&r, NULL, &rm, err, sizeof err), 0);
-    struct chat_msg msg = {CHAT_ROLE_USER, "hi"};
-    struct engine_generate_params gp = {.max_tokens = -1};
-    sampler_params_default(&gp.sampler);
-    atomic_bool stop;
-    atomic_init(&stop, false);
-    struct stopper sp = {&stop, 200};
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, stop_later, &sp), 0);
     struct got g;
-    memset(&g, 0, sizeof g);
-    g.last = -1;
-    double t0 = wall_ms();
-    remote_generate(rm, 3, &msg, 1, &gp, &stop, got_emit, &g);
-    double took = wall_ms() - t0 - 200;
-    pthread_join(t, NULL);
+    double took = generate_against(3, NULL, 200, &g) - 200;
     assert_int_equal(g.done.u.done.stop, ENGINE_STOP_USER);
     if (took > 250)
         fail_msg("the stop took %.0f ms", took);
-    remote_free(rm);
-    server_stop(&sv);
 }
 
 static void test_a_silent_server_times_out_with_one_line(void **state)
 {
     (void)state;
-    struct server sv;
-    server_start(&sv, 3);
-    char url[64], err[512];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d", sv.port);
-    struct remote *rm = NULL;
-    struct engine_remote r = {.url = url};
     struct remote_timeouts to = {.idle_ms = 1000};
-    assert_int_equal(remote_open(&r, &to, &rm, err, sizeof err), 0);
-    struct chat_msg msg = {CHAT_ROLE_USER, "hi"};
-    struct engine_generate_params gp = {.max_tokens = -1};
-    sampler_params_default(&gp.sampler);
     struct got g;
-    memset(&g, 0, sizeof g);
-    g.last = -1;
-    remote_generate(rm, 3, &msg, 1, &gp, NULL, got_emit, &g);
+    generate_against(3, &to, 0, &g);
     assert_int_equal(g.done.u.done.stop, ENGINE_STOP_ERROR);
     if (!strstr(g.error, "sent nothing for 1 s"))
         fail_msg("error: %s", g.error);
-    remote_free(rm);
-    server_stop(&sv);
 }
 
 /* ---- through the engine thread (the glue in infer/engine.c) ---- */

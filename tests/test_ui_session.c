@@ -14,16 +14,8 @@
 #include <string.h>
 
 #include "tests/fixture.h"
+#include "tests/fx_store.h"
 #include "ui/session.h"
-
-static struct store *open_mem(void)
-{
-    struct store *st = NULL;
-    char err[256];
-    if (store_open(":memory:", 0, &st, err, sizeof err))
-        fail_msg("store_open: %s", err);
-    return st;
-}
 
 static struct store_conv *load(struct store *st, int64_t id)
 {
@@ -50,7 +42,7 @@ static void reply(struct session *s, const char *reasoning, const char *answer,
 static void test_user_message_is_stored_before_the_reply(void **state)
 {
     (void)state;
-    struct store *st = open_mem();
+    struct store *st = fx_store_mem();
     struct session s;
     session_init(&s, st);
     assert_int_equal(session_set_system(&s, "be brief"), 0);
@@ -113,7 +105,7 @@ static void test_engine_gets_answers_without_reasoning(void **state)
 static void test_interrupted_reply_is_stored_as_interrupted(void **state)
 {
     (void)state;
-    struct store *st = open_mem();
+    struct store *st = fx_store_mem();
     struct session s;
     session_init(&s, st);
     assert_int_equal(session_user(&s, "q"), 0);
@@ -133,7 +125,7 @@ static void test_runs_record_the_driver(void **state)
     (void)state;
     static const char *const drivers[] = {"tui", "line"};
     for (size_t i = 0; i < 2; i++) {
-        struct store *st = open_mem();
+        struct store *st = fx_store_mem();
         struct session s;
         session_init(&s, st);
         s.driver = drivers[i];
@@ -152,7 +144,7 @@ static void test_runs_record_the_driver(void **state)
 static void test_a_remote_model_is_stored_under_its_name(void **state)
 {
     (void)state;
-    struct store *st = open_mem();
+    struct store *st = fx_store_mem();
     struct session s;
     session_init(&s, st);
     struct model_info info = {.arch = "remote", .name = "r1-671b", .device = "10.0.0.5:8000"};
@@ -176,7 +168,7 @@ static void test_a_remote_model_is_stored_under_its_name(void **state)
 static void test_open_restores_whether_the_budget_was_reached(void **state)
 {
     (void)state;
-    struct store *st = open_mem();
+    struct store *st = fx_store_mem();
     struct session s;
     char err[256];
     session_init(&s, st);
@@ -203,7 +195,7 @@ static void test_open_restores_whether_the_budget_was_reached(void **state)
 static void test_open_restores_a_conversation_to_continue(void **state)
 {
     (void)state;
-    struct store *st = open_mem();
+    struct store *st = fx_store_mem();
     struct session s;
     char err[256];
     session_init(&s, st);

@@ -12,16 +12,8 @@
 #include <string.h>
 
 #include "tests/fixture.h"
+#include "tests/fx_store.h"
 #include "ui/switch.h"
-
-static struct store *open_mem(void)
-{
-    struct store *st = NULL;
-    char err[256];
-    if (store_open(":memory:", 0, &st, err, sizeof err))
-        fail_msg("store_open: %s", err);
-    return st;
-}
 
 /* Records one reply by model name at prompt_tps. */
 static void add_run(struct store *st, const char *name, double prompt_tps)
@@ -62,7 +54,7 @@ static void test_switch_without_records_uses_file_size_and_defaults(void **state
 static void test_switch_uses_the_recorded_load_and_prompt_speed(void **state)
 {
     (void)state;
-    struct store *st = open_mem();
+    struct store *st = fx_store_mem();
     struct ui_model m = {.path = "/m/b.gguf", .name = "Bee", .file_size = 1000000000};
     struct ui_model other = {.path = "/m/c.gguf", .name = "Bee-2", .file_size = 1000};
     add_run(st, "Bee", 210);

@@ -331,23 +331,8 @@ static int ds2_load(struct model *m, char *err, size_t errlen)
     int rc = read_hparams(m, d, err, errlen);
     if (rc)
         return rc;
-    const struct gguf_tensor *te = gguf_find_tensor(m->g, "token_embd.weight");
-    if (!te)
-        return err_set(err, errlen, EBADMSG, "%s: missing tensor 'token_embd.weight'",
-                       gguf_path(m->g));
-    if (te->ne[1] < 1 || te->ne[1] > (1 << 24))
-        return err_set(err, errlen, EBADMSG, "%s: tensor 'token_embd.weight' has %lld rows",
-                       gguf_path(m->g), (long long)te->ne[1]);
-    hp->n_vocab = (int)te->ne[1];
-    if ((rc = model_bind(m, "token_embd.weight", hp->n_embd, hp->n_vocab, true, &m->tok_embd, err,
-                         errlen)) ||
-        (rc = model_bind(m, "output_norm.weight", hp->n_embd, 0, true, &m->output_norm, err,
-                         errlen)) ||
-        (rc = model_bind(m, "output.weight", hp->n_embd, hp->n_vocab, false, &m->output, err,
-                         errlen)))
+    if ((rc = dense_bind_ends(m, err, errlen)))
         return rc;
-    if (!m->output.t)
-        m->output = m->tok_embd;
     d->layers = calloc((size_t)hp->n_layer, sizeof *d->layers);
     d->prepared = calloc((size_t)hp->n_layer, sizeof *d->prepared);
     if (!d->layers || !d->prepared)

@@ -51,6 +51,29 @@ static int bind_layer(struct model *m, int l, const struct dense_variant *v, str
     return 0;
 }
 
+int dense_bind_ends(struct model *m, char *err, size_t errlen)
+{
+    struct hparams *hp = &m->hp;
+    const struct gguf_tensor *te = gguf_find_tensor(m->g, "token_embd.weight");
+    if (!te)
+        return err_set(err, errlen, EBADMSG, "%s: missing tensor 'token_embd.weight'", gguf_path(m->g));
+    if (te->ne[1] < 1 || te->ne[1] > (1 << 24))
+        return err_set(err, errlen, EBADMSG, "%s: tensor 'token_embd.weight' has %lld rows",
+                    gguf_path(m->g), (long long)te->ne[1]);
+    hp->n_vocab = (int)te->ne[1];
+    int rc;
+    if ((rc = model_bind(m, "token_embd.weight", hp->n_embd, hp->n_vocab, true, &m->tok_embd, err,
+                         errlen)) ||
+        (rc = model_bind(m, "output_norm.weight", hp->n_embd, 0, true, &m->output_norm, err,
+                         errlen)) ||
+        (rc = model_bind(m, "output.weight", hp->n_embd, hp->n_vocab, false, &m->output, err,
+                         errlen)))
+        return rc;
+    if (!m->output.t)
+        m->output = m->tok_embd;   /* tied embeddings */
+    return 0;
+}
+
 int dense_load(struct model *m, const struct dense_variant *v, char *err, size_t errlen)
 {
     struct hparams *hp = &m->hp;
@@ -89,22 +112,8 @@ int dense_load(struct model *m, const struct dense_variant *v, char *err, size_t
     hp->rope.freq_scale = 1.0f;
     hp->rope.attn_factor = 1.0f;
 
-    const struct gguf_tensor *te = gguf_find_tensor(m->g, "token_embd.weight");
-    if (!te)
-        return err_set(err, errlen, EBADMSG, "%s: missing tensor 'token_embd.weight'", gguf_path(m->g));
-    if (te->ne[1] < 1 || te->ne[1] > (1 << 24))
-        return err_set(err, errlen, EBADMSG, "%s: tensor 'token_embd.weight' has %lld rows",
-                    gguf_path(m->g), (long long)te->ne[1]);
-    hp->n_vocab = (int)te->ne[1];
-    if ((rc = model_bind(m, "token_embd.weight", hp->n_embd, hp->n_vocab, true, &m->tok_embd, err,
-                         errlen)) ||
-        (rc = model_bind(m, "output_norm.weight", hp->n_embd, 0, true, &m->output_norm, err,
-                         errlen)) ||
-        (rc = model_bind(m, "output.weight", hp->n_embd, hp->n_vocab, false, &m->output, err,
-                         errlen)))
+    if ((rc = dense_bind_ends(m, err, errlen)))
         return rc;
-    if (!m->output.t)
-        m->output = m->tok_embd;   /* tied embeddings */
 
     if (v->rope_freqs) {
         struct weight f;

@@ -17,6 +17,11 @@ int dense_forward(struct model *m, const int32_t *ids, int n, int pos0, float *l
                   char *err, size_t errlen);
 void dense_free(struct model *m);
 
+/* The weights at both ends, the same in every arch: token_embd (its rows
+ * give hp.n_vocab), output_norm and output (token_embd when absent: tied
+ * embeddings).  0, or EBADMSG with the tensor named. */
+int dense_bind_ends(struct model *m, char *err, size_t errlen);
+
 /* Layers l0 .. l1-1 of m on backend be, whose KV cache holds them from kv0;
  * x is the residual stream (n_embd x n), updated in place. */
 typedef int dense_layers_fn(struct model *m, struct backend *be, struct btensor *x, int l0, int l1,

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tests/fixture.h"
 #include "tests/fx_conformance.h"
@@ -59,4 +60,15 @@ int fx_model_copy_kv(struct fx_gguf *w, const char *key, const struct gguf_value
     default:
         return EINVAL;
     }
+}
+
+int fx_model_write_temp(struct fx_gguf *w, char *path)
+{
+    int fd = mkstemp(path), rc = fd < 0 ? errno : 0;
+    if (fd >= 0) {
+        close(fd);
+        rc = fx_gguf_write_file(w, path);
+    }
+    fx_gguf_free(w);
+    return rc;
 }

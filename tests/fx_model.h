@@ -20,4 +20,8 @@ int fx_model_check(const char *name, const struct model_params *p, char *msg, si
  * 0, the writer's error, or EINVAL for a type it does not copy. */
 int fx_model_copy_kv(struct fx_gguf *w, const char *key, const struct gguf_value *v);
 
+/* Writes w into a new file named from the mkstemp() template path (whose
+ * XXXXXX it fills in), then frees w.  0 or an errno; the caller unlinks. */
+int fx_model_write_temp(struct fx_gguf *w, char *path);
+
 #endif

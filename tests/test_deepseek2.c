@@ -570,11 +570,7 @@ static int load_mutated(const struct mutation *mu, struct model **keep, char *er
         assert_int_equal(fx_gguf_tensor(w, t->name, t->type, t->n_dims, ne, t->data), 0);
     }
     char path[] = "/tmp/ponder_ds2_XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
-    assert_int_equal(fx_gguf_write_file(w, path), 0);
-    fx_gguf_free(w);
+    assert_int_equal(fx_model_write_temp(w, path), 0);
     gguf_close(g);
     struct model_params p = {.n_ctx = 64, .n_threads = 1, .kv_type = KV_TYPE_F32,
                              .max_isa = CPU_ISA_COUNT};

@@ -174,11 +174,7 @@ static void check_edit(const struct edit *e)
         assert_int_equal(fx_gguf_tensor(w, t->name, type, t->n_dims, ne, data), 0);
     }
     char path[] = "/tmp/ponder-test-model-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
-    assert_int_equal(fx_gguf_write_file(w, path), 0);
-    fx_gguf_free(w);
+    assert_int_equal(fx_model_write_temp(w, path), 0);
     gguf_close(g);
 
     struct model_params p = {.n_threads = 1, .max_isa = CPU_ISA_COUNT};

@@ -102,6 +102,18 @@ static const uint32_t spv_attention_f16_split[] =
 static const uint32_t spv_attention_combine[] =
 #include "attention_combine.h"
     ;
+static const uint32_t spv_quant_x[] =
+#include "quant_x.h"
+    ;
+static const uint32_t spv_matmul_int_q8[] =
+#include "matmul_int_q8.h"
+    ;
+static const uint32_t spv_matmul_int_q6[] =
+#include "matmul_int_q6.h"
+    ;
+static const uint32_t spv_matmul_int_q4[] =
+#include "matmul_int_q4.h"
+    ;
 
 #define SPV(id, arr) [id] = {#arr, arr, sizeof arr}
 static const struct vk_spirv table[VK_SHADER_COUNT] = {
@@ -129,6 +141,10 @@ static const struct vk_spirv table[VK_SHADER_COUNT] = {
     SPV(VK_SHADER_ATTENTION_F32_SPLIT, spv_attention_f32_split),
     SPV(VK_SHADER_ATTENTION_F16_SPLIT, spv_attention_f16_split),
     SPV(VK_SHADER_ATTENTION_COMBINE, spv_attention_combine),
+    SPV(VK_SHADER_QUANT_X, spv_quant_x),
+    SPV(VK_SHADER_MATMUL_INT_Q8, spv_matmul_int_q8),
+    SPV(VK_SHADER_MATMUL_INT_Q6, spv_matmul_int_q6),
+    SPV(VK_SHADER_MATMUL_INT_Q4, spv_matmul_int_q4),
 };
 
 const struct vk_spirv *vk_shader_spirv(enum vk_shader s)

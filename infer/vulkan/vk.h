@@ -48,6 +48,10 @@ struct vk_options {
     bool validation;            /* enable VK_LAYER_KHRONOS_validation when installed */
     const char *cache_dir;      /* pipeline cache directory, NULL = none */
     bool no_shuffle;            /* use the matmul without subgroup shuffles (tests) */
+    bool no_int_dot;            /* never use the integer dot-product matrix-vector path
+                                   (tests: the float path on a device that has it) */
+    bool force_int_dot;         /* use it also on a software device, where it is the
+                                   slower path and off by default (tests) */
     uint64_t mem_limit;         /* device memory the backend may allocate, 0 = what the
                                    device gives (tests provoke out-of-memory with it) */
     uint64_t lose_after;        /* tests: after this many submissions the device acts
@@ -103,6 +107,11 @@ const struct vk_device_desc *vk_backend_desc(const struct backend *b);
 /* Validation-layer warnings and errors reported so far; the first message
  * goes into msg when it is not NULL. */
 unsigned vk_backend_validation_messages(const struct backend *b, char *msg, size_t msglen);
+/* Whether matrix-vector products of Q8_0, Q6_K and the Q4 types run on
+ * int8 activations with the integer dot product: the device has
+ * VK_KHR_shader_integer_dot_product, no_int_dot was not asked, and the
+ * device is a GPU (type not "cpu") or force_int_dot was asked. */
+bool vk_backend_int_dot(const struct backend *b);
 /* Whether the validation layer is active on this backend. */
 bool vk_backend_validating(const struct backend *b);
 

@@ -1743,8 +1743,8 @@ out:
  * Measured on lavapipe (llvmpipe, LLVM 15, 2 loaded cores), `ponder bench
  * -p 64 -n 16 -r 1` on r1-qwen-1.5b: Q8_0 tg16 0.83 t/s with the int path
  * against 1.36 t/s with the float path, Q4_K_M 1.03 against 1.34 t/s
- * (llvmpipe lowers OpSDot to scalar byte arithmetic, while the float
- * shader is SIMD over lanes).  Note: with the int path, td-q8_0 of the
+ * (not profiled: the quantize pass adds a dispatch per product, and
+ * llvmpipe may not turn OpSDot into a SIMD instruction).  Note: with the int path, td-q8_0 of the
  * reference data (the fragile MoE file, testdata README 3.7) picks another
  * top-1 at one teacher-forced step (p1 step 12, reference gap > 1.0) while
  * its logits stay within the 0.5 tolerance; the float path passes. */

@@ -942,10 +942,10 @@ static void test_int_dot_leaves_unaligned_heads_on_the_float_path(void **state)
     close_vk(b);
 }
 
-/* The default: the int8 path on GPUs, the float path on a software
- * device (slower there, infer/vulkan/backend_vk.c int_dot_default), and
- * never with no_int_dot. */
-static void test_int_dot_is_the_default_only_on_gpus_that_have_it(void **state)
+/* The default is the float path (infer/vulkan/backend_vk.c
+ * int_dot_default says why); force_int_dot turns the int8 path on where the
+ * device has it, and no_int_dot wins over it. */
+static void test_int_dot_is_off_by_default_and_on_when_forced(void **state)
 {
     (void)state;
     NEED_DEVICE();
@@ -955,7 +955,13 @@ static void test_int_dot_is_the_default_only_on_gpus_that_have_it(void **state)
     if (vk_backend_create(&o, &b, err, sizeof err))
         fail_msg("vk_backend_create: %s", err);
     const struct vk_device_desc *d = vk_backend_desc(b);
-    assert_int_equal(vk_backend_int_dot(b), d->int_dot && strcmp(d->type, "cpu") != 0);
+    assert_false(vk_backend_int_dot(b));
+    bool has = d->int_dot;
+    close_vk(b);
+    o.force_int_dot = true;
+    if (vk_backend_create(&o, &b, err, sizeof err))
+        fail_msg("vk_backend_create: %s", err);
+    assert_int_equal(vk_backend_int_dot(b), has);
     close_vk(b);
     o.no_int_dot = true;
     o.force_int_dot = true;
@@ -1358,7 +1364,7 @@ int main(void)
         cmocka_unit_test(test_weights_split_over_several_buffers_give_the_same_results),
         cmocka_unit_test(test_int_dot_matmul_matches_an_exact_dot_within_the_activation_rounding),
         cmocka_unit_test(test_int_dot_leaves_unaligned_heads_on_the_float_path),
-        cmocka_unit_test(test_int_dot_is_the_default_only_on_gpus_that_have_it),
+        cmocka_unit_test(test_int_dot_is_off_by_default_and_on_when_forced),
         cmocka_unit_test(test_out_of_device_memory_is_a_clean_error),
         cmocka_unit_test(test_weight_upload_reports_progress_up_to_the_weight_bytes),
         cmocka_unit_test(test_model_load_reports_the_upload_as_a_fraction),

@@ -248,12 +248,16 @@ static void do_load(struct engine *e, struct request *r)
 
 /* The device was lost during a generation (its ERROR said so): the model
  * is loaded again on the CPU, so that the next request runs there.  The
- * DONE that follows tells the interface (stats.backend "cpu", and
- * stats.fell_back). */
+ * DONE that follows tells the interface: stats.fell_back, with backend
+ * "cpu", or "none" when the model could not be loaded again (then no model
+ * is loaded). */
 static void fall_back_to_cpu(struct engine *e, struct engine_stats *st)
 {
     model_free(e->model);
     e->model = NULL;
+    st->fell_back = true;
+    snprintf(st->backend, sizeof st->backend, "none");
+    st->device[0] = 0;
     if (!e->model_path)
         return;
     struct model_params p = e->model_params;
@@ -269,7 +273,6 @@ static void fall_back_to_cpu(struct engine *e, struct engine_stats *st)
     const struct model_info *in = model_info(e->model);
     snprintf(st->backend, sizeof st->backend, "%s", in->backend);
     snprintf(st->device, sizeof st->device, "%s", in->device);
-    st->fell_back = true;
 }
 
 /* ---- generate ---- */

@@ -77,7 +77,8 @@ struct engine_stats {
     bool budget_reached;             /* the budget ended (soft: pushed) the reasoning */
     bool fell_back;                  /* the device was lost during this run (its ERROR says
                                         so): the model was loaded again on the CPU, where
-                                        the next request runs (backend/device say "cpu") */
+                                        the next request runs (backend "cpu"), or could not
+                                        be (backend "none": no model is loaded) */
 };
 
 #define ENGINE_TEXT_MAX 64

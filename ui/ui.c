@@ -812,10 +812,17 @@ static void on_event(struct ui *u, struct engine_event *ev)
         u->generating = false;
         if (st->fell_back) {    /* the device is gone: info's device name went with it */
             snprintf(u->fallback_device, sizeof u->fallback_device, "%s", st->device);
-            u->info.backend = "cpu";
             u->info.device = u->fallback_device;
             u->info.n_gpu_layers = 0;
-            note(u, "the device was lost: the model runs on the CPU now (%s)", st->device);
+            if (!strcmp(st->backend, "cpu")) {
+                u->info.backend = "cpu";
+                note(u, "the device was lost: the model runs on the CPU now (%s)", st->device);
+            } else {
+                u->info.backend = "none";
+                u->loaded = false;
+                note(u, "the device was lost and the model could not be loaded on the CPU: "
+                        "F2 picks a model");
+            }
         }
         u->tps = st->gen_tps;
         u->ctx_used = st->prompt_cached + st->prompt_tokens + st->reasoning_tokens +

@@ -1234,28 +1234,44 @@ out:
     return rc;
 }
 
-static int vk_write(struct backend *b, struct btensor *dst, int64_t row0, int64_t n, const float *in)
+/* Rows row0 .. row0+n-1 of t between host memory and the device, through
+ * the staging ring: from host_in when it is set (a write, copied when the
+ * recorded work runs), else into host_out (a read: each piece waits for
+ * the device). */
+static int transfer_rows(struct vk_backend *c, const struct btensor *t, int64_t row0, int64_t n,
+                         float *host_out, const float *host_in)
 {
-    struct vk_backend *c = vb(b);
-    if (row0 < 0 || n < 0 || row0 + n > dst->ne1)
-        return fail(c, EINVAL, "write: rows out of range");
-    size_t row = (size_t)dst->ne0 * 4;
+    const char *what = host_in ? "write" : "read";
+    if (row0 < 0 || n < 0 || row0 + n > t->ne1)
+        return fail(c, EINVAL, "%s: rows out of range", what);
+    size_t row = (size_t)t->ne0 * 4;
     int64_t per = (int64_t)(c->staging.size / row);
     if (per < 1)
-        return fail(c, ENOTSUP, "write: a row exceeds the staging buffer");
+        return fail(c, ENOTSUP, "%s: a row exceeds the staging buffer", what);
     for (int64_t i = 0; i < n; i += per) {
         int64_t m = n - i < per ? n - i : per;
-        VkDeviceSize off;
-        int rc = staging_get(c, (VkDeviceSize)m * row, &off);
+        VkDeviceSize off, dev = ((VkDeviceSize)toff(t) + (VkDeviceSize)(row0 + i) *
+                                                       (VkDeviceSize)t->ne0) * 4;
+        size_t host = (size_t)i * (size_t)t->ne0, bytes = (size_t)m * row;
+        int rc = staging_get(c, (VkDeviceSize)bytes, &off);
         if (rc)
             return rc;
-        memcpy((unsigned char *)c->staging.map + off, in + (size_t)i * (size_t)dst->ne0,
-               (size_t)m * row);
-        copy(c, c->staging.buf, off, tbuf(c, dst),
-             ((VkDeviceSize)toff(dst) + (VkDeviceSize)(row0 + i) * (VkDeviceSize)dst->ne0) * 4,
-             (VkDeviceSize)m * row);
+        if (host_in) {
+            memcpy((unsigned char *)c->staging.map + off, host_in + host, bytes);
+            copy(c, c->staging.buf, off, tbuf(c, t), dev, bytes);
+            continue;
+        }
+        copy(c, tbuf(c, t), dev, c->staging.buf, off, bytes);
+        if ((rc = flush(c)))
+            return rc;
+        memcpy(host_out + host, (unsigned char *)c->staging.map + off, bytes);
     }
     return 0;
+}
+
+static int vk_write(struct backend *b, struct btensor *dst, int64_t row0, int64_t n, const float *in)
+{
+    return transfer_rows(vb(b), dst, row0, n, NULL, in);
 }
 
 static int vk_copy_cols(struct backend *b, struct btensor *dst, int64_t dst_off, int64_t dst_stride,
@@ -1482,27 +1498,7 @@ static int vk_add(struct backend *b, struct btensor *dst, const struct btensor *
 
 static int vk_read(struct backend *b, const struct btensor *src, int64_t row0, int64_t n, float *out)
 {
-    struct vk_backend *c = vb(b);
-    if (row0 < 0 || n < 0 || row0 + n > src->ne1)
-        return fail(c, EINVAL, "read: rows out of range");
-    size_t row = (size_t)src->ne0 * 4;
-    int64_t per = (int64_t)(c->staging.size / row);
-    if (per < 1)
-        return fail(c, ENOTSUP, "read: a row exceeds the staging buffer");
-    for (int64_t i = 0; i < n; i += per) {
-        int64_t m = n - i < per ? n - i : per;
-        VkDeviceSize off;
-        int rc = staging_get(c, (VkDeviceSize)m * row, &off);
-        if (rc)
-            return rc;
-        copy(c, tbuf(c, src), ((VkDeviceSize)toff(src) + (VkDeviceSize)(row0 + i) * (VkDeviceSize)src->ne0) * 4,
-             c->staging.buf, off, (VkDeviceSize)m * row);
-        if ((rc = flush(c)))
-            return rc;
-        memcpy(out + (size_t)i * (size_t)src->ne0, (unsigned char *)c->staging.map + off,
-               (size_t)m * row);
-    }
-    return 0;
+    return transfer_rows(vb(b), src, row0, n, out, NULL);
 }
 
 static int vk_sync(struct backend *b) { return flush(vb(b)); }

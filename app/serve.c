@@ -713,6 +713,26 @@ static enum MHD_Result get_health(struct serve *s, struct MHD_Connection *conn)
 
 static bool model_matches(const struct serve *s, const char *name);
 
+/* The model as /v1/models lists it.  Once it is loaded, its context in
+ * tokens goes out under the names other servers use (vLLM's max_model_len,
+ * and context_length), so clients (ponder --remote) can size requests;
+ * while it loads the context is not known yet and is left out. */
+static json_t *model_object(struct serve *s)
+{
+    pthread_mutex_lock(&s->lock);
+    int n_ctx = s->state == SERVE_READY ? s->n_ctx : 0;
+    pthread_mutex_unlock(&s->lock);
+    json_t *m = json_pack("{s:s, s:s, s:I, s:s}", "id", s->c->model_id, "object", "model",
+                          "created", (json_int_t)s->model_created, "owned_by", "ponder");
+    if (m && n_ctx > 0 &&
+        (json_object_set_new(m, "max_model_len", json_integer(n_ctx)) ||
+         json_object_set_new(m, "context_length", json_integer(n_ctx)))) {
+        json_decref(m);
+        m = NULL;
+    }
+    return m;
+}
+
 /* GET /v1/models/ID: the model, or 404. */
 static enum MHD_Result get_model(struct serve *s, struct MHD_Connection *conn, const char *id)
 {
@@ -720,19 +740,14 @@ static enum MHD_Result get_model(struct serve *s, struct MHD_Connection *conn, c
         return send_error(conn, 404, "model_not_found", "model", NULL,
                           "the model '%s' does not exist; this server has '%s'", id,
                           s->c->model_id);
-    return send_json(conn, MHD_HTTP_OK,
-                     json_pack("{s:s, s:s, s:I, s:s}", "id", s->c->model_id, "object", "model",
-                               "created", (json_int_t)s->model_created, "owned_by", "ponder"),
-                     NULL);
+    return send_json(conn, MHD_HTTP_OK, model_object(s), NULL);
 }
 
 static enum MHD_Result get_models(struct serve *s, struct MHD_Connection *conn)
 {
+    json_t *m = model_object(s);
     return send_json(conn, MHD_HTTP_OK,
-                     json_pack("{s:s, s:[{s:s, s:s, s:I, s:s}]}", "object", "list", "data", "id",
-                               s->c->model_id, "object", "model", "created",
-                               (json_int_t)s->model_created, "owned_by", "ponder"),
-                     NULL);
+                     m ? json_pack("{s:s, s:[o]}", "object", "list", "data", m) : NULL, NULL);
 }
 
 /* Takes a job whose client left out of the queue at once, so it holds no

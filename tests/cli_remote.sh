@@ -54,6 +54,13 @@ grep -qF "ponder-demo@$HOSTPORT" "$tmp/show" \
 grep "ponder-demo@$HOSTPORT" "$tmp/stats" | grep -q remote \
     && echo "ok: stats shows the remote run (backend remote)" \
     || { echo "FAIL: stats:"; cat "$tmp/stats"; fails=$((fails + 1)); }
+# the context ponder serve reports in /v1/models is the remote model's (not 0)
+CTX=$(sed -n 's/.*loaded (.*context \([0-9][0-9]*\)).*/\1/p' "$tmp/serve.log" | head -n 1)
+"$PONDER" history --db "$tmp/run.db" export 1 --format json > "$tmp/export" 2>&1
+[ -n "$CTX" ] && [ "$CTX" -gt 0 ] && grep -q "\"n_ctx\": $CTX," "$tmp/export" \
+    && echo "ok: the remote run has the server's context ($CTX)" \
+    || { echo "FAIL: remote context (serve says '$CTX'):"; grep n_ctx "$tmp/export";
+         fails=$((fails + 1)); }
 "$PONDER" run --remote "$URL/v1/" -m ponder-demo --temp 0 -p "$Q" > "$tmp/out" 2>/dev/null \
     && cmp -s "$tmp/out" "$tmp/local.out" \
     && echo "ok: a URL ending in /v1/ and -m with the server's name" \

@@ -659,7 +659,8 @@ static void serve_one(struct server *sv, int c)
     if (!strncmp(req, "GET /v1/models", 14)) {
         static const char body[] =
             "{\"object\":\"list\",\"data\":[{\"id\":\"demo\",\"object\":\"model\","
-            "\"max_model_len\":2048},{\"id\":\"other\",\"object\":\"model\"}]}";
+            "\"max_model_len\":2048},{\"id\":\"other\",\"object\":\"model\","
+            "\"context_length\":4096},{\"id\":\"third\",\"object\":\"model\"}]}";
         char resp[512];
         int len = snprintf(resp, sizeof resp,
                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
@@ -757,10 +758,21 @@ static void test_open_checks_the_server_and_the_model(void **state)
     assert_non_null(strstr(sv.last_request, "Authorization: Bearer sk-abc\r\n"));
     remote_free(rm);
 
+    /* the context under the other name servers use (ponder serve sends both) */
+    r.model = "other";
+    assert_int_equal(remote_open(&r, NULL, &rm, err, sizeof err), 0);
+    assert_int_equal(remote_info(rm)->n_ctx, 4096);
+    remote_free(rm);
+    /* a server that does not say: 0, unknown */
+    r.model = "third";
+    assert_int_equal(remote_open(&r, NULL, &rm, err, sizeof err), 0);
+    assert_int_equal(remote_info(rm)->n_ctx, 0);
+    remote_free(rm);
+
     r.model = "missing";
     assert_int_equal(remote_open(&r, NULL, &rm, err, sizeof err), ENOENT);
     assert_null(rm);
-    assert_non_null(strstr(err, "no model 'missing' (it has: demo, other)"));
+    assert_non_null(strstr(err, "no model 'missing' (it has: demo, other, third)"));
     server_stop(&sv);
 }
 

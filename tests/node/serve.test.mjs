@@ -57,6 +57,16 @@ test('models lists the loaded model', async () => {
     assert.deepEqual(list.data.map((m) => m.id), ['ponder-demo']);
 });
 
+test('models and models/ID give the context (vLLM max_model_len, context_length)', async () => {
+    const list = await client.models.list();
+    assert.equal(list.data[0].max_model_len, 2048);
+    assert.equal(list.data[0].context_length, 2048);
+    const one = await client.models.retrieve('ponder-demo');
+    assert.equal(one.id, 'ponder-demo');
+    assert.equal(one.max_model_len, 2048);
+    assert.equal(one.context_length, 2048);
+});
+
 test('non-streaming chat: reasoning apart from the answer, usage equal to the stored run',
     async () => {
         const { data, response } = await client.chat.completions.create({
@@ -229,6 +239,10 @@ test('503 while the model loads', async () => {
     const r = await fetch(`${LOADING_URL}/health`);
     assert.equal(r.status, 503);
     assert.equal((await r.json()).status, 'loading');
+    // the context is not known until the model has loaded
+    const list = await loading.models.list();
+    assert.equal(list.data[0].max_model_len, undefined);
+    assert.equal(list.data[0].context_length, undefined);
 });
 
 test('a client that disconnects mid-stream stops its generation', async () => {

@@ -16,7 +16,8 @@
 
 /* Version 1: the tables.  Version 2: the device driver of a run, and FTS5
  * over answers and reasoning (built from the messages already there).
- * Version 3: the thinking budget of a run (runs before it had none). */
+ * Version 3: the thinking budget of a run (runs before it had none).
+ * Version 4: model load times (moved out of the settings table). */
 const char *const store_migrations[STORE_SCHEMA_VERSION] = {
     "PRAGMA application_id = 1347306578;"
     "CREATE TABLE models("
@@ -109,6 +110,21 @@ const char *const store_migrations[STORE_SCHEMA_VERSION] = {
     "ALTER TABLE runs ADD COLUMN think_mode TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE runs ADD COLUMN think_off INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE runs ADD COLUMN budget_reached INTEGER NOT NULL DEFAULT 0;",
+
+    /* model load times; ui/switch.c kept them in settings rows "load_ms PATH"
+     * before: those are moved here */
+    "CREATE TABLE model_loads("
+    "  path TEXT PRIMARY KEY,"
+    "  fingerprint TEXT NOT NULL DEFAULT '',"
+    "  load_ms REAL NOT NULL,"
+    "  updated INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX model_loads_fingerprint ON model_loads(fingerprint) WHERE fingerprint != '';"
+    "INSERT OR REPLACE INTO model_loads(path, load_ms, updated)"
+    "  SELECT substr(key, 9), CAST(value AS REAL), 0 FROM settings"
+    "  WHERE substr(key, 1, 8) = 'load_ms ' AND length(key) > 8"
+    "    AND value GLOB '[0-9]*' AND CAST(value AS REAL) < 1e9;"
+    "DELETE FROM settings WHERE substr(key, 1, 8) = 'load_ms '"
+    "  AND substr(key, 9) IN (SELECT path FROM model_loads);",
 };
 
 int store_fail(char *err, size_t errlen, int code, const char *fmt, ...)
@@ -767,6 +783,92 @@ int store_model_use(struct store *s, const struct store_model *m, int64_t *id, c
         if (sqlite3_step(st) != SQLITE_DONE)
             rc = store_db_fail(s, err, errlen, "recording a model");
     }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_model_list(struct store *s, int limit,
+                     int (*fn)(void *ctx, const struct store_model *m), void *ctx, char *err,
+                     size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = store_prepare(s,
+                           "SELECT id, path, name, arch, n_params, weight_type, file_size,"
+                           " fingerprint, first_used, last_used FROM models"
+                           " ORDER BY last_used DESC, id DESC LIMIT ?",
+                           &st, err, errlen);
+    if (rc)
+        return rc;
+    sqlite3_bind_int(st, 1, limit > 0 ? limit : -1);
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        struct store_model m = {
+            .id = sqlite3_column_int64(st, 0), .path = store_col_text(st, 1),
+            .name = store_col_text(st, 2), .arch = store_col_text(st, 3),
+            .n_params = sqlite3_column_int64(st, 4), .weight_type = store_col_text(st, 5),
+            .file_size = sqlite3_column_int64(st, 6), .fingerprint = store_col_text(st, 7),
+            .first_used = sqlite3_column_int64(st, 8), .last_used = sqlite3_column_int64(st, 9),
+        };
+        if ((rc = fn(ctx, &m)))
+            break;
+    }
+    if (!rc && step != SQLITE_DONE)
+        rc = store_db_fail(s, err, errlen, "listing models");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ---- model loads ---- */
+
+int store_model_load_set(struct store *s, const char *path, const char *fingerprint, double ms,
+                         char *err, size_t errlen)
+{
+    if (!path || !*path)
+        return store_fail(err, errlen, EINVAL, "a model load needs the model's path");
+    if (!(ms >= 0 && ms < 1e9))
+        return store_fail(err, errlen, EINVAL, "%s: a load time of %g ms is out of range", path,
+                          ms);
+    sqlite3_stmt *st = NULL;
+    int rc = store_prepare(s,
+                           "INSERT OR REPLACE INTO model_loads(path, fingerprint, load_ms, updated)"
+                           " VALUES (?, ?, ?, ?)",
+                           &st, err, errlen);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, fingerprint ? fingerprint : "", -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 3, ms);
+    sqlite3_bind_int64(st, 4, store_now(s));
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = store_db_fail(s, err, errlen, "recording a model load");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_model_load_get(struct store *s, const char *path, const char *fingerprint, double *ms,
+                         char *err, size_t errlen)
+{
+    *ms = 0;
+    sqlite3_stmt *st = NULL;
+    /* the file's own fingerprint first (a file moved or linked keeps its
+     * loads), then its path; the latest of each */
+    int rc = store_prepare(s,
+                           "SELECT load_ms FROM model_loads"
+                           " WHERE (?1 != '' AND fingerprint = ?1) OR (?2 != '' AND path = ?2)"
+                           " ORDER BY (?1 != '' AND fingerprint = ?1) DESC, updated DESC LIMIT 1",
+                           &st, err, errlen);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, fingerprint ? fingerprint : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, path ? path : "", -1, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW)
+        *ms = sqlite3_column_double(st, 0);
+    else if (step == SQLITE_DONE)
+        rc = store_fail(err, errlen, ENOENT, "%s: no load recorded",
+                        path && *path ? path : fingerprint ? fingerprint : "the model");
+    else
+        rc = store_db_fail(s, err, errlen, "reading a model load");
     sqlite3_finalize(st);
     return rc;
 }

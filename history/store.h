@@ -38,7 +38,7 @@ struct store;
 /* The schema version this ponder writes.  A new column (the thinking budget
  * of a run, say) is a new entry at the end of store_migrations[] in store.c
  * and one more here; struct store_run grows at its end. */
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 enum store_flags {
     STORE_CREATE = 1,       /* create the file (mode 0600) when missing */
@@ -87,6 +87,23 @@ int store_model_fingerprint(const char *path, char out[STORE_FINGERPRINT_SIZE], 
  * the rest) or inserts it; sets last_used (and first_used when new). */
 int store_model_use(struct store *s, const struct store_model *m, int64_t *id, char *err,
                     size_t errlen);
+
+/* How long a model took to load (the interface's switch estimate): one
+ * record per path, the latest load.  path is the file, or the label of a
+ * remote model; fingerprint (store_model_fingerprint(), may be NULL or "")
+ * finds the record again when the file is moved or linked.  _get looks by
+ * fingerprint first, then by path (either may be NULL); ENOENT when none is
+ * recorded.  EINVAL for no path or ms outside [0, 1e9). */
+int store_model_load_set(struct store *s, const char *path, const char *fingerprint, double ms,
+                         char *err, size_t errlen);
+int store_model_load_get(struct store *s, const char *path, const char *fingerprint, double *ms,
+                         char *err, size_t errlen);
+
+/* Calls fn for the models used most recently first, at most limit (0: all);
+ * callback rules as store_conv_list(). */
+int store_model_list(struct store *s, int limit,
+                     int (*fn)(void *ctx, const struct store_model *m), void *ctx, char *err,
+                     size_t errlen);
 
 /* ---- conversations ---- */
 
@@ -241,6 +258,27 @@ struct store_stats {
 int store_stats(struct store *s, const char *model,
                 int (*fn)(void *ctx, const struct store_stats *st), void *ctx, char *err,
                 size_t errlen);
+
+/* The speed measured here for one model file, by its fingerprint: the
+ * statistics above group runs by model name, and every quantization of a
+ * model shares its name; the file does not.  Medians over its latest recent
+ * runs (<= 0: STORE_SPEED_RECENT; at most STORE_SPEED_RECENT_MAX) on backend
+ * (NULL: any) with n_gpu_layers layers on the device (< 0: any) that
+ * generated at least STORE_SPEED_MIN_TOKENS tokens (the rate of a shorter
+ * run is mostly its first tokens' overhead).  n_runs 0 when there are none;
+ * EINVAL for no fingerprint. */
+#define STORE_SPEED_RECENT 16
+#define STORE_SPEED_RECENT_MAX 256
+#define STORE_SPEED_MIN_TOKENS 16
+struct store_speed {
+    int n_runs;                 /* the runs the medians are over */
+    double gen_tps_median;
+    double prompt_tps_median;   /* over those of them that say (0: none) */
+    int n_gpu_layers, n_threads;    /* of the latest of them */
+};
+int store_model_speed(struct store *s, const char *fingerprint, const char *backend,
+                      int n_gpu_layers, int recent, struct store_speed *out, char *err,
+                      size_t errlen);
 
 /* ---- export ---- */
 

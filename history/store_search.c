@@ -208,3 +208,56 @@ out:
     sqlite3_finalize(st);
     return rc;
 }
+
+int store_model_speed(struct store *s, const char *fingerprint, const char *backend,
+                      int n_gpu_layers, int recent, struct store_speed *out, char *err,
+                      size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (!fingerprint || !*fingerprint)
+        return store_fail(err, errlen, EINVAL, "a model's speed needs its fingerprint");
+    if (recent <= 0 || recent > STORE_SPEED_RECENT_MAX)
+        recent = recent <= 0 ? STORE_SPEED_RECENT : STORE_SPEED_RECENT_MAX;
+    sqlite3_stmt *st = NULL;
+    double tg[STORE_SPEED_RECENT_MAX], pp[STORE_SPEED_RECENT_MAX];
+    size_t ntg = 0, npp = 0;
+    int rc = store_prepare(s,
+                           "SELECT r.gen_tps, r.prompt_tps, r.n_gpu_layers, r.n_threads"
+                           " FROM runs r JOIN models mo ON mo.id = r.model_id"
+                           " WHERE mo.fingerprint = ?1 AND (?2 IS NULL OR r.backend = ?2)"
+                           "   AND (?3 < 0 OR r.n_gpu_layers = ?3)"
+                           "   AND r.reasoning_tokens + r.answer_tokens >= ?4"
+                           "   AND r.gen_tps > 0"
+                           " ORDER BY r.created DESC, r.id DESC LIMIT ?5",
+                           &st, err, errlen);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, fingerprint, -1, SQLITE_STATIC);
+    if (backend)
+        sqlite3_bind_text(st, 2, backend, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, n_gpu_layers);
+    sqlite3_bind_int(st, 4, STORE_SPEED_MIN_TOKENS);
+    sqlite3_bind_int(st, 5, recent);
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (out->n_runs == 0) {
+            out->n_gpu_layers = sqlite3_column_int(st, 2);
+            out->n_threads = sqlite3_column_int(st, 3);
+        }
+        out->n_runs++;
+        tg[ntg++] = sqlite3_column_double(st, 0);
+        if (sqlite3_column_type(st, 1) != SQLITE_NULL && sqlite3_column_double(st, 1) > 0)
+            pp[npp++] = sqlite3_column_double(st, 1);
+    }
+    if (step != SQLITE_DONE) {
+        rc = store_db_fail(s, err, errlen, "reading a model's speed");
+        memset(out, 0, sizeof *out);
+    } else {
+        qsort(tg, ntg, sizeof *tg, cmp_double);
+        qsort(pp, npp, sizeof *pp, cmp_double);
+        out->gen_tps_median = store_percentile(tg, ntg, 0.5);
+        out->prompt_tps_median = store_percentile(pp, npp, 0.5);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}

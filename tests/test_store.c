@@ -215,7 +215,7 @@ static void test_migration_v2_to_v3_adds_the_thinking_budget(void **state)
     char err[256] = "";
     struct store *s = NULL;
     OK(store_open(path, 0, &s, err, sizeof err));
-    assert_int_equal(q_int(s, "PRAGMA user_version"), 3);
+    assert_int_equal(q_int(s, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
     assert_int_equal(q_int(s, "SELECT think_budget + think_off + budget_reached FROM runs"), 0);
     struct store_run r = {.message_id = 1, .backend = "cpu", .think_budget = 4096,
                           .think_mode = "soft", .think_off = true, .budget_reached = false};
@@ -228,6 +228,179 @@ static void test_migration_v2_to_v3_adds_the_thinking_budget(void **state)
     assert_int_equal(c->msgs[0].run.think_budget, 4096);   /* the newest run */
     assert_true(c->msgs[0].run.think_off);
     store_conv_free(c);
+    store_close(s);
+}
+
+static void test_migration_v3_to_v4_moves_the_load_times_out_of_settings(void **state)
+{
+    (void)state;
+    const char *path = tpath("v3.db");
+    for (int v = 0; v < 3; v++)
+        raw_exec(path, store_migrations[v]);
+    raw_exec(path,
+             "PRAGMA user_version = 3;"
+             "INSERT INTO settings VALUES ('load_ms /m/a b.gguf', '2750');"
+             "INSERT INTO settings VALUES ('load_ms remote:http://h:1#big', '180');"
+             "INSERT INTO settings VALUES ('load_ms /m/bad.gguf', 'not a number');"
+             "INSERT INTO settings VALUES ('loadXms /m/c.gguf', '5');"
+             "INSERT INTO settings VALUES ('advisor.measurements', '[]');");
+    char err[256] = "";
+    struct store *s = NULL;
+    OK(store_open(path, 0, &s, err, sizeof err));
+    assert_int_equal(q_int(s, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+    double ms = 0;
+    OK(store_model_load_get(s, "/m/a b.gguf", NULL, &ms, err, sizeof err));
+    assert_close(ms, 2750, 0);
+    OK(store_model_load_get(s, "remote:http://h:1#big", NULL, &ms, err, sizeof err));
+    assert_close(ms, 180, 0);
+    assert_int_equal(store_model_load_get(s, "/m/bad.gguf", NULL, &ms, err, sizeof err), ENOENT);
+    assert_int_equal(store_model_load_get(s, "/m/c.gguf", NULL, &ms, err, sizeof err), ENOENT);
+    /* what moved left the settings; nothing else did */
+    assert_int_equal(q_int(s, "SELECT count(*) FROM settings WHERE key LIKE 'load_ms /m/a%'"
+                              " OR key LIKE 'load_ms remote%'"), 0);
+    assert_int_equal(q_int(s, "SELECT count(*) FROM settings"), 3);
+    store_close(s);
+}
+
+static void test_model_loads_by_path_and_by_fingerprint(void **state)
+{
+    (void)state;
+    int64_t clock = T0;
+    struct store *s = open_mem(&clock);
+    char err[256] = "";
+    double ms = -1;
+    assert_int_equal(store_model_load_get(s, "/m/a.gguf", NULL, &ms, err, sizeof err), ENOENT);
+    assert_non_null(strstr(err, "/m/a.gguf"));
+    assert_close(ms, 0, 0);
+    OK(store_model_load_set(s, "/m/a.gguf", "0123456789abcdef0123456789abcdef", 2750, err,
+                            sizeof err));
+    OK(store_model_load_get(s, "/m/a.gguf", NULL, &ms, err, sizeof err));
+    assert_close(ms, 2750, 0);
+    clock += 1000;
+    OK(store_model_load_set(s, "/m/a.gguf", "0123456789abcdef0123456789abcdef", 900, err,
+                            sizeof err));
+    OK(store_model_load_get(s, "/m/a.gguf", NULL, &ms, err, sizeof err));
+    assert_close(ms, 900, 0);                   /* the latest load */
+    /* the same file under another path: found by its fingerprint, before
+     * the other path's own record */
+    clock += 1000;
+    OK(store_model_load_set(s, "/n/other.gguf", NULL, 50, err, sizeof err));
+    OK(store_model_load_get(s, "/n/other.gguf", "0123456789abcdef0123456789abcdef", &ms, err,
+                            sizeof err));
+    assert_close(ms, 900, 0);
+    OK(store_model_load_get(s, "/n/other.gguf", "ffffffffffffffffffffffffffffffff", &ms, err,
+                            sizeof err));
+    assert_close(ms, 50, 0);
+    OK(store_model_load_get(s, NULL, "0123456789abcdef0123456789abcdef", &ms, err, sizeof err));
+    assert_close(ms, 900, 0);
+    assert_int_equal(store_model_load_get(s, NULL, NULL, &ms, err, sizeof err), ENOENT);
+    assert_int_equal(store_model_load_set(s, "", NULL, 5, err, sizeof err), EINVAL);
+    assert_int_equal(store_model_load_set(s, "/m/a.gguf", NULL, -1, err, sizeof err), EINVAL);
+    assert_int_equal(store_model_load_set(s, "/m/a.gguf", NULL, 1e12, err, sizeof err), EINVAL);
+    store_close(s);
+}
+
+/* A run of model_id at gen_tps, n generated tokens, created at t. */
+static void speed_run(struct store *s, int64_t model_id, const char *backend, int gpu_layers,
+                      double gen_tps, int n, int64_t t)
+{
+    char err[256] = "";
+    struct store_run r = {.model_id = model_id, .backend = backend, .n_gpu_layers = gpu_layers,
+                          .n_threads = 4, .reasoning_tokens = n / 2, .answer_tokens = n - n / 2,
+                          .gen_tps = gen_tps, .prompt_tps = 10 * gen_tps, .created = t};
+    OK(store_run_add(s, &r, NULL, err, sizeof err));
+}
+
+static void test_model_speed_is_by_file_not_by_name(void **state)
+{
+    (void)state;
+    int64_t clock = T0;
+    struct store *s = open_mem(&clock);
+    char err[256] = "";
+    /* two quantizations of one model: one name, two files */
+    static const char fq8[] = "0123456789abcdef0123456789abcdef",
+                      fq4[] = "fedcba9876543210fedcba9876543210";
+    struct store_model q8 = {.path = "/m/r1-q8_0.gguf", .name = "R1-Distill-Qwen-1.5B",
+                             .arch = "qwen2", .weight_type = "Q8_0", .fingerprint = fq8};
+    struct store_model q4 = q8;
+    q4.path = "/m/r1-q4_k_m.gguf";
+    q4.weight_type = "Q4_K_M";
+    q4.fingerprint = fq4;
+    int64_t id8 = 0, id4 = 0;
+    OK(store_model_use(s, &q8, &id8, err, sizeof err));
+    clock += 10;
+    OK(store_model_use(s, &q4, &id4, err, sizeof err));
+    speed_run(s, id8, "cpu", 0, 20, 100, T0 + 1);
+    speed_run(s, id8, "cpu", 0, 24, 100, T0 + 2);
+    speed_run(s, id8, "cpu", 0, 22, 100, T0 + 3);
+    speed_run(s, id8, "cpu", 0, 900, 5, T0 + 4);       /* too short to count */
+    speed_run(s, id8, "vulkan", 28, 80, 100, T0 + 5);
+    speed_run(s, id4, "cpu", 0, 35, 100, T0 + 6);
+    struct store_speed sp;
+    OK(store_model_speed(s, fq8, "cpu", -1, 0, &sp, err, sizeof err));
+    assert_int_equal(sp.n_runs, 3);
+    assert_close(sp.gen_tps_median, 22, 0);
+    assert_close(sp.prompt_tps_median, 220, 0);
+    assert_int_equal(sp.n_gpu_layers, 0);
+    assert_int_equal(sp.n_threads, 4);
+    /* the latest two only: 24 and 22 */
+    OK(store_model_speed(s, fq8, "cpu", -1, 2, &sp, err, sizeof err));
+    assert_int_equal(sp.n_runs, 2);
+    assert_close(sp.gen_tps_median, 23, 1e-12);
+    /* any backend; the device runs alone */
+    OK(store_model_speed(s, fq8, NULL, -1, 0, &sp, err, sizeof err));
+    assert_int_equal(sp.n_runs, 4);
+    assert_int_equal(sp.n_gpu_layers, 28);          /* the latest's */
+    OK(store_model_speed(s, fq8, "vulkan", 28, 0, &sp, err, sizeof err));
+    assert_int_equal(sp.n_runs, 1);
+    assert_close(sp.gen_tps_median, 80, 0);
+    OK(store_model_speed(s, fq8, "vulkan", 10, 0, &sp, err, sizeof err));
+    assert_int_equal(sp.n_runs, 0);
+    OK(store_model_speed(s, fq4, "cpu", -1, 0, &sp, err, sizeof err));
+    assert_int_equal(sp.n_runs, 1);
+    assert_close(sp.gen_tps_median, 35, 0);
+    OK(store_model_speed(s, "00000000000000000000000000000000", NULL, -1, 0, &sp, err,
+                         sizeof err));
+    assert_int_equal(sp.n_runs, 0);
+    assert_close(sp.gen_tps_median, 0, 0);
+    assert_int_equal(store_model_speed(s, "", NULL, -1, 0, &sp, err, sizeof err), EINVAL);
+    store_close(s);
+}
+
+struct model_names {
+    char names[4][64];
+    int n;
+};
+
+static int model_name_fn(void *ctx, const struct store_model *m)
+{
+    struct model_names *mn = ctx;
+    snprintf(mn->names[mn->n++], sizeof mn->names[0], "%s %s", m->path, m->fingerprint);
+    return mn->n == 4;
+}
+
+static void test_model_list_is_latest_used_first(void **state)
+{
+    (void)state;
+    int64_t clock = T0;
+    struct store *s = open_mem(&clock);
+    char err[256] = "";
+    struct store_model a = {.path = "/m/a.gguf", .name = "A", .fingerprint = "aa"};
+    struct store_model b = {.path = "/m/b.gguf", .name = "B", .fingerprint = "bb"};
+    OK(store_model_use(s, &a, NULL, err, sizeof err));
+    clock += 10;
+    OK(store_model_use(s, &b, NULL, err, sizeof err));
+    struct model_names mn = {0};
+    OK(store_model_list(s, 0, model_name_fn, &mn, err, sizeof err));
+    assert_int_equal(mn.n, 2);
+    assert_string_equal(mn.names[0], "/m/b.gguf bb");
+    assert_string_equal(mn.names[1], "/m/a.gguf aa");
+    clock += 10;
+    OK(store_model_use(s, &a, NULL, err, sizeof err));
+    memset(&mn, 0, sizeof mn);
+    OK(store_model_list(s, 1, model_name_fn, &mn, err, sizeof err));
+    assert_int_equal(mn.n, 1);
+    assert_string_equal(mn.names[0], "/m/a.gguf aa");
     store_close(s);
 }
 
@@ -1236,6 +1409,10 @@ int main(void)
         cmocka_unit_test(test_default_path_follows_xdg_then_home),
         cmocka_unit_test(test_migration_upgrades_v1_with_data_intact),
         cmocka_unit_test(test_migration_v2_to_v3_adds_the_thinking_budget),
+        cmocka_unit_test(test_migration_v3_to_v4_moves_the_load_times_out_of_settings),
+        cmocka_unit_test(test_model_loads_by_path_and_by_fingerprint),
+        cmocka_unit_test(test_model_speed_is_by_file_not_by_name),
+        cmocka_unit_test(test_model_list_is_latest_used_first),
         cmocka_unit_test(test_newer_schema_is_refused_untouched),
         cmocka_unit_test(test_damaged_or_foreign_files_are_reported),
         cmocka_unit_test(test_damaged_pages_are_reported),

@@ -75,6 +75,43 @@ static void test_switch_uses_the_recorded_load_and_prompt_speed(void **state)
     store_close(st);
 }
 
+static void test_switch_keeps_loads_in_the_store_under_the_files_fingerprint(void **state)
+{
+    (void)state;
+    struct store *st = fx_store_mem();
+    char err[256], fp[STORE_FINGERPRINT_SIZE], *v = NULL;
+    const char *path = fx_path("models/tq-q8_0.gguf");
+    struct ui_model m = {.path = path, .name = "tq", .file_size = 1000};
+    switch_record_load(st, &m, 1234);
+    /* a store record, not a settings row */
+    char key[1200];
+    snprintf(key, sizeof key, "load_ms %s", path);
+    assert_int_equal(store_setting_get(st, key, &v, err, sizeof err), 0);
+    assert_null(v);
+    double ms = 0;
+    assert_int_equal(store_model_load_get(st, path, NULL, &ms, err, sizeof err), 0);
+    assert_close(ms, 1234, 0);
+    /* the same file by another path: its fingerprint finds the load */
+    assert_int_equal(store_model_fingerprint(path, fp, err, sizeof err), 0);
+    assert_int_equal(store_model_load_get(st, "/elsewhere/tq.gguf", fp, &ms, err, sizeof err), 0);
+    assert_close(ms, 1234, 0);
+    /* a load recorded by anyone through the store is what the estimate uses */
+    struct ui_model b = {.path = "/m/b.gguf", .name = "B", .file_size = 1000000000};
+    assert_int_equal(store_model_load_set(st, "/m/b.gguf", NULL, 640, err, sizeof err), 0);
+    struct switch_cost c;
+    switch_estimate(st, &b, 0, 0, &c);
+    assert_true(c.load_recorded);
+    assert_close(c.load_ms, 640, 0);
+    /* a remote model's loads go under its label */
+    struct engine_remote r = {.url = "http://127.0.0.1:1", .model = "big"};
+    struct ui_model rm = {.path = "remote:http://127.0.0.1:1#big", .name = "big", .remote = &r};
+    switch_record_load(st, &rm, 150);
+    switch_estimate(st, &rm, 0, 0, &c);
+    assert_true(c.load_recorded);
+    assert_close(c.load_ms, 150, 0);
+    store_close(st);
+}
+
 static void test_switch_to_a_remote_model_is_one_request(void **state)
 {
     (void)state;
@@ -112,6 +149,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_switch_without_records_uses_file_size_and_defaults),
         cmocka_unit_test(test_switch_uses_the_recorded_load_and_prompt_speed),
+        cmocka_unit_test(test_switch_keeps_loads_in_the_store_under_the_files_fingerprint),
         cmocka_unit_test(test_switch_to_a_remote_model_is_one_request),
         cmocka_unit_test(test_switch_text_reads_as_the_issue_says),
     };

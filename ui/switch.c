@@ -7,9 +7,10 @@
 #include "ui/switch.h"
 #include "ui/transcript.h"
 
-static void load_key(const struct ui_model *m, char *buf, size_t cap)
+/* What a model's loads are recorded under: its file, or a remote's label. */
+static const char *load_path(const struct ui_model *m)
 {
-    snprintf(buf, cap, "load_ms %s", m->path ? m->path : m->name ? m->name : "");
+    return m->path && *m->path ? m->path : m->name && *m->name ? m->name : NULL;
 }
 
 struct speed {
@@ -31,21 +32,18 @@ static int speed_fn(void *ctx, const struct store_stats *st)
 void switch_estimate(struct store *store, const struct ui_model *m, int tokens,
                      double disk_mb_s, struct switch_cost *out)
 {
-    char key[1200], err[256], *v = NULL;
+    char err[256];
     memset(out, 0, sizeof *out);
     out->tokens = tokens > 0 ? tokens : 0;
     if (disk_mb_s <= 0)
         disk_mb_s = SWITCH_DISK_MB_S;
-    load_key(m, key, sizeof key);
-    if (store && !store_setting_get(store, key, &v, err, sizeof err) && v) {
-        char *end;
-        double ms = strtod(v, &end);
-        if (end != v && ms >= 0 && ms < 1e9) {
-            out->load_ms = ms;
-            out->load_recorded = true;
-        }
+    /* by path only: the picker redraws this, and a fingerprint reads the file */
+    double ms;
+    if (store && load_path(m) && !store_model_load_get(store, load_path(m), NULL, &ms, err,
+                                                       sizeof err)) {
+        out->load_ms = ms;
+        out->load_recorded = true;
     }
-    free(v);
     if (!out->load_recorded)
         out->load_ms = m->remote ? SWITCH_REMOTE_LOAD_MS : m->file_size / (disk_mb_s * 1e3);
     struct speed sp = {m->name, 0, 0};
@@ -77,10 +75,10 @@ const char *switch_text(const struct switch_cost *c, char *buf, size_t cap)
 
 void switch_record_load(struct store *store, const struct ui_model *m, double ms)
 {
-    char key[1200], val[32], err[256];
-    if (!store)
+    char err[256], fp[STORE_FINGERPRINT_SIZE] = "";
+    if (!store || !load_path(m))
         return;
-    load_key(m, key, sizeof key);
-    snprintf(val, sizeof val, "%.0f", ms);
-    store_setting_set(store, key, val, err, sizeof err);
+    if (!m->remote && m->path)
+        store_model_fingerprint(m->path, fp, err, sizeof err);   /* "" when unreadable */
+    store_model_load_set(store, load_path(m), fp[0] ? fp : NULL, ms, err, sizeof err);
 }

@@ -1,7 +1,7 @@
 /* The cost of a model switch, said before it happens (issue #9, item 4): the
  * time to load the model and to read the conversation again with it.  Load
- * time comes from the last load of that model recorded in the store (the
- * settings key "load_ms <path>"), else from its file size over a disk read
+ * time comes from the last load of that model recorded in the store
+ * (store_model_load_get(), by path), else from its file size over a disk read
  * speed; the re-read time from the conversation's tokens at the model's
  * median prompt speed recorded in the store, else SWITCH_PROMPT_TPS.  A
  * remote model loads with one request (SWITCH_REMOTE_LOAD_MS).  The store

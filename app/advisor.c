@@ -33,6 +33,8 @@
 #define ADV_RECORD_KEY "advisor.measurements"
 #define ADV_RECORD_MAX 64
 #define ADV_CALIBRATION_MIN_BYTES ((json_int_t)64 << 20)
+#define ADV_RUN_MODELS 8           /* model files whose replies calibrate: the latest used */
+#define ADV_RUN_CTX 4096           /* the context their plan is made at */
 
 /* ---- weight types, including the two ponder does not run ---- */
 
@@ -514,12 +516,67 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Efficiencies from the recorded measurements: the median fraction of the
- * bound reached, per place (CPU-only runs; runs with device layers). */
-static void calibrate(struct advisor_machine *mc, struct store *store)
+/* The model files the store has seen used, latest first, as path and
+ * fingerprint (their strings copied out of the store's callback). */
+struct run_models {
+    int n;
+    char path[ADV_RUN_MODELS][1024];
+    char fp[ADV_RUN_MODELS][STORE_FINGERPRINT_SIZE];
+};
+
+static int run_model_fn(void *ctx, const struct store_model *m)
 {
+    struct run_models *rm = ctx;
+    if (rm->n < ADV_RUN_MODELS && strlen(m->path) < sizeof rm->path[0] &&
+        strlen(m->fingerprint) < sizeof rm->fp[0]) {
+        snprintf(rm->path[rm->n], sizeof rm->path[0], "%s", m->path);
+        snprintf(rm->fp[rm->n], sizeof rm->fp[0], "%s", m->fingerprint);
+        rm->n++;
+    }
+    return 0;
+}
+
+/* The fraction of its bound one model file reached in its replies here
+ * (chat, run, serve: the store's runs of that file, by fingerprint, so the
+ * quantizations that share a name stay apart), on the CPU (device false)
+ * or with the layers this machine's plan puts on the device; 0 when the
+ * file is gone or changed, reads too little a token to calibrate, or has no
+ * such runs. */
+static double run_fraction(const struct advisor_machine *mc, struct store *store,
+                           const char *path, const char *fp, bool device)
+{
+    char now[STORE_FINGERPRINT_SIZE], err[256];
+    if (store_model_fingerprint(path, now, err, sizeof err) || strcmp(now, fp))
+        return 0;
+    struct advisor_machine full = *mc;
+    full.cpu_eff = full.device_eff = 1;
+    if (!device)
+        full.device_budget = 0, full.device_gbs = 0, full.device_gflops = 0;
+    struct advisor_estimate e;
+    if (advisor_file_estimate(path, ADV_RUN_CTX, &full, NULL, &e, err, sizeof err) ||
+        !e.plan.fits || (device && e.plan.n_gpu_layers <= 0) ||
+        (json_int_t)(e.plan.host_token_bytes + e.plan.gpu_token_bytes) <
+            ADV_CALIBRATION_MIN_BYTES)
+        return 0;
+    double bound = advisor_estimate_tg(&e, &full);
+    struct store_speed sp;
+    if (bound <= 0 || store_model_speed(store, fp, device ? "vulkan" : "cpu",
+                                        device ? e.plan.n_gpu_layers : 0, 0, &sp, err,
+                                        sizeof err) ||
+        sp.n_runs == 0)
+        return 0;
+    return sp.gen_tps_median / bound;
+}
+
+/* Efficiencies from the recorded measurements: the median fraction of the
+ * bound reached, per place (CPU-only runs; runs with device layers): the
+ * `fit --check` and `bench --record` measurements, and the replies of the
+ * model files used latest (run_fraction), one value per file and place. */
+void advisor_calibrate(struct advisor_machine *mc, struct store *store)
+{
+    enum { CAP = ADV_RECORD_MAX + ADV_RUN_MODELS };
     json_t *a = records_load(store);
-    double cpu[ADV_RECORD_MAX], dev[ADV_RECORD_MAX], pp[ADV_RECORD_MAX];
+    double cpu[CAP], dev[CAP], pp[CAP];
     int nc = 0, nd = 0, np = 0;
     size_t i;
     json_t *r;
@@ -542,6 +599,22 @@ static void calibrate(struct advisor_machine *mc, struct store *store)
             pp[np++] = ppt * fl / 1e9 / mc->cpu_gflops;
     }
     json_decref(a);
+    int n_records = nc + nd, n_files = 0;
+    struct run_models *rm = store ? calloc(1, sizeof *rm) : NULL;
+    char err[256];
+    if (rm && !store_model_list(store, ADV_RUN_MODELS, run_model_fn, rm, err, sizeof err)) {
+        for (int k = 0; k < rm->n; k++) {
+            double fc = run_fraction(mc, store, rm->path[k], rm->fp[k], false);
+            double fd = mc->device_budget > 0 && mc->device_gbs > 0
+                            ? run_fraction(mc, store, rm->path[k], rm->fp[k], true) : 0;
+            if (fc > 0)
+                cpu[nc++] = fc;
+            if (fd > 0)
+                dev[nd++] = fd;
+            n_files += fc > 0 || fd > 0;
+        }
+    }
+    free(rm);
     if (nc) {
         qsort(cpu, (size_t)nc, sizeof *cpu, cmp_double);
         mc->cpu_eff = cpu[nc / 2];
@@ -554,9 +627,17 @@ static void calibrate(struct advisor_machine *mc, struct store *store)
         qsort(pp, (size_t)np, sizeof *pp, cmp_double);
         mc->pp_eff = pp[np / 2];
     }
-    if (nc || nd)
+    if (n_records && n_files)
+        snprintf(mc->eff_source, sizeof mc->eff_source,
+                 "calibrated from %d measurement%s and the replies of %d model file%s here",
+                 n_records, n_records == 1 ? "" : "s", n_files, n_files == 1 ? "" : "s");
+    else if (n_files)
+        snprintf(mc->eff_source, sizeof mc->eff_source,
+                 "calibrated from the replies of %d model file%s here", n_files,
+                 n_files == 1 ? "" : "s");
+    else if (n_records)
         snprintf(mc->eff_source, sizeof mc->eff_source, "calibrated from %d measurement%s here",
-                 nc + nd, nc + nd == 1 ? "" : "s");
+                 n_records, n_records == 1 ? "" : "s");
 }
 
 /* ---- the machine ---- */
@@ -678,7 +759,7 @@ int advisor_machine_probe(struct advisor_machine *mc, unsigned flags, int n_thre
     mc->pp_eff = ADVISOR_DEFAULT_PP_EFF;
     snprintf(mc->eff_source, sizeof mc->eff_source, "default efficiency (no measurements here)");
     if (store && !(flags & ADVISOR_PROBE_NO_CALIBRATION))
-        calibrate(mc, store);
+        advisor_calibrate(mc, store);
     return 0;
 }
 

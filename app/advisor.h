@@ -5,7 +5,8 @@
  * read bandwidth (infer/cpu/membw.h), the CPU kernels' compute rate, the
  * Vulkan device's budget and bandwidth (skipped for no device or a software
  * one), and the efficiency factors, calibrated from the measurements the
- * store holds (advisor_record(); NULL store: stated defaults).  Then, with no
+ * store holds (advisor_record(), and the runs of the model files used
+ * latest: advisor_calibrate(); NULL store: stated defaults).  Then, with no
  * file, advisor_shape_estimate() sizes a published R1 shape at a
  * quantization by llama-quantize's per-tensor type rules and plans it at a
  * context (infer/plan.h); advisor_file_estimate() does the same from a GGUF
@@ -63,6 +64,14 @@ struct advisor_machine {
 /* 0, or the error of the bandwidth probe (n_threads < 1: online cores). */
 int advisor_machine_probe(struct advisor_machine *mc, unsigned flags, int n_threads,
                           struct store *store, char *err, size_t errlen);
+/* The efficiencies (cpu_eff, device_eff, pp_eff) and eff_source of mc from
+ * the store: the medians of the fractions of the bound reached by the
+ * measurements advisor_record() kept, and by the replies (chat, run, serve)
+ * of the model files used latest, by each file's fingerprint (median of its
+ * recent runs, history/store.h store_model_speed()), where the file is still
+ * there unchanged.  Files and measurements reading under 64 MiB a token do
+ * not count.  What nothing calibrates keeps its value; the probe calls it. */
+void advisor_calibrate(struct advisor_machine *mc, struct store *store);
 
 /* The published R1 models and their quantizations. */
 struct advisor_shape {

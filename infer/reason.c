@@ -10,11 +10,19 @@ void reason_init(struct reason *r, bool starts_in_reasoning)
     r->state = starts_in_reasoning ? REASON_STATE_REASONING : REASON_STATE_OPEN;
     r->held = 0;
     r->started[0] = r->started[1] = false;
+    r->untagged = false;
+}
+
+void reason_init_unopened(struct reason *r)
+{
+    reason_init(r, false);
+    r->state = REASON_STATE_UNOPENED;
 }
 
 enum reason_kind reason_kind_now(const struct reason *r)
 {
-    return r->state == REASON_STATE_REASONING ? REASON_KIND_REASONING : REASON_KIND_ANSWER;
+    return r->state == REASON_STATE_REASONING || r->state == REASON_STATE_UNOPENED
+               ? REASON_KIND_REASONING : REASON_KIND_ANSWER;
 }
 
 /* The tag the current state looks for, NULL when none. */
@@ -22,6 +30,7 @@ static const char *tag_now(const struct reason *r)
 {
     switch (r->state) {
     case REASON_STATE_OPEN:
+    case REASON_STATE_UNOPENED:
         return tag_open;
     case REASON_STATE_REASONING:
         return tag_close;
@@ -67,11 +76,19 @@ void reason_push(struct reason *r, const char *piece, size_t len, reason_emit_fn
                 /* the tag ends here: what came before it is settled */
                 size_t in_piece = r->held - carried;
                 emit_text(r, piece + run, i + 1 - in_piece - run, emit, ctx);
-                r->state = r->state == REASON_STATE_OPEN ? REASON_STATE_REASONING
-                                                         : REASON_STATE_ANSWER;
+                r->state = r->state == REASON_STATE_OPEN || r->state == REASON_STATE_UNOPENED
+                               ? REASON_STATE_REASONING : REASON_STATE_ANSWER;
                 r->held = carried = 0;
                 run = i + 1;
             }
+            continue;
+        }
+        if (r->state == REASON_STATE_UNOPENED && r->held == 1 && c == tag_close[1]) {
+            /* "</": no "<think>" but perhaps its "</think>" (tag_close[0] ==
+             * tag_open[0], so the held byte stays held) */
+            r->state = REASON_STATE_REASONING;
+            r->untagged = true;
+            r->held = 2;
             continue;
         }
         if (r->held) {
@@ -86,11 +103,20 @@ void reason_push(struct reason *r, const char *piece, size_t len, reason_emit_fn
                 r->state = REASON_STATE_ANSWER;   /* "<thi..." is answer text */
                 continue;
             }
+            if (r->state == REASON_STATE_UNOPENED) {
+                /* "<thi..." is reasoning text; c may begin "</think>" */
+                r->state = REASON_STATE_REASONING;
+                r->untagged = true;
+            }
         }
         if (c == tag[0])
             r->held = 1;
         else if (r->state == REASON_STATE_OPEN && !is_space(c))
             r->state = REASON_STATE_ANSWER;
+        else if (r->state == REASON_STATE_UNOPENED && !is_space(c)) {
+            r->state = REASON_STATE_REASONING;
+            r->untagged = true;
+        }
     }
     emit_text(r, piece + run, len - (r->held - carried) - run, emit, ctx);
 }

@@ -16,6 +16,13 @@
  * text).  Reasoning ends at the first "</think>"; after that everything is
  * answer, tags included.  A "</think>" in the answer is answer text.
  *
+ * A splitter made with reason_init_unopened() is for text whose "<think>"
+ * may have been in the prompt, where the reply cannot be seen (a server
+ * that applies R1's template itself): the text is reasoning from the start;
+ * a "<think>" before any text other than whitespace opens it as usual (and
+ * is dropped), any other text is reasoning without one (untagged), and in
+ * both cases it ends at the first "</think>".
+ *
  * Whitespace (space, tab, CR, LF) at the start of each part (before its first
  * other byte) is emitted as spans with `leading` set, so an interface can
  * skip the "\n\n" R1 writes after "</think>" while a store keeps the text as
@@ -47,16 +54,19 @@ typedef void (*reason_emit_fn)(void *ctx, const struct reason_span *span);
 enum reason_state {
     REASON_STATE_OPEN,        /* answer, a "<think>" may still open reasoning */
     REASON_STATE_REASONING,   /* inside the think block */
-    REASON_STATE_ANSWER       /* answer, for good */
+    REASON_STATE_ANSWER,      /* answer, for good */
+    REASON_STATE_UNOPENED     /* reasoning, a "<think>" may still open it explicitly */
 };
 
 struct reason {
     enum reason_state state;
     unsigned held;            /* bytes of the tag being matched, held back */
     bool started[2];          /* per kind: a byte other than whitespace was emitted */
+    bool untagged;            /* the reasoning began without a "<think>" (unopened) */
 };
 
 void reason_init(struct reason *r, bool starts_in_reasoning);
+void reason_init_unopened(struct reason *r);
 void reason_push(struct reason *r, const char *piece, size_t len, reason_emit_fn emit, void *ctx);
 void reason_flush(struct reason *r, reason_emit_fn emit, void *ctx);
 

@@ -197,6 +197,9 @@ void remote_stream_free(struct remote_stream *st)
     sse_free(&st->sse);
     free(st->body);
     st->body = NULL;
+    free(st->hold);
+    st->hold = NULL;
+    st->hold_len = st->hold_cap = st->hold_lead = 0;
 }
 
 static int stream_fail(struct remote_stream *st, int code, const char *fmt, ...)
@@ -244,9 +247,76 @@ void remote_emit_span(const struct reason_span *sp, uint64_t request, int32_t to
     }
 }
 
+static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+static void on_span(void *ctx, const struct reason_span *sp);
+
+/* Text of one part as spans of kind, its leading whitespace marked as the
+ * splitter marks it. */
+static void push_part(struct remote_stream *st, enum reason_kind kind, const char *s, size_t len)
+{
+    size_t ws = 0;
+    if (!st->rs.started[kind])
+        while (ws < len && is_ws(s[ws]))
+            ws++;
+    if (ws) {
+        struct reason_span sp = {kind, s, ws, true};
+        on_span(st, &sp);
+    }
+    if (ws < len) {
+        st->rs.started[kind] = true;
+        struct reason_span sp = {kind, s + ws, len - ws, false};
+        on_span(st, &sp);
+    }
+}
+
+/* Lets the held text out as kind: reasoning once a </think> came, the
+ * answer when the reply ended without one. */
+static void flush_hold(struct remote_stream *st, enum reason_kind kind)
+{
+    size_t n = st->hold_len, lead = st->hold_lead;
+    st->holding = false;
+    st->hold_len = st->hold_lead = 0;   /* on_span below must not hold again */
+    if (!n)
+        return;
+    if (kind == REASON_KIND_REASONING) {
+        struct reason_span a = {kind, st->hold, lead, true}, b = {kind, st->hold + lead, n - lead,
+                                                                  false};
+        if (lead)
+            on_span(st, &a);
+        if (n > lead)
+            on_span(st, &b);
+    } else {
+        push_part(st, kind, st->hold, n);
+    }
+}
+
+/* Reasoning that no <think> opened (the splitter unopened, or past it). */
+static bool untagged_now(const struct reason *r)
+{
+    return r->state == REASON_STATE_UNOPENED || (r->state == REASON_STATE_REASONING && r->untagged);
+}
+
 static void on_span(void *ctx, const struct reason_span *sp)
 {
     struct remote_stream *st = ctx;
+    if (st->holding && sp->kind == REASON_KIND_REASONING && untagged_now(&st->rs)) {
+        if (st->hold_len + sp->len > REMOTE_REPLY_MAX) {
+            flush_hold(st, REASON_KIND_REASONING);   /* that long: reasoning, shown from here */
+        } else {
+            if (buf_append(&st->hold, &st->hold_len, &st->hold_cap, sp->text, sp->len)) {
+                stream_fail(st, ENOMEM, "out of memory");
+                return;
+            }
+            if (sp->leading)
+                st->hold_lead += sp->len;
+            if (st->phase == ENGINE_PHASE_READING)
+                post_phase(st, ENGINE_PHASE_THINKING);
+            return;
+        }
+    }
+    if (st->hold_len)   /* what comes now shows it (an answer after </think>, a <think>) */
+        flush_hold(st, REASON_KIND_REASONING);
     if (sp->kind == REASON_KIND_ANSWER && !sp->leading && st->phase != ENGINE_PHASE_ANSWERING) {
         st->t_switch = st->clock();
         post_phase(st, ENGINE_PHASE_ANSWERING);
@@ -254,25 +324,6 @@ static void on_span(void *ctx, const struct reason_span *sp)
         post_phase(st, ENGINE_PHASE_THINKING);
     }
     remote_emit_span(sp, st->request, st->n_deltas, &st->first_event, st->emit, st->ctx);
-}
-
-/* Reasoning from reasoning_content: the leading whitespace of the part is
- * marked as the splitter marks it. */
-static void push_reasoning(struct remote_stream *st, const char *s, size_t len)
-{
-    size_t ws = 0;
-    if (!st->rs.started[REASON_KIND_REASONING])
-        while (ws < len && strchr(" \t\r\n", s[ws]))
-            ws++;
-    if (ws) {
-        struct reason_span sp = {REASON_KIND_REASONING, s, ws, true};
-        on_span(st, &sp);
-    }
-    if (ws < len) {
-        st->rs.started[REASON_KIND_REASONING] = true;
-        struct reason_span sp = {REASON_KIND_REASONING, s + ws, len - ws, false};
-        on_span(st, &sp);
-    }
 }
 
 static enum engine_stop stop_from_finish(const char *f)
@@ -372,6 +423,22 @@ static int on_object(struct remote_stream *st, json_t *root, const char *part)
             alen = json_string_length(a);
         }
     }
+    if (rlen && !st->reasoning_field) {
+        /* a server with a reasoning parser: its content is the answer */
+        st->reasoning_field = true;
+        flush_hold(st, REASON_KIND_REASONING);
+        if (!st->content_seen || st->rs.state == REASON_STATE_UNOPENED) {
+            reason_init(&st->rs, false);
+            st->content_seen = true;
+        }
+    }
+    if (alen && !st->content_seen) {
+        st->content_seen = true;
+        if (st->think != REMOTE_THINK_PLAIN) {
+            reason_init_unopened(&st->rs);
+            st->holding = st->think == REMOTE_THINK_UNKNOWN;
+        }
+    }
     if (rlen || alen) {
         if (st->t_first == 0)
             st->t_first = st->clock();
@@ -382,9 +449,11 @@ static int on_object(struct remote_stream *st, json_t *root, const char *part)
         else
             st->answer_deltas++;
         if (rlen)
-            push_reasoning(st, rtext, rlen);
+            push_part(st, REASON_KIND_REASONING, rtext, rlen);
         if (alen)
             reason_push(&st->rs, atext, alen, on_span, st);
+        if (st->hold_len && st->rs.state == REASON_STATE_ANSWER)
+            flush_hold(st, REASON_KIND_REASONING);    /* a </think> ended the delta */
         if (st->first_event) {
             /* held back (a partial tag): the token still counts */
             struct engine_event ev = {.type = ENGINE_EVENT_TOKEN, .request = st->request};
@@ -476,6 +545,18 @@ void remote_stream_end(struct remote_stream *st, const char *transport_error, bo
             stream_fail(st, rc, "%s", strerror(rc));
     }
     reason_flush(&st->rs, on_span, st);
+    if (st->hold_len) {
+        if (!untagged_now(&st->rs)) {
+            flush_hold(st, REASON_KIND_REASONING);   /* a tag was the last text */
+        } else {
+            /* no </think>: the text was the answer after all */
+            flush_hold(st, REASON_KIND_ANSWER);
+            st->held_as_answer = true;
+            st->answer_deltas += st->reasoning_deltas;
+            st->reasoning_deltas = 0;
+            st->t_switch = st->t_first;
+        }
+    }
     double t_end = st->clock();
     memset(done, 0, sizeof *done);
     done->type = ENGINE_EVENT_DONE;
@@ -508,12 +589,22 @@ void remote_stream_end(struct remote_stream *st, const char *transport_error, bo
     }
     done->u.done.stop = stop;
 
+    /* what this server does with R1's reasoning, for its next replies */
+    if (st->reasoning_field)
+        st->think = REMOTE_THINK_PLAIN;
+    else if (st->rs.untagged && st->rs.state == REASON_STATE_ANSWER)
+        st->think = REMOTE_THINK_LONE_CLOSE;
+    else if (st->held_as_answer && stop == ENGINE_STOP_END && (st->done || st->finished))
+        st->think = REMOTE_THINK_PLAIN;
+
     struct engine_stats *s = &done->u.done.stats;
     s->reasoning_tokens = st->reasoning_deltas;
     s->answer_tokens = st->answer_deltas;
     if (st->has_usage) {
         s->prompt_tokens = st->usage_prompt;
-        if (st->usage_reasoning >= 0)
+        /* a server without a reasoning parser counts 0 reasoning tokens
+         * where the reasoning was found here */
+        if (st->usage_reasoning > 0 || (st->usage_reasoning == 0 && !st->reasoning_deltas))
             s->reasoning_tokens = st->usage_reasoning;
         if (st->usage_completion >= s->reasoning_tokens &&
             (st->usage_completion || !st->n_deltas))
@@ -644,6 +735,7 @@ struct remote {
     struct remote_timeouts to;
     struct model_info info;
     CURL *curl;
+    enum remote_think think;    /* what its replies showed so far */
 };
 
 struct body {
@@ -1033,6 +1125,7 @@ void remote_generate(struct remote *rm, uint64_t request, const struct chat_msg 
     struct curl_slist *h = NULL;
     bool user_stop = false;
     remote_stream_init(&x.st, request, emit, ctx);
+    x.st.think = rm->think;
     if (gp->raw) {
         stream_fail(&x.st, ENOTSUP, "--raw needs a local model (a remote server applies its own "
                                     "chat format)");
@@ -1079,6 +1172,7 @@ void remote_generate(struct remote *rm, uint64_t request, const struct chat_msg 
 end:;
     struct engine_event done;
     remote_stream_end(&x.st, terr[0] ? terr : NULL, user_stop, &done);
+    rm->think = x.st.think;
     struct engine_stats *s = &done.u.done.stats;
     snprintf(s->device, sizeof s->device, "%s", rm->host);
     s->n_ctx = rm->info.n_ctx;

@@ -13,7 +13,10 @@
  * Token counts are the server's usage when it sends one, else one token per
  * delta; time to first token runs from the request to the first text.
  * The reasoning comes from `reasoning_content` (or `reasoning`) deltas, or
- * from <think> tags inside `content` (split with infer/reason.c).  Sampler
+ * from <think> tags inside `content` (split with infer/reason.c), or is the
+ * content before a lone </think>: vLLM and SGLang without a reasoning parser
+ * send R1's reasoning as plain content, its <think> being at the end of the
+ * prompt their template made (enum remote_think).  Sampler
  * fields go out as temperature/top_p/top_k/min_p/repeat_penalty/seed/
  * max_tokens, the thinking budget as the extension fields think_budget,
  * think_mode ("soft"/"hard") and think ("off").  The API key goes out as
@@ -71,7 +74,27 @@ int sse_finish(struct sse *s, sse_data_fn fn, void *ctx);
 /* ---- one streamed reply ---- */
 
 #define REMOTE_BODY_MAX 16384      /* bytes of an error body kept */
-#define REMOTE_REPLY_MAX (8u << 20) /* a non-streamed JSON reply */
+#define REMOTE_REPLY_MAX (8u << 20) /* a non-streamed JSON reply; text held back */
+
+/* Content that neither a reasoning field nor a <think> marks is reasoning
+ * until a </think> ends it, when the server is one that sends R1's
+ * reasoning that way.  What a server does is learnt from its replies:
+ *   UNKNOWN     (its first replies) such text is held back, counted as
+ *               thinking (TOKEN events of length 0), until a </think> shows
+ *               it was reasoning (then it comes out as reasoning, and the
+ *               answer streams after it), or the reply ends without one:
+ *               it was the answer, and comes out as the answer then.
+ *   LONE_CLOSE  a reply had reasoning ended by a lone </think>: such text
+ *               streams as reasoning at once; without a </think> it stays
+ *               reasoning (a reply cut off while thinking).
+ *   PLAIN       a reply had a reasoning field, or ended by itself with text
+ *               and no </think>: content is the answer (a leading <think>
+ *               still opens reasoning). */
+enum remote_think {
+    REMOTE_THINK_UNKNOWN,
+    REMOTE_THINK_LONE_CLOSE,
+    REMOTE_THINK_PLAIN
+};
 
 struct remote_stream {
     uint64_t request;
@@ -79,6 +102,14 @@ struct remote_stream {
     void *ctx;
     struct sse sse;
     struct reason rs;               /* <think> tags inside content */
+    enum remote_think think;        /* in: what the server was seen to do (set before the
+                                       first feed); out: updated by remote_stream_end */
+    bool content_seen;              /* the splitter was set for the first content */
+    bool reasoning_field;           /* a reasoning_content / reasoning delta came */
+    bool holding;                   /* untagged reasoning is held back (UNKNOWN) */
+    bool held_as_answer;            /* the held text turned out to be the answer */
+    char *hold;                     /* the text held back */
+    size_t hold_len, hold_cap, hold_lead;   /* hold_lead: its leading whitespace */
     int http_status;                /* 0 until known; >= 400: the body is an error */
     bool json_reply;                /* application/json: a server that does not stream */
     char *body;                     /* the error body, or the JSON reply */

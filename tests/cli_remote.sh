@@ -150,6 +150,30 @@ if command -v node > /dev/null 2>&1; then
     expect_exit 1 "HTTP 500: one line" "$PONDER" run --remote "$F" -m broken -p hi
     grep -q 'HTTP 500 from the server: upstream exploded' "$tmp/err" && echo "ok: with its body" \
         || { echo "FAIL: 500 message:"; cat "$tmp/err"; fails=$((fails + 1)); }
+    # vLLM / SGLang without a reasoning parser: the reasoning before a lone </think>
+    "$PONDER" run --remote "$F" -m lone-close -p hi --db "$tmp/lone.db" > "$tmp/out" 2> "$tmp/err"
+    rc=$?
+    [ $rc -eq 0 ] && [ "$(cat "$tmp/out")" = "Five." ] \
+        && grep -q 'Okay, so I add two and three.' "$tmp/err" \
+        && ! grep -q 'think>' "$tmp/out" "$tmp/err" \
+        && echo "ok: content before a lone </think> is the reasoning (stderr), the rest the answer" \
+        || { echo "FAIL: lone-close (exit $rc):"; cat "$tmp/out" "$tmp/err"; fails=$((fails + 1)); }
+    "$PONDER" history --db "$tmp/lone.db" export 1 --format json > "$tmp/export" 2>&1
+    grep -q '"reasoning": "Okay, so I add two and three.\\n"' "$tmp/export" \
+        && grep -q '"answer": "\\n\\nFive."' "$tmp/export" \
+        && grep -q '"reasoning_tokens": 3' "$tmp/export" \
+        && echo "ok: the store keeps them apart, with the reasoning tokens counted here" \
+        || { echo "FAIL: lone-close history:"; cat "$tmp/export"; fails=$((fails + 1)); }
+    "$PONDER" run --remote "$F" -m plain -p hi --db "$tmp/plain.db" > "$tmp/out" 2> "$tmp/err"
+    rc=$?
+    [ $rc -eq 0 ] && [ "$(cat "$tmp/out")" = "Hello there." ] && ! grep -q Hello "$tmp/err" \
+        && echo "ok: a reply without </think> is all answer" \
+        || { echo "FAIL: plain (exit $rc):"; cat "$tmp/out" "$tmp/err"; fails=$((fails + 1)); }
+    printf 'hi\nagain\n' | "$PONDER" chat --remote "$F" -m lone-close --no-history \
+        > "$tmp/out" 2> "$tmp/err"
+    [ "$(grep -c 'Five\.' "$tmp/out")" -eq 2 ] && ! grep -q 'think>' "$tmp/out" "$tmp/err" \
+        && echo "ok: chat: two replies, each with its reasoning apart from its answer" \
+        || { echo "FAIL: lone-close chat:"; cat "$tmp/out" "$tmp/err"; fails=$((fails + 1)); }
     "$PONDER" run --remote "$F" -m cutoff -p hi > "$tmp/out" 2> "$tmp/err"
     rc=$?
     [ $rc -eq 1 ] && grep -q 'Half an ans' "$tmp/out" && [ "$(wc -l < "$tmp/err")" -eq 1 ] \

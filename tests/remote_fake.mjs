@@ -6,13 +6,17 @@
 //   needs-key   401 with a JSON error unless "Authorization: Bearer sk-test"
 //   broken      500 with a plain-text body
 //   cutoff      one delta, then the connection drops
+//   lone-close  vLLM / SGLang without a reasoning parser serving R1: the
+//               reasoning as plain content ended by a lone </think> (the
+//               <think> was in the prompt), usage with 0 reasoning tokens
+//   plain       a model that does not reason: content only, no tags
 // usage: node tests/remote_fake.mjs PORTFILE   (listens on 127.0.0.1:0 and
 // writes the port to PORTFILE; logs each request's JSON body to stderr)
 import http from 'node:http';
 import fs from 'node:fs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const models = ['think-tags', 'needs-key', 'broken', 'cutoff'];
+const models = ['think-tags', 'needs-key', 'broken', 'cutoff', 'lone-close', 'plain'];
 
 function chunk(delta, finish = null) {
     return 'data: ' + JSON.stringify({
@@ -27,6 +31,20 @@ async function stream(res, model) {
         res.write(chunk({ content: 'Half an ans' }));
         await sleep(50);
         res.socket.destroy();
+        return;
+    }
+    if (model === 'lone-close' || model === 'plain') {
+        const parts = model === 'plain' ? ['Hello', ' there.']
+            : ['Okay, so I add', ' two and three.\n', '</think>', '\n\n', 'Five', '.'];
+        for (const p of parts) {
+            res.write(chunk({ content: p }));
+            await sleep(5);
+        }
+        res.write(chunk({}, 'stop'));
+        res.write('data: ' + JSON.stringify({ choices: [], usage: {
+            prompt_tokens: 11, completion_tokens: parts.length, total_tokens: 11 + parts.length,
+            completion_tokens_details: { reasoning_tokens: 0 } } }) + '\n\n');
+        res.end('data: [DONE]\n\n');
         return;
     }
     // the whole stream, then written in uneven pieces

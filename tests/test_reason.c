@@ -58,9 +58,13 @@ static void on_span(void *ctx, const struct reason_span *sp)
     put(c, sp->text, sp->len);
 }
 
+/* How a case's splitter starts: reason_init(r, false), reason_init(r, true),
+ * reason_init_unopened(r). */
+enum { OPEN = 0, IN_REASONING = 1, UNOPENED = 2 };
+
 static const struct {
     const char *name;
-    bool starts_in_reasoning;
+    int start;
     const char *input;
     const char *want;
 } cases[] = {
@@ -91,13 +95,31 @@ static const struct {
     { "utf-8 around tags", true, "думаю…</think>答案：四", "r:думаю…|a:答案：四" },
     { "only tags", false, "<think></think>", "" },
     { "nothing", true, "", "" },
+    /* unopened: the <think> may have been in the prompt */
+    { "unopened lone close", UNOPENED, "Okay, 2+2.\n</think>\n\nIt is 4.",
+      "r:Okay, 2+2.\n|a~:\n\n|a:It is 4." },
+    { "unopened opens", UNOPENED, "<think>\nhm\n</think>\n\nYes.", "r~:\n|r:hm\n|a~:\n\n|a:Yes." },
+    { "unopened whitespace before open", UNOPENED, " \n<think>x</think>A", "r~: \n|r:x|a:A" },
+    { "unopened closes at once", UNOPENED, "\n</think>\n\nHi", "r~:\n|a~:\n\n|a:Hi" },
+    { "unopened never closes", UNOPENED, "just text", "r:just text" },
+    { "unopened near miss open", UNOPENED, "<thinking>x</think>y", "r:<thinking>x|a:y" },
+    { "unopened other close tag", UNOPENED, "</b></think>a", "r:</b>|a:a" },
+    { "unopened doubled angle", UNOPENED, "<</think>x", "r:<|a:x" },
+    { "unopened later think is text", UNOPENED, "a<think>b</think>c", "r:a<think>b|a:c" },
+    { "unopened partial open at end", UNOPENED, "<thi", "r:<thi" },
+    { "unopened partial close at end", UNOPENED, "a</thi", "r:a</thi" },
+    { "unopened angle slash at end", UNOPENED, "</", "r:</" },
+    { "unopened second close is answer", UNOPENED, "a</think>b</think>", "r:a|a:b</think>" },
 };
 
-static void run_pieces(bool starts, const char *input, const size_t *cuts, int n_cuts,
+static void run_pieces(int start, const char *input, const size_t *cuts, int n_cuts,
                        struct collect *c)
 {
     struct reason r;
-    reason_init(&r, starts);
+    if (start == UNOPENED)
+        reason_init_unopened(&r);
+    else
+        reason_init(&r, start == IN_REASONING);
     collect_init(c);
     size_t len = strlen(input), at = 0;
     for (int i = 0; i <= n_cuts; i++) {
@@ -122,7 +144,7 @@ static void test_whole_input_as_one_piece(void **state)
     (void)state;
     struct collect c;
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        run_pieces(cases[k].starts_in_reasoning, cases[k].input, NULL, 0, &c);
+        run_pieces(cases[k].start, cases[k].input, NULL, 0, &c);
         check(k, "one piece", &c);
     }
 }
@@ -136,7 +158,7 @@ static void test_split_at_every_byte_position(void **state)
         size_t len = strlen(cases[k].input);
         for (size_t i = 0; i <= len; i++) {
             size_t cuts[1] = { i };
-            run_pieces(cases[k].starts_in_reasoning, cases[k].input, cuts, 1, &c);
+            run_pieces(cases[k].start, cases[k].input, cuts, 1, &c);
             snprintf(how, sizeof how, "cut at %zu", i);
             check(k, how, &c);
         }
@@ -153,7 +175,7 @@ static void test_split_at_every_pair_of_positions(void **state)
         for (size_t i = 0; i <= len; i++)
             for (size_t j = i; j <= len; j++) {
                 size_t cuts[2] = { i, j };
-                run_pieces(cases[k].starts_in_reasoning, cases[k].input, cuts, 2, &c);
+                run_pieces(cases[k].start, cases[k].input, cuts, 2, &c);
                 snprintf(how, sizeof how, "cuts at %zu, %zu", i, j);
                 check(k, how, &c);
             }
@@ -170,7 +192,7 @@ static void test_one_byte_per_piece(void **state)
         assert_true(len < 128);
         for (size_t i = 0; i < len; i++)
             cuts[i] = i + 1;
-        run_pieces(cases[k].starts_in_reasoning, cases[k].input, cuts, (int)len, &c);
+        run_pieces(cases[k].start, cases[k].input, cuts, (int)len, &c);
         check(k, "byte by byte", &c);
     }
 }
@@ -233,6 +255,31 @@ static void test_kind_now_follows_the_tags(void **state)
     assert_int_equal(reason_kind_now(&r), REASON_KIND_REASONING);
 }
 
+static void test_unopened_says_whether_a_think_opened_the_reasoning(void **state)
+{
+    (void)state;
+    struct reason r;
+    struct collect c;
+    collect_init(&c);
+    reason_init_unopened(&r);
+    assert_int_equal(reason_kind_now(&r), REASON_KIND_REASONING);
+    reason_push(&r, "\n", 1, on_span, &c);
+    assert_false(r.untagged);               /* only whitespace: not yet known */
+    reason_push(&r, "<", 1, on_span, &c);
+    reason_push(&r, "/think>", 7, on_span, &c);
+    assert_true(r.untagged);
+    assert_int_equal(reason_kind_now(&r), REASON_KIND_ANSWER);
+    reason_init_unopened(&r);
+    reason_push(&r, "<think>", 7, on_span, &c);
+    assert_int_equal(reason_kind_now(&r), REASON_KIND_REASONING);
+    reason_push(&r, "x</think>", 9, on_span, &c);
+    assert_false(r.untagged);
+    reason_init_unopened(&r);
+    reason_push(&r, "Ok", 2, on_span, &c);
+    assert_true(r.untagged);
+    assert_int_equal(reason_kind_now(&r), REASON_KIND_REASONING);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -242,6 +289,7 @@ int main(void)
         cmocka_unit_test(test_one_byte_per_piece),
         cmocka_unit_test(test_tags_as_whole_and_split_tokens),
         cmocka_unit_test(test_kind_now_follows_the_tags),
+        cmocka_unit_test(test_unopened_says_whether_a_think_opened_the_reasoning),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

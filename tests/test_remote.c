@@ -127,6 +127,7 @@ struct got {
     size_t n;
     int last;                 /* kind*2+leading of the last token run, -1 */
     int firsts, tokens;
+    int firsts_at_text;       /* tokens begun when the first text came (0: none came) */
     struct engine_event done;
     bool done_seen, after_done;
     char error[512];
@@ -161,6 +162,8 @@ static void got_emit(void *ctx, const struct engine_event *ev)
             g->firsts++;
         if (!ev->u.token.len)
             break;
+        if (!g->firsts_at_text)
+            g->firsts_at_text = g->firsts;
         int k = (int)ev->u.token.kind * 2 + ev->u.token.leading;
         if (k != g->last) {
             if (g->last >= 0)
@@ -190,6 +193,10 @@ static void got_emit(void *ctx, const struct engine_event *ev)
 static double fake_now;
 static double fake_clock(void) { return fake_now; }
 
+/* What stream_run's stream starts knowing of the server (struct remote_think);
+ * it gets what the stream learnt. */
+static enum remote_think stream_think = REMOTE_THINK_UNKNOWN, stream_learnt;
+
 /* Runs a whole response through a stream: status, body in pieces of step
  * bytes (each piece 10 ms after the last); g gets the events. */
 static void stream_run(int status, const char *body, size_t step, const char *transport,
@@ -203,6 +210,7 @@ static void stream_run(int status, const char *body, size_t step, const char *tr
     st.clock = fake_clock;
     st.t0 = fake_now;
     st.http_status = status;
+    st.think = stream_think;
     size_t len = strlen(body);
     if (!step)
         step = len ? len : 1;
@@ -215,6 +223,7 @@ static void stream_run(int status, const char *body, size_t step, const char *tr
     fake_now += 10;
     struct engine_event done;
     remote_stream_end(&st, transport, user_stop, &done);
+    stream_learnt = st.think;
     got_emit(g, &done);
     remote_stream_free(&st);
     assert_true(g->done_seen);
@@ -284,8 +293,9 @@ static void test_think_tags_in_content_are_split_even_across_deltas(void **state
                0, NULL, false, &g);
     assert_string_equal(g.out, "P:r|P:t|r:~\n|r:abc|a:~\n\n|P:a|a:ok");
     assert_int_equal(g.firsts, 4);
-    assert_int_equal(g.done.u.done.stats.reasoning_tokens, 2);   /* "\nabc", "</think>" */
-    assert_int_equal(g.done.u.done.stats.answer_tokens, 2);      /* "<think>", "\n\nok" */
+    /* content may open in reasoning (struct remote_think), so "<think>" counts too */
+    assert_int_equal(g.done.u.done.stats.reasoning_tokens, 3);   /* "<think>", "\nabc", "</think>" */
+    assert_int_equal(g.done.u.done.stats.answer_tokens, 1);      /* "\n\nok" */
 }
 
 static void test_a_reply_without_reasoning_is_all_answer(void **state)
@@ -294,8 +304,140 @@ static void test_a_reply_without_reasoning_is_all_answer(void **state)
     struct got g;
     stream_run(200, CHUNK("{\"content\":\"Hi\"}") FINISH("length") "data: [DONE]\n\n", 0, NULL,
                false, &g);
-    assert_string_equal(g.out, "P:r|P:a|a:Hi");
+    /* held as possible reasoning (thinking) until the end showed no </think> */
+    assert_string_equal(g.out, "P:r|P:t|P:a|a:Hi");
     assert_int_equal(g.done.u.done.stop, ENGINE_STOP_LENGTH);
+    assert_int_equal(g.done.u.done.stats.reasoning_tokens, 0);
+    assert_int_equal(g.done.u.done.stats.answer_tokens, 1);
+    assert_close(g.done.u.done.stats.reasoning_ms, 0, 0);
+    /* a server known to send plain answers streams them as answer at once */
+    stream_think = REMOTE_THINK_PLAIN;
+    stream_run(200, CHUNK("{\"content\":\"Hi\"}") FINISH("length") "data: [DONE]\n\n", 0, NULL,
+               false, &g);
+    stream_think = REMOTE_THINK_UNKNOWN;
+    assert_string_equal(g.out, "P:r|P:a|a:Hi");
+}
+
+/* vLLM or SGLang without a reasoning parser: R1's reasoning as plain
+ * content, ended by a lone </think> (its <think> was in the prompt). */
+#define LONE_CLOSE_BODY                                                                       \
+    CHUNK("{\"role\":\"assistant\",\"content\":\"\"}")                                        \
+    CHUNK("{\"content\":\"Okay, so\"}") CHUNK("{\"content\":\" 2+2.\\n\"}")                     \
+    CHUNK("{\"content\":\"</think>\"}") CHUNK("{\"content\":\"\\n\\n\"}")                     \
+    CHUNK("{\"content\":\"It is 4.\"}") FINISH("stop")                                         \
+    "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":5,"             \
+    "\"completion_tokens_details\":{\"reasoning_tokens\":0}}}\n\n"                              \
+    "data: [DONE]\n\n"
+
+static void test_content_before_a_lone_close_is_reasoning(void **state)
+{
+    (void)state;
+    static const char body[] = LONE_CLOSE_BODY;
+    size_t len = strlen(body);
+    for (size_t step = 0; step <= len; step += (step < 8 ? 1 : 5)) {
+        struct got g;
+        stream_run(200, body, step, NULL, false, &g);
+        if (strcmp(g.out, "P:r|P:t|r:Okay, so 2+2.\n|a:~\n\n|P:a|a:It is 4."))
+            fail_msg("pieces of %zu: %s", step, g.out);
+        assert_int_equal(g.firsts, 5);
+        /* held back until the </think>: the text came with that (3rd) token */
+        assert_int_equal(g.firsts_at_text, 3);
+        const struct engine_stats *s = &g.done.u.done.stats;
+        /* the server counted no reasoning; the deltas before the </think> were */
+        assert_int_equal(s->reasoning_tokens, 3);
+        assert_int_equal(s->answer_tokens, 2);
+        assert_int_equal(s->prompt_tokens, 9);
+        assert_int_equal(g.done.u.done.stop, ENGINE_STOP_END);
+        assert_int_equal(stream_learnt, REMOTE_THINK_LONE_CLOSE);
+    }
+    /* once the server is known to do this, the reasoning streams at once */
+    struct got g;
+    stream_think = REMOTE_THINK_LONE_CLOSE;
+    stream_run(200, body, 0, NULL, false, &g);
+    stream_think = REMOTE_THINK_UNKNOWN;
+    assert_string_equal(g.out, "P:r|P:t|r:Okay, so 2+2.\n|a:~\n\n|P:a|a:It is 4.");
+    assert_int_equal(g.firsts_at_text, 1);
+    assert_int_equal(stream_learnt, REMOTE_THINK_LONE_CLOSE);
+    /* a server known to send plain answers: the </think> is answer text */
+    stream_think = REMOTE_THINK_PLAIN;
+    stream_run(200, body, 0, NULL, false, &g);
+    stream_think = REMOTE_THINK_UNKNOWN;
+    assert_string_equal(g.out, "P:r|P:a|a:Okay, so 2+2.\n</think>\n\nIt is 4.");
+}
+
+static void test_text_held_as_reasoning_without_a_close_is_the_answer(void **state)
+{
+    (void)state;
+    struct got g;
+    /* a model that does not reason: its whole reply, once it ends */
+    stream_run(200,
+               CHUNK("{\"content\":\"\\nHello\"}") CHUNK("{\"content\":\" there.\"}")
+                   FINISH("stop") "data: [DONE]\n\n",
+               0, NULL, false, &g);
+    assert_string_equal(g.out, "P:r|P:t|a:~\n|P:a|a:Hello there.");
+    assert_int_equal(g.firsts, 2);
+    assert_int_equal(g.firsts_at_text, 2);
+    assert_int_equal(g.done.u.done.stats.reasoning_tokens, 0);
+    assert_int_equal(g.done.u.done.stats.answer_tokens, 2);
+    assert_int_equal(stream_learnt, REMOTE_THINK_PLAIN);    /* it ended by itself */
+    /* cut by the token limit: the answer too, but nothing learnt */
+    stream_run(200, CHUNK("{\"content\":\"Hello\"}") FINISH("length") "data: [DONE]\n\n", 0, NULL,
+               false, &g);
+    assert_string_equal(g.out, "P:r|P:t|P:a|a:Hello");
+    assert_int_equal(stream_learnt, REMOTE_THINK_UNKNOWN);
+    /* a known lone-</think> server: a reply cut off while thinking stays reasoning */
+    stream_think = REMOTE_THINK_LONE_CLOSE;
+    stream_run(200, CHUNK("{\"content\":\"Hmm, let\"}") FINISH("length") "data: [DONE]\n\n", 0,
+               NULL, false, &g);
+    stream_think = REMOTE_THINK_UNKNOWN;
+    assert_string_equal(g.out, "P:r|P:t|r:Hmm, let");
+    assert_int_equal(g.done.u.done.stats.reasoning_tokens, 1);
+    assert_int_equal(stream_learnt, REMOTE_THINK_LONE_CLOSE);
+    /* a </think> as the very last text: all reasoning */
+    stream_run(200,
+               CHUNK("{\"content\":\"abc</thi\"}") CHUNK("{\"content\":\"nk>\"}") FINISH("stop")
+                   "data: [DONE]\n\n",
+               0, NULL, false, &g);
+    assert_string_equal(g.out, "P:r|P:t|r:abc");
+    assert_int_equal(stream_learnt, REMOTE_THINK_LONE_CLOSE);
+    /* an explicit <think> is never held: it streams as before */
+    stream_run(200,
+               CHUNK("{\"content\":\"<think>x\"}") CHUNK("{\"content\":\"y</think>z\"}")
+                   FINISH("stop") "data: [DONE]\n\n",
+               0, NULL, false, &g);
+    assert_string_equal(g.out, "P:r|P:t|r:xy|P:a|a:z");
+    assert_int_equal(g.firsts_at_text, 1);
+    assert_int_equal(stream_learnt, REMOTE_THINK_UNKNOWN);
+    /* whitespace held before a <think> keeps its place */
+    stream_run(200,
+               CHUNK("{\"content\":\"\\n\"}") CHUNK("{\"content\":\"<think>x\"}")
+                   CHUNK("{\"content\":\"</think>z\"}") FINISH("stop") "data: [DONE]\n\n",
+               0, NULL, false, &g);
+    assert_string_equal(g.out, "P:r|P:t|r:~\n|r:x|P:a|a:z");
+    stream_run(200,
+               CHUNK("{\"content\":\"\\n\"}") CHUNK("{\"content\":\"<think>\"}") FINISH("length")
+                   "data: [DONE]\n\n",
+               0, NULL, false, &g);
+    assert_string_equal(g.out, "P:r|P:t|r:~\n");
+}
+
+static void test_a_reasoning_field_makes_the_content_the_answer(void **state)
+{
+    (void)state;
+    struct got g;
+    /* whitespace content first, then a parser's reasoning field */
+    stream_run(200,
+               CHUNK("{\"content\":\"\\n\"}") CHUNK("{\"reasoning_content\":\"Sum.\"}")
+                   CHUNK("{\"content\":\"</think>4\"}") FINISH("stop") "data: [DONE]\n\n",
+               0, NULL, false, &g);
+    assert_string_equal(g.out, "P:r|P:t|r:~\n|r:Sum.|P:a|a:</think>4");
+    assert_int_equal(stream_learnt, REMOTE_THINK_PLAIN);
+    /* the same server later: plain content streams as answer at once */
+    stream_think = stream_learnt;
+    stream_run(200, CHUNK("{\"content\":\"ok\"}") FINISH("stop") "data: [DONE]\n\n", 0, NULL,
+               false, &g);
+    stream_think = REMOTE_THINK_UNKNOWN;
+    assert_string_equal(g.out, "P:r|P:a|a:ok");
 }
 
 static void test_long_deltas_are_cut_at_characters(void **state)
@@ -307,10 +449,17 @@ static void test_long_deltas_are_cut_at_characters(void **state)
         strcat(body, "é");
     strcat(body, "\"}}]}\n\n" FINISH("stop") "data: [DONE]\n\n");
     struct got g;
+    stream_think = REMOTE_THINK_PLAIN;
     stream_run(200, body, 0, NULL, false, &g);
+    stream_think = REMOTE_THINK_UNKNOWN;
     assert_int_equal(g.tokens, 2);
     assert_int_equal(g.firsts, 1);
     assert_int_equal(strlen(g.out), strlen("P:r|P:a|a:") + 80);
+    /* held back first (a token of length 0), then the 80 bytes, cut the same */
+    stream_run(200, body, 0, NULL, false, &g);
+    assert_int_equal(g.tokens, 3);
+    assert_int_equal(g.firsts, 1);
+    assert_int_equal(strlen(g.out), strlen("P:r|P:t|P:a|a:") + 80);
 }
 
 static void test_usage_from_the_server_wins_over_counted_deltas(void **state)
@@ -384,18 +533,18 @@ static void test_errors_end_the_reply_with_one_clear_line(void **state)
         {503, "{\"detail\":\"loading\"}", NULL, "HTTP 503 from the server: loading", "P:r|"},
         {404, "", NULL, "HTTP 404 from the server", "P:r|"},
         {200, CHUNK("{\"content\":\"par\"}") "data: {not json}\n\n", NULL,
-         "malformed event", "P:r|P:a|a:par"},
+         "malformed event", "P:r|P:t|P:a|a:par"},
         {200, CHUNK("{\"content\":\"par\"}") "data: [1,2]\n\n", NULL, "not an object",
-         "P:r|P:a|a:par"},
+         "P:r|P:t|P:a|a:par"},
         /* the quote of a bad event is cut at 60 bytes, never inside a character */
         {200, "data: {\"x\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xc3\xa9\"\n\n", NULL,
          "{\"x\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "P:r|"},
         {200, CHUNK("{\"content\":\"par\"}") "data: {\"error\":{\"message\":\"overloaded\"}}\n\n",
-         NULL, "the server reported an error: overloaded", "P:r|P:a|a:par"},
+         NULL, "the server reported an error: overloaded", "P:r|P:t|P:a|a:par"},
         {200, CHUNK("{\"content\":\"par\"}"), NULL, "closed the stream before the reply ended",
-         "P:r|P:a|a:par"},
+         "P:r|P:t|P:a|a:par"},
         {200, CHUNK("{\"content\":\"par\"}"), "cannot reach http://x: refused",
-         "cannot reach http://x: refused", "P:r|P:a|a:par"},
+         "cannot reach http://x: refused", "P:r|P:t|P:a|a:par"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         struct got g;
@@ -419,7 +568,7 @@ static void test_a_stopped_reply_is_no_error(void **state)
     (void)state;
     struct got g;
     stream_run(200, CHUNK("{\"content\":\"par\"}"), 0, "aborted by callback", true, &g);
-    assert_string_equal(g.out, "P:r|P:a|a:par");
+    assert_string_equal(g.out, "P:r|P:t|P:a|a:par");
     assert_int_equal(g.done.u.done.stop, ENGINE_STOP_USER);
 }
 
@@ -428,7 +577,7 @@ static void test_a_partial_tag_is_flushed_as_text_at_the_end(void **state)
     (void)state;
     struct got g;
     stream_run(200, CHUNK("{\"content\":\"a <thi\"}") FINISH("stop"), 0, NULL, false, &g);
-    assert_string_equal(g.out, "P:r|P:a|a:a <thi");
+    assert_string_equal(g.out, "P:r|P:t|P:a|a:a <thi");
     assert_int_equal(g.done.u.done.stop, ENGINE_STOP_END);   /* finish_reason, no [DONE]: fine */
 }
 
@@ -609,7 +758,8 @@ struct server {
     int fd, port;
     pthread_t thread;
     int mode;               /* 0 normal, 1 stall after the first chunk (keep-alives),
-                               2 401 everywhere, 3 stall in silence */
+                               2 401 everywhere, 3 stall in silence, 4 reasoning as
+                               content ended by a lone </think> */
     char last_request[8192];
     pthread_mutex_t lock;
     volatile bool quit;
@@ -672,6 +822,13 @@ static void serve_one(struct server *sv, int c)
     static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                                "Connection: close\r\n\r\n";
     send_all(c, head, sizeof head - 1);
+    if (sv->mode == 4) {
+        static const char lone[] = CHUNK("{\"content\":\"Adding\"}")
+            CHUNK("{\"content\":\" two.\\n\"}") CHUNK("{\"content\":\"</think>\"}")
+            CHUNK("{\"content\":\"\\n\\n4\"}") FINISH("stop") "data: [DONE]\n\n";
+        send_all(c, lone, sizeof lone - 1);
+        return;
+    }
     static const char c1[] = CHUNK("{\"reasoning_content\":\"Adding.\"}");
     send_all(c, c1, sizeof c1 - 1);
     if (sv->mode == 3) {
@@ -863,6 +1020,35 @@ static void test_generate_streams_a_reply_with_the_request_fields(void **state)
     g.last = -1;
     remote_generate(rm, 10, msgs, 2, &gp, &stop, got_emit, &g);
     assert_int_equal(g.done.u.done.stop, ENGINE_STOP_END);
+    remote_free(rm);
+    server_stop(&sv);
+}
+
+static void test_a_lone_close_server_streams_its_reasoning_once_known(void **state)
+{
+    (void)state;
+    struct server sv;
+    server_start(&sv, 4);
+    char url[64], err[512];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", sv.port);
+    struct remote *rm = NULL;
+    struct engine_remote r = {.url = url};
+    assert_int_equal(remote_open(&r, NULL, &rm, err, sizeof err), 0);
+    struct chat_msg msg = {CHAT_ROLE_USER, "2+2?"};
+    struct engine_generate_params gp = {.max_tokens = -1};
+    sampler_params_default(&gp.sampler);
+    for (int turn = 0; turn < 2; turn++) {
+        struct got g;
+        memset(&g, 0, sizeof g);
+        g.last = -1;
+        remote_generate(rm, 20 + (uint64_t)turn, &msg, 1, &gp, NULL, got_emit, &g);
+        assert_string_equal(g.out, "P:r|P:t|r:Adding two.\n|a:~\n\n|P:a|a:4");
+        assert_int_equal(g.done.u.done.stop, ENGINE_STOP_END);
+        assert_int_equal(g.done.u.done.stats.reasoning_tokens, 3);
+        /* the first reply is held until its </think> (3rd token); the
+         * connection then knows, and the second streams from its first token */
+        assert_int_equal(g.firsts_at_text, turn == 0 ? 3 : 1);
+    }
     remote_free(rm);
     server_stop(&sv);
 }
@@ -1066,6 +1252,9 @@ int main(void)
         cmocka_unit_test(test_reasoning_field_is_read_like_reasoning_content),
         cmocka_unit_test(test_think_tags_in_content_are_split_even_across_deltas),
         cmocka_unit_test(test_a_reply_without_reasoning_is_all_answer),
+        cmocka_unit_test(test_content_before_a_lone_close_is_reasoning),
+        cmocka_unit_test(test_text_held_as_reasoning_without_a_close_is_the_answer),
+        cmocka_unit_test(test_a_reasoning_field_makes_the_content_the_answer),
         cmocka_unit_test(test_long_deltas_are_cut_at_characters),
         cmocka_unit_test(test_usage_from_the_server_wins_over_counted_deltas),
         cmocka_unit_test(test_stats_are_measured_on_the_client),
@@ -1080,6 +1269,7 @@ int main(void)
         cmocka_unit_test(test_open_checks_the_server_and_the_model),
         cmocka_unit_test(test_open_reports_refused_and_unauthorised),
         cmocka_unit_test(test_generate_streams_a_reply_with_the_request_fields),
+        cmocka_unit_test(test_a_lone_close_server_streams_its_reasoning_once_known),
         cmocka_unit_test(test_stop_cancels_a_stalled_transfer),
         cmocka_unit_test(test_stop_is_quick_while_the_server_is_silent),
         cmocka_unit_test(test_a_silent_server_times_out_with_one_line),

@@ -705,7 +705,9 @@ int store_model_fingerprint(const char *path, char out[STORE_FINGERPRINT_SIZE], 
     enum { HEAD = 1 << 20, TAIL = 1 << 16 };
     int rc = 0;
     unsigned char *b = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO at a model's old path must not block the open
+     * (nothing else changes for a regular file) */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return store_fail(err, errlen, errno, "%s: %s", path, strerror(errno));
     struct stat sb;

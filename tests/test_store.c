@@ -1304,6 +1304,10 @@ static void test_model_fingerprint_and_use(void **state)
     assert_string_not_equal(fp1, fp3);
     free(data);
     assert_int_equal(store_model_fingerprint(tpath("none.gguf"), fp3, err, sizeof err), ENOENT);
+    /* a FIFO (no writer) is refused at once, never waited on */
+    assert_int_equal(mkfifo(tpath("fifo.gguf"), 0600), 0);
+    assert_int_equal(store_model_fingerprint(tpath("fifo.gguf"), fp3, err, sizeof err), EINVAL);
+    assert_non_null(strstr(err, "not a regular file"));
 
     int64_t now = T0;
     struct store *s = open_mem(&now);

@@ -107,6 +107,7 @@ if command -v tmux > /dev/null 2>&1; then
     $T send-keys -t $S "$Q" Enter
     check "the reply streams" "47 + 38 = 85"
     check "its reasoning is folded" "▸ Thought for"
+    check "the status line has the server's context" "/$CTX · "
     $T send-keys -t $S C-d
     check "chat exits" "EXITED rc=0" 10
     "$PONDER" history --db "$tmp/chat.db" show 1 > "$tmp/show" 2>&1

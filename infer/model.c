@@ -377,7 +377,7 @@ static int plan_gpu(struct model *m, const struct model_params *p, const struct 
         return 0;
     struct vk_options vo = {.device = p->device, .validation = p->gpu_validation,
                             .lose_after = p->gpu_lose_after > 0 ? (uint64_t)p->gpu_lose_after : 0,
-                            .cache_dir = p->cache_dir};
+                            .cache_dir = p->cache_dir, .no_replay = p->gpu_no_replay};
     char verr[256] = "";
     int rc;
     if (p->backend == MODEL_BACKEND_AUTO && p->device < 0) {
@@ -555,6 +555,8 @@ bool model_device_lost(const struct model *m)
 {
     return m->gpu && vk_backend_lost(m->gpu);
 }
+
+const struct backend *model_device(const struct model *m) { return m->gpu; }
 
 int model_n_past(const struct model *m) { return m->n_past; }
 void model_clear(struct model *m) { m->n_past = 0; }

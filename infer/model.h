@@ -37,6 +37,7 @@ struct model_params {
     int n_gpu_layers;       /* layers on the device, the first ones; < 0: as many as fit */
     bool gpu_validation;    /* Vulkan validation layer (tests) */
     int gpu_lose_after;     /* tests: the device acts lost after this many submissions */
+    bool gpu_no_replay;     /* tests: record the device's commands afresh every pass */
     const char *cache_dir;  /* pipeline cache directory, or NULL */
     bool mmap_only;         /* map the file; default: read it into memory (huge pages)
                                when it takes at most half of the physical memory */
@@ -95,6 +96,9 @@ int model_n_past(const struct model *m);
 /* Whether the model's device was lost (every later decode fails): the
  * engine then loads the model again on the CPU. */
 bool model_device_lost(const struct model *m);
+/* The device backend the model's layers run on, or NULL (CPU only): for
+ * its statistics (vk_backend_stats). */
+const struct backend *model_device(const struct model *m);
 /* Keeps the longest cached prefix of ids[0..n) (at most n - 1 tokens, so the
  * last one is evaluated again for its logits) and drops the rest of the
  * cache; returns the number of tokens kept. */

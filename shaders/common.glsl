@@ -1,6 +1,12 @@
-/* Shared by every ponder compute shader: the push constants all pipelines
- * use (mirrored by struct vk_push in infer/vulkan/push.h, 80 bytes) and the
- * six storage-buffer bindings of the one descriptor-set layout. */
+/* Shared by every ponder compute shader: the parameters every pipeline
+ * reads (mirrored by struct vk_push in infer/vulkan/push.h, 80 bytes) and
+ * the bindings of the one descriptor-set layout: six storage buffers for
+ * the operation (0-5) and the parameter buffer (6).
+ *
+ * The parameters of a dispatch live in slot `slot` of the parameter
+ * buffer, the only push constant, so that a recorded command buffer can be
+ * submitted again with new parameters (infer/vulkan/backend_vk.c).  `pc`
+ * names the slot, and shaders read pc.u[i] and pc.f[i] as before. */
 #ifndef PONDER_COMMON_GLSL
 #define PONDER_COMMON_GLSL
 
@@ -8,9 +14,19 @@
 
 /* u[] are operation-specific counts and offsets (in 4-byte words); f[] are
  * float parameters.  Each shader names its fields in a comment. */
-layout(push_constant) uniform Push {
+struct PonderParams {
     uint u[16];
     float f[4];
-} pc;
+};
+
+layout(push_constant) uniform PonderSlot {
+    uint slot;
+} ponder_slot;
+
+layout(std430, binding = 6) readonly buffer PonderParamBuf {
+    PonderParams ponder_params[];
+};
+
+#define pc ponder_params[ponder_slot.slot]
 
 #endif

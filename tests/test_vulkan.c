@@ -1346,6 +1346,208 @@ static void test_vulkan_backend_without_a_device_is_a_clear_error(void **state)
     model_free(m);
 }
 
+
+/* ---- recorded command buffers replayed ---- */
+
+static struct model *load_replay(const char *name, bool no_replay)
+{
+    char rel[256], err[512] = "";
+    snprintf(rel, sizeof rel, "models/%s.gguf", name);
+    struct model_params p = {.n_ctx = 1024, .n_threads = 2, .kv_type = KV_TYPE_F32,
+                             .max_isa = CPU_ISA_COUNT, .backend = MODEL_BACKEND_VULKAN,
+                             .device = -1, .n_gpu_layers = -1, .gpu_validation = true,
+                             .gpu_no_replay = no_replay};
+    struct model *m = NULL;
+    if (model_load(fx_path(rel), &p, &m, err, sizeof err))
+        fail_msg("%s: %s", name, err);
+    assert_non_null(model_device(m));
+    return m;
+}
+
+static void model_stats(const struct model *m, struct vk_stats *st)
+{
+    vk_backend_stats(model_device(m), st);
+}
+
+static void expect_no_validation_messages(const struct model *m)
+{
+    char msg[512];
+    unsigned n = vk_backend_validation_messages(model_device(m), msg, sizeof msg);
+    if (n)
+        fail_msg("%u validation messages, the first: %s", n, msg);
+}
+
+/* Teacher-forced ids: a prompt of n_prompt tokens in one pass, then one
+ * token a pass up to n_total, then the cache cleared and a short prompt
+ * and two tokens again; the logits of the instance that replays its
+ * command buffers equal, bit for bit, those of the one that records every
+ * pass afresh.  Returns the replaying instance's stats. */
+static void check_replay_equals_fresh(const char *name, int n_prompt, int n_total,
+                                      struct vk_stats *out)
+{
+    struct model *m[2] = {load_replay(name, false), load_replay(name, true)};
+    int n_vocab = model_info(m[0])->n_vocab;
+    float *lg[2] = {malloc((size_t)n_vocab * sizeof(float)), malloc((size_t)n_vocab * sizeof(float))};
+    int32_t *ids = malloc((size_t)n_total * sizeof *ids);
+    assert_non_null(lg[0]);
+    assert_non_null(lg[1]);
+    assert_non_null(ids);
+    for (int i = 0; i < n_total; i++)
+        ids[i] = (int32_t)((i * 7919 + 13) % n_vocab);
+    char err[256];
+    int steps = 0;
+    for (int round = 0; round < 2; round++) {
+        int np = round ? 5 : n_prompt, nt = round ? 8 : n_total;
+        for (int v = 0; v < 2; v++)
+            model_clear(m[v]);
+        for (int pos = 0; pos < nt; pos += pos ? 1 : np) {
+            int n = pos ? 1 : np;
+            for (int v = 0; v < 2; v++)
+                if (model_decode(m[v], ids + pos, n, lg[v], false, err, sizeof err))
+                    fail_msg("%s %s at %d: %s", name, v ? "fresh" : "replayed", pos, err);
+            if (memcmp(lg[0], lg[1], (size_t)n_vocab * sizeof(float)))
+                fail_msg("%s: replayed logits differ from fresh ones at position %d", name, pos);
+            steps++;
+        }
+    }
+    struct vk_stats st[2];
+    for (int v = 0; v < 2; v++) {
+        model_stats(m[v], &st[v]);
+        expect_no_validation_messages(m[v]);
+    }
+    /* the fresh instance never replays; the replaying one mostly does */
+    assert_int_equal(st[1].replays, 0);
+    assert_true(st[0].replays > 0);
+    assert_true(st[0].recorded < st[1].recorded);
+    printf("  %-8s %d passes: replayed %llu of %llu submissions, recorded %llu operations "
+           "(fresh: %llu)\n", name, steps, (unsigned long long)st[0].replays,
+           (unsigned long long)st[0].submits, (unsigned long long)st[0].recorded,
+           (unsigned long long)st[1].recorded);
+    *out = st[0];
+    for (int v = 0; v < 2; v++) {
+        model_free(m[v]);
+        free(lg[v]);
+    }
+    free(ids);
+}
+
+/* A dense model across the attention's change of split (512 positions and
+ * more split over the sequence, one more slice every 256). */
+static void test_replayed_passes_equal_fresh_ones_for_a_dense_model(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    struct vk_stats st;
+    check_replay_equals_fresh("tq-q8_0", 500, 780, &st);
+}
+
+/* deepseek2: a pass is many segments (a submission at every MoE layer)
+ * and the chosen experts change the recorded work from token to token. */
+static void test_replayed_passes_equal_fresh_ones_for_deepseek2(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    struct vk_stats st;
+    check_replay_equals_fresh("td-q8_0", 20, 60, &st);
+    check_replay_equals_fresh("td-f32", 20, 60, &st);
+}
+
+/* Token generation on a dense model records nothing once its passes are
+ * recorded: every later token is one submission of the recorded command
+ * buffer; a pass of another shape records again. */
+static void test_generation_replays_and_a_changed_pass_records_again(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    struct model *m = load_replay("tq-q8_0", false);
+    int n_vocab = model_info(m)->n_vocab;
+    float *lg = malloc((size_t)n_vocab * sizeof(float));
+    assert_non_null(lg);
+    int32_t ids[40];
+    for (int i = 0; i < 40; i++)
+        ids[i] = (int32_t)((i * 31 + 7) % n_vocab);
+    char err[256];
+    assert_int_equal(model_decode(m, ids, 8, lg, false, err, sizeof err), 0);
+    for (int i = 8; i < 11; i++)    /* the first tokens record their pass */
+        assert_int_equal(model_decode(m, ids + i, 1, lg, false, err, sizeof err), 0);
+    struct vk_stats a, b;
+    model_stats(m, &a);
+    for (int i = 11; i < 31; i++)
+        assert_int_equal(model_decode(m, ids + i, 1, lg, false, err, sizeof err), 0);
+    model_stats(m, &b);
+    assert_int_equal(b.recorded, a.recorded);
+    assert_int_equal(b.submits - a.submits, 20);
+    assert_int_equal(b.replays - a.replays, 20);
+    assert_true(b.dispatches - a.dispatches >= 20 * 10);
+    /* two tokens in one pass: other group counts, recorded */
+    assert_int_equal(model_decode(m, ids + 31, 2, lg, false, err, sizeof err), 0);
+    model_stats(m, &a);
+    assert_true(a.recorded > b.recorded);
+    assert_int_equal(a.replays, b.replays);
+    /* and one token again: that differs from the two-token pass, recorded */
+    assert_int_equal(model_decode(m, ids + 33, 1, lg, false, err, sizeof err), 0);
+    model_stats(m, &b);
+    assert_true(b.recorded > a.recorded);
+    assert_int_equal(model_decode(m, ids + 34, 1, lg, false, err, sizeof err), 0);
+    model_stats(m, &a);
+    assert_int_equal(a.recorded, b.recorded);
+    assert_int_equal(a.replays, b.replays + 1);
+    expect_no_validation_messages(m);
+    model_free(m);
+    free(lg);
+}
+
+/* One attention step on a backend, the cache re-made between passes: a
+ * pass replayed after kv_init (whose new buffers may reuse the old
+ * handles) reads the new cache, and gives what a fresh backend gives. */
+static void attention_pass(struct backend *b, const float *q, const float *k, int pos, float *out)
+{
+    enum { HD = 8, NH = 2 };
+    b->ops->reset(b);
+    struct btensor *tq = put(b, q, HD * NH, 1), *tk = put(b, k, HD * NH, 1);
+    struct btensor *d = b->ops->alloc(b, HD * NH, 1);
+    assert_non_null(d);
+    assert_int_equal(b->ops->kv_store(b, 0, tk, tk, pos), 0);
+    assert_int_equal(b->ops->attention(b, d, tq, 0, NH, NH, HD, HD, pos, 0.35f), 0);
+    assert_int_equal(b->ops->read(b, d, 0, 1, out), 0);
+}
+
+static void test_replay_after_the_kv_cache_is_made_again_reads_the_new_cache(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    struct kv_shape ks = {.n_layer = 1, .n_ctx = 16, .k_width = 16, .v_width = 16,
+                          .type = KV_TYPE_F32};
+    float q[16], k[4][16], got[16], want[16];
+    fill(q, 16, 3);
+    for (int i = 0; i < 4; i++)
+        fill(k[i], 16, 10 + (uint32_t)i);
+    struct backend *b = open_vk();
+    assert_int_equal(b->ops->kv_init(b, &ks), 0);
+    attention_pass(b, q, k[0], 0, got);
+    attention_pass(b, q, k[1], 0, got);  /* the same pass: replayed */
+    struct vk_stats st0, st1;
+    vk_backend_stats(b, &st0);
+    assert_int_equal(b->ops->kv_init(b, &ks), 0);
+    attention_pass(b, q, k[2], 0, got);
+    attention_pass(b, q, k[3], 1, got);
+    vk_backend_stats(b, &st1);
+    assert_true(st1.recorded > st0.recorded);   /* the cache's buffers changed: recorded */
+
+    struct vk_options o = {.device = -1, .validation = true, .no_int_dot = true, .no_replay = true};
+    struct backend *f = NULL;
+    char err[256];
+    assert_int_equal(vk_backend_create(&o, &f, err, sizeof err), 0);
+    assert_int_equal(f->ops->kv_init(f, &ks), 0);
+    attention_pass(f, q, k[2], 0, want);
+    attention_pass(f, q, k[3], 1, want);
+    assert_memory_equal(got, want, sizeof got);
+    vk_backend_stats(f, &st0);
+    assert_int_equal(st0.replays, 0);
+    close_vk(f);
+    close_vk(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1392,6 +1594,10 @@ int main(void)
         cmocka_unit_test(test_a_layer_split_equals_all_gpu_and_all_cpu),
         cmocka_unit_test(test_experts_on_the_cpu_and_the_rest_on_the_device_equal_all_cpu),
         cmocka_unit_test(test_vulkan_backend_without_a_device_is_a_clear_error),
+        cmocka_unit_test(test_replayed_passes_equal_fresh_ones_for_a_dense_model),
+        cmocka_unit_test(test_replayed_passes_equal_fresh_ones_for_deepseek2),
+        cmocka_unit_test(test_generation_replays_and_a_changed_pass_records_again),
+        cmocka_unit_test(test_replay_after_the_kv_cache_is_made_again_reads_the_new_cache),
     };
     /* PONDER_TEST_FILTER=pattern runs only the matching tests (while iterating) */
     if (getenv("PONDER_TEST_FILTER"))

@@ -18,6 +18,12 @@
 #include "infer/vulkan/vk_impl.h"
 
 #define N_BINDINGS 6
+/* the parameter buffer's binding (shaders/common.glsl): slots of struct
+ * vk_push, one per dispatch since the last submission */
+#define PARAM_BINDING N_BINDINGS
+#define PARAM_SLOTS 4096
+#define SETS_PER_POOL 256
+#define MAX_SEGS 256            /* segments cached per pass (the rest share the last) */
 /* Weight matrices are stored with the quants of WEIGHT_GROUP consecutive
  * rows interleaved (upload_chunk), so that the lanes of a SIMD group, one
  * row each, read neighbouring words: 1.4x the matrix-vector speed on
@@ -25,7 +31,6 @@
 #define WEIGHT_GROUP 8
 #define TENSOR_CHUNK 256     /* tensor records come in chunks (pointers stay put) */
 #define MAX_TENSOR_CHUNKS 64
-#define MAX_SETS 1024
 #define ARENA_BLOCK ((VkDeviceSize)64 << 20)
 #define STAGING_SIZE ((VkDeviceSize)64 << 20)
 #define SCORES_FLOATS ((size_t)8 << 20)     /* attention scratch: 32 MiB */
@@ -196,6 +201,11 @@ struct vk_tensor {
     uint32_t off;               /* floats from the start of the block */
 };
 
+struct vk_set {
+    VkBuffer b[N_BINDINGS];
+    VkDescriptorSet set;        /* VK_NULL_HANDLE: a free table entry */
+};
+
 struct vk_backend {
     struct backend base;
     struct vk_inst vi;
@@ -213,12 +223,26 @@ struct vk_backend {
     VkPipelineLayout layout;
     VkPipelineCache cache;
     VkPipeline pipes[VK_SHADER_COUNT];
-    VkDescriptorPool dpool;
-    uint32_t sets_used;
+    /* descriptor sets, one per tuple of bindings, made once (set_get)
+     * and kept until one of the backend's buffers is freed (cache_drop) */
+    struct vk_set *sets;
+    size_t sets_cap, sets_n;
+    VkDescriptorPool *dpools;
+    int n_dpools;
+    uint32_t dpool_left;
+    struct vk_buf params;       /* PARAM_SLOTS parameter slots, host-visible */
+    uint32_t slots_used;
     VkCommandPool cpool;
-    VkCommandBuffer cmd;
+    VkCommandBuffer cmd;        /* the current segment's */
     VkFence fence;
-    bool recording, lost;
+    bool recording, lost;       /* recording: a segment is open (begin) until flush */
+    /* recorded segments (flush) */
+    struct vk_seg *segs;
+    int n_segs, cur_seg;
+    uint32_t pos;               /* operations issued into the current segment */
+    bool rec;                   /* its command buffer is being recorded (else replayed so far) */
+    bool restart;               /* vk_reset while a segment was open: the next one is the first */
+    bool no_replay;             /* vk_options.no_replay */
     bool shuffle;               /* matmul variants sharing x by subgroup shuffle */
     bool int_dot;               /* matrix-vector on int8 activations (mm_int) */
 
@@ -297,8 +321,11 @@ static int find_type(const struct vk_backend *c, uint32_t bits, VkMemoryProperty
     return -1;
 }
 
-/* host: a host-visible coherent buffer (mapped); else device-local. */
-static int buf_create(struct vk_backend *c, struct vk_buf *b, VkDeviceSize size, bool host)
+/* host: a host-visible coherent buffer (mapped); else device-local.
+ * near: host-visible memory that is also device-local when the device has
+ * such a type (what shaders read often: the parameter slots). */
+static int buf_create_in(struct vk_backend *c, struct vk_buf *b, VkDeviceSize size, bool host,
+                         bool near)
 {
     memset(b, 0, sizeof *b);
     if (!host && c->mem_limit && c->mem_used + size > c->mem_limit)
@@ -319,7 +346,8 @@ static int buf_create(struct vk_backend *c, struct vk_buf *b, VkDeviceSize size,
     vkGetBufferMemoryRequirements(c->dev, b->buf, &req);
     const VkMemoryPropertyFlags hv = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT |
                                      VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
-    int t = host ? find_type(c, req.memoryTypeBits, hv | VK_MEMORY_PROPERTY_HOST_CACHED_BIT, 0)
+    int t = near ? find_type(c, req.memoryTypeBits, hv | VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT, 0)
+          : host ? find_type(c, req.memoryTypeBits, hv | VK_MEMORY_PROPERTY_HOST_CACHED_BIT, 0)
                  : find_type(c, req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT, 0);
     if (t < 0)
         t = find_type(c, req.memoryTypeBits, hv, 0);
@@ -353,8 +381,17 @@ static int buf_create(struct vk_backend *c, struct vk_buf *b, VkDeviceSize size,
     return 0;
 }
 
+static int buf_create(struct vk_backend *c, struct vk_buf *b, VkDeviceSize size, bool host)
+{
+    return buf_create_in(c, b, size, host, false);
+}
+
+static void cache_drop(struct vk_backend *c);
+
 static void buf_free(struct vk_backend *c, struct vk_buf *b)
 {
+    if (b->buf)     /* a freed handle may come back for another buffer */
+        cache_drop(c);
     if (b->device)
         c->mem_used -= b->size;
     if (b->buf)
@@ -364,7 +401,73 @@ static void buf_free(struct vk_backend *c, struct vk_buf *b)
     memset(b, 0, sizeof *b);
 }
 
-/* ---- recording and submission ---- */
+/* ---- recording, replay and submission ----
+ *
+ * The work between two submissions (flush) is a segment; a forward pass is
+ * a list of segments (one for a dense model's token; deepseek2 submits at
+ * every MoE layer, uploads and a full staging ring or parameter buffer
+ * submit too).  Each segment keeps its command buffer and the log of the
+ * operations recorded in it (struct vk_op: pipeline, descriptor set,
+ * parameter slot, group counts, copy regions, barrier).  When a pass issues
+ * the same operations as the previous pass, the segment is not recorded
+ * again: each incoming operation is compared with the log, only its
+ * parameters (the slot) and staging data are written, and flush submits the
+ * cached command buffer.  At the first difference, the log's matching
+ * prefix is recorded into the command buffer and recording goes on from
+ * there (that becomes the new cache).  Everything that changes per token
+ * (positions, the rope table, KV write offsets, attention lengths) is in
+ * the parameters or the staging data, never in the recorded commands;
+ * slots and staging offsets restart at every submission, so the same
+ * sequence gets the same ones.  vk_reset (the start of a pass) goes back
+ * to the first segment. */
+
+enum { OP_DISPATCH = 1, OP_COPY = 2 };
+
+/* One recorded operation; compared bytewise (made with memset), so every
+ * field that changes what is recorded is in it. */
+struct vk_op {
+    VkDescriptorSet set;        /* dispatch */
+    VkBuffer src, dst;          /* copy */
+    VkDeviceSize so, dof, n;
+    uint32_t kind, shader, slot, g[3];
+    uint32_t bar;               /* a barrier before the operation */
+};
+
+struct vk_seg {
+    VkCommandBuffer cmd;
+    struct vk_op *ops;
+    uint32_t n, cap;
+    bool valid;                 /* cmd holds exactly ops[0..n), ended, and may run again */
+};
+
+/* The segment the next operations go into, with a command buffer. */
+static int seg_cur(struct vk_backend *c, struct vk_seg **out)
+{
+    if (c->cur_seg >= c->n_segs) {
+        struct vk_seg *ns = realloc(c->segs, (size_t)(c->cur_seg + 1) * sizeof *ns);
+        if (!ns)
+            return fail(c, ENOMEM, "out of memory");
+        c->segs = ns;
+        for (; c->n_segs <= c->cur_seg; c->n_segs++)
+            memset(&c->segs[c->n_segs], 0, sizeof *ns);
+    }
+    struct vk_seg *sg = &c->segs[c->cur_seg];
+    if (!sg->cmd) {
+        VkCommandBufferAllocateInfo cai = {
+            .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+            .commandPool = c->cpool,
+            .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+            .commandBufferCount = 1,
+        };
+        VkResult r = vkAllocateCommandBuffers(c->dev, &cai, &sg->cmd);
+        if (r != VK_SUCCESS) {
+            sg->cmd = VK_NULL_HANDLE;
+            return vkfail(c, r, "allocate command buffer");
+        }
+    }
+    *out = sg;
+    return 0;
+}
 
 static int begin(struct vk_backend *c)
 {
@@ -372,13 +475,13 @@ static int begin(struct vk_backend *c)
         return fail(c, EIO, "vulkan: the device was lost");
     if (c->recording)
         return 0;
-    VkCommandBufferBeginInfo bi = {
-        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
-        .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
-    };
-    VkResult r = vkBeginCommandBuffer(c->cmd, &bi);
-    if (r != VK_SUCCESS)
-        return vkfail(c, r, "begin command buffer");
+    struct vk_seg *sg = NULL;
+    int rc = seg_cur(c, &sg);
+    if (rc)
+        return rc;
+    c->cmd = sg->cmd;
+    c->pos = 0;
+    c->rec = false;
     c->recording = true;
     return 0;
 }
@@ -394,29 +497,111 @@ static void barrier(struct vk_backend *c, VkPipelineStageFlags dst_stage, VkAcce
                          dst_stage, 0, 1, &mb, 0, NULL, 0, NULL);
 }
 
-/* Submits what was recorded and waits for it; then the staging ring and the
- * descriptor sets are free again.
- *
- * Command buffers are recorded afresh for every pass, not reused between
- * tokens: measured on lavapipe with the 1.5B Q8_0 model, a token is 374
- * dispatches recorded in 0.5-0.9 ms against 6-9 s of device time (2 loaded
- * cores), so reuse would save about 0.01 %.  What changes per token lives
- * in push constants and the staging ring (positions, the rope table, the
- * KV write offset, the attention length); reuse on a fast GPU would need
- * those read from a device buffer instead. */
+static void op_record(struct vk_backend *c, const struct vk_op *op)
+{
+    if (op->bar)
+        barrier(c, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+                VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                    VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT);
+    if (op->kind == OP_COPY) {
+        VkBufferCopy region = {op->so, op->dof, op->n};
+        vkCmdCopyBuffer(c->cmd, op->src, op->dst, 1, &region);
+    } else {
+        vkCmdBindPipeline(c->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, c->pipes[op->shader]);
+        vkCmdBindDescriptorSets(c->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, c->layout, 0, 1, &op->set,
+                                0, NULL);
+        vkCmdPushConstants(c->cmd, c->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof op->slot,
+                           &op->slot);
+        vkCmdDispatch(c->cmd, op->g[0], op->g[1], op->g[2]);
+    }
+    c->stats.recorded++;
+}
+
+/* Starts recording the current segment anew: its command buffer gets the
+ * log's first pos operations (those that matched). */
+static int seg_record(struct vk_backend *c, struct vk_seg *sg)
+{
+    sg->valid = false;
+    VkResult r = vkResetCommandBuffer(sg->cmd, 0);
+    VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+    if (r == VK_SUCCESS)
+        r = vkBeginCommandBuffer(sg->cmd, &bi);
+    if (r != VK_SUCCESS)
+        return vkfail(c, r, "begin command buffer");
+    c->rec = true;
+    sg->n = c->pos;
+    for (uint32_t i = 0; i < sg->n; i++)
+        op_record(c, &sg->ops[i]);
+    return 0;
+}
+
+/* Issues op into the current segment: matched against the log, or
+ * recorded. */
+static int emit(struct vk_backend *c, const struct vk_op *op)
+{
+    struct vk_seg *sg = &c->segs[c->cur_seg];
+    if (!c->rec) {
+        if (!c->no_replay && sg->valid && c->pos < sg->n && !memcmp(&sg->ops[c->pos], op, sizeof *op)) {
+            c->pos++;
+            return 0;
+        }
+        int rc = seg_record(c, sg);
+        if (rc)
+            return rc;
+    }
+    if (sg->n == sg->cap) {
+        uint32_t cap = sg->cap ? sg->cap * 2 : 256;
+        struct vk_op *no = realloc(sg->ops, cap * sizeof *no);
+        if (!no)
+            return fail(c, ENOMEM, "out of memory");
+        sg->ops = no;
+        sg->cap = cap;
+    }
+    sg->ops[sg->n++] = *op;
+    c->pos++;
+    op_record(c, op);
+    return 0;
+}
+
+/* Forgets every recorded segment (their command buffers name buffers and
+ * descriptor sets that are going away). */
+static void segs_drop(struct vk_backend *c)
+{
+    for (int i = 0; i < c->n_segs; i++)
+        c->segs[i].valid = false;
+}
+
+/* Submits the current segment (replayed, or recorded now) and waits for
+ * it; then the staging ring and the parameter slots are free again, and
+ * the next segment begins. */
 static int flush(struct vk_backend *c)
 {
     if (!c->recording)
         return 0;
     c->recording = false;
-    barrier(c, VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
-    VkResult r = vkEndCommandBuffer(c->cmd);
-    if (r != VK_SUCCESS)
-        return vkfail(c, r, "end command buffer");
+    struct vk_seg *sg = &c->segs[c->cur_seg];
+    int next = c->restart ? 0 : c->cur_seg + 1 < MAX_SEGS ? c->cur_seg + 1 : c->cur_seg;
+    c->restart = false;
+    c->cur_seg = next;
+    VkResult r;
+    if (!c->rec && (c->no_replay || !sg->valid || c->pos != sg->n)) {
+        int rc = seg_record(c, sg);
+        if (rc)
+            return rc;
+    }
+    if (c->rec) {
+        c->rec = false;
+        barrier(c, VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
+        if ((r = vkEndCommandBuffer(sg->cmd)) != VK_SUCCESS)
+            return vkfail(c, r, "end command buffer");
+        sg->valid = true;
+    } else {
+        c->stats.replays++;
+    }
     VkSubmitInfo si = {
         .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
         .commandBufferCount = 1,
-        .pCommandBuffers = &c->cmd,
+        .pCommandBuffers = &sg->cmd,
     };
     uint64_t t0 = now_ns();
     r = vkQueueSubmit(c->queue, 1, &si, c->fence);
@@ -426,12 +611,12 @@ static int flush(struct vk_backend *c)
     c->stats.submits++;
     if (r == VK_SUCCESS && c->lose_after && c->stats.submits >= c->lose_after)
         r = VK_ERROR_DEVICE_LOST;   /* tests: the device goes away here */
-    if (r != VK_SUCCESS)
+    if (r != VK_SUCCESS) {
+        sg->valid = false;
         return vkfail(c, r, "submit");
+    }
     vkResetFences(c->dev, 1, &c->fence);
-    vkResetCommandPool(c->dev, c->cpool, 0);
-    vkResetDescriptorPool(c->dev, c->dpool, 0);
-    c->sets_used = 0;
+    c->slots_used = 0;
     c->staging_used = 0;
     return 0;
 }
@@ -453,35 +638,103 @@ static int staging_get(struct vk_backend *c, VkDeviceSize bytes, VkDeviceSize *o
     return begin(c);
 }
 
-static int dispatch(struct vk_backend *c, enum vk_shader s, const VkBuffer bufs[N_BINDINGS],
-                    const struct vk_push *p, uint32_t gx, uint32_t gy, uint32_t gz)
+/* ---- descriptor sets ---- */
+
+/* Forgets every descriptor set (after submitting what was recorded with
+ * them): called when a buffer is freed, since its handle may be reused. */
+static void cache_drop(struct vk_backend *c)
 {
-    if (gx == 0 || gy == 0 || gz == 0)
-        return 0;
-    if (c->sets_used == MAX_SETS) {
-        int rc = flush(c);
+    if (c->recording && !c->lost)
+        flush(c);
+    segs_drop(c);
+    if (!c->sets_n)
+        return;
+    for (int i = 0; i < c->n_dpools; i++)
+        vkDestroyDescriptorPool(c->dev, c->dpools[i], NULL);
+    free(c->dpools);
+    c->dpools = NULL;
+    c->n_dpools = 0;
+    c->dpool_left = 0;
+    memset(c->sets, 0, c->sets_cap * sizeof *c->sets);
+    c->sets_n = 0;
+}
+
+static size_t set_slot(const struct vk_set *t, size_t cap, const VkBuffer key[N_BINDINGS])
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int i = 0; i < N_BINDINGS; i++)
+        h = (h ^ (uint64_t)(uintptr_t)key[i]) * 0x100000001b3ull;
+    size_t i = (size_t)(h ^ (h >> 29)) & (cap - 1);
+    while (t[i].set && memcmp(t[i].b, key, sizeof t[i].b))
+        i = (i + 1) & (cap - 1);
+    return i;
+}
+
+static int set_grow(struct vk_backend *c)
+{
+    size_t cap = c->sets_cap ? c->sets_cap * 2 : 1024;
+    struct vk_set *t = calloc(cap, sizeof *t);
+    if (!t)
+        return fail(c, ENOMEM, "out of memory");
+    for (size_t i = 0; i < c->sets_cap; i++)
+        if (c->sets[i].set)
+            t[set_slot(t, cap, c->sets[i].b)] = c->sets[i];
+    free(c->sets);
+    c->sets = t;
+    c->sets_cap = cap;
+    return 0;
+}
+
+/* The descriptor set binding bufs (VK_NULL_HANDLE: a dummy buffer) and the
+ * parameter buffer: made on first use, then found in the table. */
+static int set_get(struct vk_backend *c, const VkBuffer bufs[N_BINDINGS], VkDescriptorSet *out)
+{
+    VkBuffer key[N_BINDINGS];
+    for (int i = 0; i < N_BINDINGS; i++)
+        key[i] = bufs[i] ? bufs[i] : c->dummy.buf;
+    if (c->sets_n * 2 >= c->sets_cap) {
+        int rc = set_grow(c);
         if (rc)
             return rc;
     }
-    int rc = begin(c);
-    if (rc)
-        return rc;
-    uint64_t t0 = now_ns();
+    size_t slot = set_slot(c->sets, c->sets_cap, key);
+    if (c->sets[slot].set) {
+        *out = c->sets[slot].set;
+        return 0;
+    }
+    VkResult r;
+    if (!c->dpool_left) {
+        VkDescriptorPool *np = realloc(c->dpools, (size_t)(c->n_dpools + 1) * sizeof *np);
+        if (!np)
+            return fail(c, ENOMEM, "out of memory");
+        c->dpools = np;
+        VkDescriptorPoolSize ps = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                                   SETS_PER_POOL * (N_BINDINGS + 1)};
+        VkDescriptorPoolCreateInfo pci = {
+            .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
+            .maxSets = SETS_PER_POOL,
+            .poolSizeCount = 1,
+            .pPoolSizes = &ps,
+        };
+        if ((r = vkCreateDescriptorPool(c->dev, &pci, NULL, &c->dpools[c->n_dpools])) != VK_SUCCESS)
+            return vkfail(c, r, "create descriptor pool");
+        c->n_dpools++;
+        c->dpool_left = SETS_PER_POOL;
+    }
     VkDescriptorSetAllocateInfo ai = {
         .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
-        .descriptorPool = c->dpool,
+        .descriptorPool = c->dpools[c->n_dpools - 1],
         .descriptorSetCount = 1,
         .pSetLayouts = &c->dsl,
     };
     VkDescriptorSet set;
-    VkResult r = vkAllocateDescriptorSets(c->dev, &ai, &set);
-    if (r != VK_SUCCESS)
+    if ((r = vkAllocateDescriptorSets(c->dev, &ai, &set)) != VK_SUCCESS)
         return vkfail(c, r, "allocate descriptor set");
-    c->sets_used++;
-    VkDescriptorBufferInfo info[N_BINDINGS];
-    VkWriteDescriptorSet w[N_BINDINGS];
-    for (int i = 0; i < N_BINDINGS; i++) {
-        info[i] = (VkDescriptorBufferInfo){bufs[i] ? bufs[i] : c->dummy.buf, 0, VK_WHOLE_SIZE};
+    c->dpool_left--;
+    VkDescriptorBufferInfo info[N_BINDINGS + 1];
+    VkWriteDescriptorSet w[N_BINDINGS + 1];
+    for (int i = 0; i <= N_BINDINGS; i++) {
+        info[i] = (VkDescriptorBufferInfo){i < N_BINDINGS ? key[i] : c->params.buf, 0, VK_WHOLE_SIZE};
         w[i] = (VkWriteDescriptorSet){
             .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
             .dstSet = set,
@@ -491,27 +744,63 @@ static int dispatch(struct vk_backend *c, enum vk_shader s, const VkBuffer bufs[
             .pBufferInfo = &info[i],
         };
     }
-    vkUpdateDescriptorSets(c->dev, N_BINDINGS, w, 0, NULL);
-    vkCmdBindPipeline(c->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, c->pipes[s]);
-    vkCmdBindDescriptorSets(c->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, c->layout, 0, 1, &set, 0, NULL);
-    vkCmdPushConstants(c->cmd, c->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof *p, p);
-    vkCmdDispatch(c->cmd, gx, gy, gz);
-    barrier(c, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
-            VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
-                VK_ACCESS_TRANSFER_WRITE_BIT);
-    c->stats.dispatches++;
-    c->stats.record_ns += now_ns() - t0;
+    vkUpdateDescriptorSets(c->dev, N_BINDINGS + 1, w, 0, NULL);
+    memcpy(c->sets[slot].b, key, sizeof key);
+    c->sets[slot].set = set;
+    c->sets_n++;
+    *out = set;
     return 0;
 }
 
-static void copy(struct vk_backend *c, VkBuffer src, VkDeviceSize so, VkBuffer dst, VkDeviceSize dof,
-                 VkDeviceSize n)
+static int dispatch(struct vk_backend *c, enum vk_shader s, const VkBuffer bufs[N_BINDINGS],
+                    const struct vk_push *p, uint32_t gx, uint32_t gy, uint32_t gz)
 {
-    VkBufferCopy region = {so, dof, n};
-    vkCmdCopyBuffer(c->cmd, src, dst, 1, &region);
-    barrier(c, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
-            VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
-                VK_ACCESS_TRANSFER_WRITE_BIT);
+    if (gx == 0 || gy == 0 || gz == 0)
+        return 0;
+    if (c->slots_used == PARAM_SLOTS) {
+        int rc = flush(c);
+        if (rc)
+            return rc;
+    }
+    int rc = begin(c);
+    if (rc)
+        return rc;
+    uint64_t t0 = now_ns();
+    struct vk_op op;
+    memset(&op, 0, sizeof op);
+    if ((rc = set_get(c, bufs, &op.set)))
+        return rc;
+    op.kind = OP_DISPATCH;
+    op.shader = (uint32_t)s;
+    op.slot = c->slots_used++;
+    op.g[0] = gx;
+    op.g[1] = gy;
+    op.g[2] = gz;
+    op.bar = 1;
+    memcpy((unsigned char *)c->params.map + (size_t)op.slot * sizeof *p, p, sizeof *p);
+    rc = emit(c, &op);
+    c->stats.dispatches++;
+    c->stats.record_ns += now_ns() - t0;
+    return rc;
+}
+
+/* A buffer copy (after begin or staging_get). */
+static int copy(struct vk_backend *c, VkBuffer src, VkDeviceSize so, VkBuffer dst, VkDeviceSize dof,
+                VkDeviceSize n)
+{
+    uint64_t t0 = now_ns();
+    struct vk_op op;
+    memset(&op, 0, sizeof op);
+    op.kind = OP_COPY;
+    op.src = src;
+    op.dst = dst;
+    op.so = so;
+    op.dof = dof;
+    op.n = n;
+    op.bar = 1;
+    int rc = emit(c, &op);
+    c->stats.record_ns += now_ns() - t0;
+    return rc;
 }
 
 static uint32_t groups(int64_t n, uint32_t per) { return (uint32_t)((n + per - 1) / per); }
@@ -659,8 +948,8 @@ static int upload_chunk(struct vk_backend *c, const struct weight *w, struct vk_
         VkDeviceSize n = bytes - done < c->staging.size ? bytes - done : c->staging.size, off;
         if (!(rc = staging_get(c, n, &off))) {
             memcpy((unsigned char *)c->staging.map + off, out + done, (size_t)n);
-            copy(c, c->staging.buf, off, ch->b.buf, done, n);
-            rc = flush(c);
+            if (!(rc = copy(c, c->staging.buf, off, ch->b.buf, done, n)))
+                rc = flush(c);
         }
         done += n;
         uint64_t now = logical * done / bytes;   /* progress in vk_weight_bytes units */
@@ -874,6 +1163,10 @@ static void vk_reset(struct backend *b)
     c->n_tensors = 0;
     c->cur_block = 0;
     c->cur_used = 0;
+    if (c->recording)       /* a pass starts: its segments from the first */
+        c->restart = true;
+    else
+        c->cur_seg = 0;
 }
 
 static struct btensor *vk_rows(struct backend *b, const struct btensor *src, int64_t row0, int64_t n)
@@ -918,8 +1211,10 @@ static int vk_get_rows(struct backend *b, struct btensor *dst, const struct weig
                            (float *)((unsigned char *)c->staging.map + off) + (size_t)j * (size_t)w->n_in,
                            w->n_in);
         }
-        copy(c, c->staging.buf, off, tbuf(c, dst), ((VkDeviceSize)toff(dst) + (VkDeviceSize)i * (VkDeviceSize)w->n_in) * 4,
-             (VkDeviceSize)m * row);
+        if ((rc = copy(c, c->staging.buf, off, tbuf(c, dst),
+                       ((VkDeviceSize)toff(dst) + (VkDeviceSize)i * (VkDeviceSize)w->n_in) * 4,
+                       (VkDeviceSize)m * row)))
+            return rc;
     }
     return 0;
 }
@@ -1258,11 +1553,11 @@ static int transfer_rows(struct vk_backend *c, const struct btensor *t, int64_t 
             return rc;
         if (host_in) {
             memcpy((unsigned char *)c->staging.map + off, host_in + host, bytes);
-            copy(c, c->staging.buf, off, tbuf(c, t), dev, bytes);
+            if ((rc = copy(c, c->staging.buf, off, tbuf(c, t), dev, bytes)))
+                return rc;
             continue;
         }
-        copy(c, tbuf(c, t), dev, c->staging.buf, off, bytes);
-        if ((rc = flush(c)))
+        if ((rc = copy(c, tbuf(c, t), dev, c->staging.buf, off, bytes)) || (rc = flush(c)))
             return rc;
         memcpy(host_out + host, (unsigned char *)c->staging.map + off, bytes);
     }
@@ -1393,8 +1688,14 @@ static int vk_kv_store(struct backend *b, int layer, const struct btensor *k, co
     for (int m = 0; m < (c->kv.v_in_k ? 1 : 2); m++) {
         uint64_t n = (uint64_t)src[m]->ne0 * (uint64_t)src[m]->ne1;
         uint64_t d0 = (uint64_t)pos0 * (uint64_t)src[m]->ne0;
-        if (c->kv.type == KV_TYPE_F32) {
-            copy(c, tbuf(c, src[m]), (VkDeviceSize)toff(src[m]) * 4, dst[m]->buf, d0 * 4, n * 4);
+        if (c->kv.type == KV_TYPE_F32) {    /* a copy whose offsets are parameters, not recorded */
+            int64_t w = src[m]->ne0, rows = src[m]->ne1;
+            struct vk_push p = {.u = {(uint32_t)w, 1, (uint32_t)rows, toff(src[m]), 0, (uint32_t)w,
+                                      (uint32_t)d0, 0, (uint32_t)w}};
+            VkBuffer bufs[N_BINDINGS] = {tbuf(c, src[m]), dst[m]->buf};
+            if ((rc = dispatch(c, VK_SHADER_COPY_COLS, bufs, &p, groups(w, 64),
+                               rows < 65535 ? (uint32_t)rows : 65535, groups(rows, 65535))))
+                return rc;
             continue;
         }
         struct vk_push p = {.u = {(uint32_t)(n / 2), toff(src[m]), 0, (uint32_t)(d0 / 2)}};
@@ -1560,8 +1861,8 @@ static void vk_free(struct backend *b)
             vkDestroyPipelineLayout(c->dev, c->layout, NULL);
         if (c->dsl)
             vkDestroyDescriptorSetLayout(c->dev, c->dsl, NULL);
-        if (c->dpool)
-            vkDestroyDescriptorPool(c->dev, c->dpool, NULL);
+        cache_drop(c);
+        buf_free(c, &c->params);
         if (c->fence)
             vkDestroyFence(c->dev, c->fence, NULL);
         if (c->cpool)
@@ -1569,6 +1870,11 @@ static void vk_free(struct backend *b)
         vkDestroyDevice(c->dev, NULL);
     }
     free(c->wt);
+    free(c->sets);
+    free(c->dpools);
+    for (int i = 0; i < c->n_segs; i++)
+        free(c->segs[i].ops);
+    free(c->segs);
     for (int i = 0; i < MAX_TENSOR_CHUNKS; i++)
         free(c->tchunks[i]);
     free(c->blocks);
@@ -1638,19 +1944,19 @@ static int load_cache(struct vk_backend *c, const char *dir)
 
 static int make_pipelines(struct vk_backend *c)
 {
-    VkDescriptorSetLayoutBinding lb[N_BINDINGS];
-    for (int i = 0; i < N_BINDINGS; i++)
+    VkDescriptorSetLayoutBinding lb[N_BINDINGS + 1];
+    for (int i = 0; i <= N_BINDINGS; i++)
         lb[i] = (VkDescriptorSetLayoutBinding){(uint32_t)i, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 1,
                                                VK_SHADER_STAGE_COMPUTE_BIT, NULL};
     VkDescriptorSetLayoutCreateInfo dci = {
         .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
-        .bindingCount = N_BINDINGS,
+        .bindingCount = N_BINDINGS + 1,
         .pBindings = lb,
     };
     VkResult r = vkCreateDescriptorSetLayout(c->dev, &dci, NULL, &c->dsl);
     if (r != VK_SUCCESS)
         return vkfail(c, r, "create descriptor set layout");
-    VkPushConstantRange pr = {VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(struct vk_push)};
+    VkPushConstantRange pr = {VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(uint32_t)};   /* the slot */
     VkPipelineLayoutCreateInfo lci = {
         .sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
         .setLayoutCount = 1,
@@ -1660,15 +1966,6 @@ static int make_pipelines(struct vk_backend *c)
     };
     if ((r = vkCreatePipelineLayout(c->dev, &lci, NULL, &c->layout)) != VK_SUCCESS)
         return vkfail(c, r, "create pipeline layout");
-    VkDescriptorPoolSize ps = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, MAX_SETS * N_BINDINGS};
-    VkDescriptorPoolCreateInfo pci = {
-        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
-        .maxSets = MAX_SETS,
-        .poolSizeCount = 1,
-        .pPoolSizes = &ps,
-    };
-    if ((r = vkCreateDescriptorPool(c->dev, &pci, NULL, &c->dpool)) != VK_SUCCESS)
-        return vkfail(c, r, "create descriptor pool");
     for (int i = 0; i < VK_SHADER_COUNT; i++) {
         if (!c->shuffle && i >= VK_SHADER_MATMUL_F32_1S && i <= VK_SHADER_MATMUL_Q4_8S)
             continue;
@@ -1768,6 +2065,7 @@ int vk_backend_create(const struct vk_options *o, struct backend **out, char *er
     c->mem_limit = o->mem_limit;
     c->lose_after = o->lose_after;
     c->weight_range = o->weight_range;
+    c->no_replay = o->no_replay;
     int rc = vk_inst_create(&c->vi, o->validation, err, errlen);
     if (rc) {
         free(c);
@@ -1846,7 +2144,7 @@ int vk_backend_create(const struct vk_options *o, struct backend **out, char *er
     vkGetDeviceQueue(c->dev, fam, 0, &c->queue);
     VkCommandPoolCreateInfo cpi = {
         .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
-        .flags = VK_COMMAND_POOL_CREATE_TRANSIENT_BIT,
+        .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
         .queueFamilyIndex = fam,
     };
     VkFenceCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
@@ -1855,20 +2153,11 @@ int vk_backend_create(const struct vk_options *o, struct backend **out, char *er
         rc = vkfail(c, r, "create command pool");
         goto out;
     }
-    VkCommandBufferAllocateInfo cai = {
-        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
-        .commandPool = c->cpool,
-        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
-        .commandBufferCount = 1,
-    };
-    if ((r = vkAllocateCommandBuffers(c->dev, &cai, &c->cmd)) != VK_SUCCESS) {
-        rc = vkfail(c, r, "allocate command buffer");
-        goto out;
-    }
     VkDeviceSize st = STAGING_SIZE < c->max_range ? STAGING_SIZE : c->max_range;
-    if ((rc = buf_create(c, &c->staging, st, true)) || (rc = buf_create(c, &c->dummy, 256, false)))
+    if ((rc = buf_create(c, &c->staging, st, true)) || (rc = buf_create(c, &c->dummy, 256, false)) ||
+        (rc = buf_create_in(c, &c->params, PARAM_SLOTS * sizeof(struct vk_push), true, true)))
         goto out;
-    if (!c->staging.map) {
+    if (!c->staging.map || !c->params.map) {
         rc = fail(c, ENOMEM, "vulkan: no host-visible memory for staging");
         goto out;
     }

@@ -58,6 +58,8 @@ struct vk_options {
                                    lost (VK_ERROR_DEVICE_LOST), 0 = never */
     uint64_t weight_range;      /* the largest buffer one piece of a weight may take,
                                    0 = the device's limit (tests split small weights) */
+    bool no_replay;             /* record every submission's commands afresh instead of
+                                   submitting the previous pass's again (tests compare) */
 };
 
 /* Called while weights are uploaded: bytes of device weight data uploaded
@@ -70,11 +72,16 @@ typedef void (*vk_progress_fn)(void *ctx, uint64_t uploaded);
 bool vk_backend_lost(const struct backend *b);
 void vk_backend_set_progress(struct backend *b, vk_progress_fn fn, void *ctx);
 /* What the backend has done so far: command-buffer submissions, compute
- * dispatches, host time spent recording dispatches (descriptor sets and
- * commands) and time spent submitting and waiting for the device. */
+ * dispatches issued, host time spent issuing dispatches and copies
+ * (descriptor sets, parameters, comparing with or recording commands) and
+ * time spent submitting and waiting for the device; replays: submissions of
+ * a command buffer recorded for an earlier pass, unchanged; recorded:
+ * dispatches and copies written into command buffers (issued operations
+ * that matched the recorded ones are not). */
 struct vk_stats {
     uint64_t submits, dispatches;
     uint64_t record_ns, wait_ns;
+    uint64_t replays, recorded;
 };
 void vk_backend_stats(const struct backend *b, struct vk_stats *out);
 /* Device memory the backend holds now (weights, KV cache, scratch). */

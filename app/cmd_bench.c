@@ -13,6 +13,7 @@
 #include "history/store.h"
 #include "infer/cpu/membw.h"
 #include "infer/model.h"
+#include "infer/vulkan/vk.h"
 
 enum { OPT_PP = 'p', OPT_REPS = 'r', OPT_JSON = OPT_CMD_BASE, OPT_NO_MEMBW, OPT_RECORD };
 
@@ -182,11 +183,28 @@ static int bench_exec(int argc, char **argv)
         long n = pp ? n_pp : n_tg;
         if (n == 0)
             continue;
+        const struct backend *dev = model_device(m);
+        struct vk_stats vs0 = {0}, vs1 = {0};
+        if (dev && vk_backend_is(dev))
+            vk_backend_stats(dev, &vs0);
         for (long r = 0; r < reps; r++)
             if ((rc = advisor_bench_once(m, ids, (int)n, pp, &samples[r], err, sizeof err))) {
                 cli_error("%s", err);
                 goto out;
             }
+        if (o.verbose && dev && vk_backend_is(dev)) {  /* the device's work per pass */
+            vk_backend_stats(dev, &vs1);
+            double passes = (double)(pp ? reps : reps * n);
+            fprintf(stderr, "%s%ld vulkan, per pass: %.1f dispatches issued in %.3f ms, %.1f "
+                    "operations recorded, %.1f submissions (%.1f replayed), %.2f ms waiting for "
+                    "the device\n", pp ? "pp" : "tg", n,
+                    (double)(vs1.dispatches - vs0.dispatches) / passes,
+                    (double)(vs1.record_ns - vs0.record_ns) / passes / 1e6,
+                    (double)(vs1.recorded - vs0.recorded) / passes,
+                    (double)(vs1.submits - vs0.submits) / passes,
+                    (double)(vs1.replays - vs0.replays) / passes,
+                    (double)(vs1.wait_ns - vs0.wait_ns) / passes / 1e6);
+        }
         double mean, sd;
         stats(samples, (int)reps, &mean, &sd);
         means[pp ? 0 : 1] = mean;

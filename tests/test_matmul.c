@@ -1,6 +1,7 @@
 /* Tests of the CPU matmul driver and the embedding lookup: cpu_matmul()
  * against a naive double loop over dequantized weights, for several types,
- * odd shapes, 1 and 2 threads, portable and best kernels. */
+ * odd shapes, 1 and 2 threads, portable and best kernels; cpu_mm_batch()
+ * against separate cpu_matmul() calls. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -325,6 +326,129 @@ static void test_matmul_rejects_bad_arguments(void **state)
     cpu_scratch_free(&s);
 }
 
+/* A batch gives each product bit for bit what cpu_matmul() gives it alone,
+ * and with CPU_MM_SWIGLU y0 = silu(y0) * y1 of those: products of mixed types
+ * and activation formats (Q8_0, Q8_1, Q8_K, F32), one and several tokens, 1
+ * and 2 threads; the last case has an F32 and a Q4_0 product of the same
+ * rows that are cut into different tiles (one runs serially), so the swiglu
+ * runs after the products rather than tile by tile. */
+static void test_mm_batch_matches_separate_calls(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        int n_ops;
+        enum quant_type type[3];
+        int64_t n_in, n_out[3];
+    } cases[] = {
+        { "q k v (Q8_0)", 3, { QUANT_TYPE_Q8_0, QUANT_TYPE_Q8_0, QUANT_TYPE_Q8_0 }, 256, { 96, 32, 32 } },
+        { "q k v (Q4_K, Q4_K, Q6_K)", 3, { QUANT_TYPE_Q4_K, QUANT_TYPE_Q4_K, QUANT_TYPE_Q6_K }, 512, { 160, 48, 48 } },
+        { "gate up (Q4_K)", 2, { QUANT_TYPE_Q4_K, QUANT_TYPE_Q4_K }, 512, { 300, 300 } },
+        { "Q4_0, Q4_1, F32", 3, { QUANT_TYPE_Q4_0, QUANT_TYPE_Q4_1, QUANT_TYPE_F32 }, 96, { 100, 100, 7 } },
+        { "F32 and Q4_0 in different tiles", 2, { QUANT_TYPE_F32, QUANT_TYPE_Q4_0 }, 64, { 200, 200 } },
+    };
+    static const int64_t toks[] = { 1, 3, 70 };
+    struct cpu_kernels k;
+    cpu_select(&k, CPU_ISA_COUNT);
+    struct pool *pools[2];
+    assert_int_equal(pool_create(1, &pools[0]), 0);
+    assert_int_equal(pool_create(2, &pools[1]), 0);
+    struct cpu_scratch s;
+    cpu_scratch_init(&s);
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++)
+        for (size_t ti = 0; ti < sizeof toks / sizeof *toks; ti++) {
+            int64_t n_tok = toks[ti], n_in = cases[ci].n_in;
+            struct mm_data d[3];
+            float *want[3], *got[3];
+            struct cpu_mm ops[3];
+            for (int i = 0; i < cases[ci].n_ops; i++) {
+                /* d[i].x is the same for all: the seed makes the weights differ */
+                mm_data_make(&d[i], cases[ci].type[i], n_in, cases[ci].n_out[i], n_tok,
+                             1000 + 10 * ci + (uint64_t)i);
+                if (i)
+                    memcpy(d[i].x, d[0].x, sizeof(float) * (size_t)(n_in * n_tok));
+                size_t len = (size_t)(n_tok * cases[ci].n_out[i]);
+                want[i] = malloc(sizeof(float) * len);
+                got[i] = malloc(sizeof(float) * len);
+                assert_true(want[i] && got[i]);
+                ops[i] = (struct cpu_mm){ d[i].type, d[i].w, d[i].n_out, got[i] };
+            }
+            for (int pi = 0; pi < 2; pi++)
+                for (unsigned flags = 0; flags <= CPU_MM_SWIGLU; flags++) {
+                    char err[256] = "";
+                    for (int i = 0; i < cases[ci].n_ops; i++)
+                        assert_int_equal(cpu_matmul(pools[pi], &k, d[i].type, d[i].w, n_in,
+                                                    d[i].n_out, d[0].x, n_tok, want[i], &s, err,
+                                                    sizeof err), 0);
+                    if (flags & CPU_MM_SWIGLU) {
+                        if (d[0].n_out != d[1].n_out)
+                            continue;
+                        for (int64_t e = 0; e < n_tok * d[0].n_out; e++)
+                            want[0][e] = cpu_swiglu1(want[0][e], want[1][e]);
+                    }
+                    int rc = cpu_mm_batch(pools[pi], &k, ops, cases[ci].n_ops, flags, n_in,
+                                          d[0].x, n_tok, &s, err, sizeof err);
+                    if (rc)
+                        fail_msg("case %s: cpu_mm_batch returned %d: %s", cases[ci].name, rc, err);
+                    for (int i = 0; i < cases[ci].n_ops; i++)
+                        if (memcmp(got[i], want[i], sizeof(float) * (size_t)(n_tok * d[i].n_out)))
+                            fail_msg("case %s, %lld tok, %d thr, flags %u: product %d differs",
+                                     cases[ci].name, (long long)n_tok, pi + 1, flags, i);
+                }
+            for (int i = 0; i < cases[ci].n_ops; i++) {
+                free(want[i]);
+                free(got[i]);
+                mm_data_free(&d[i]);
+            }
+        }
+    cpu_scratch_free(&s);
+    pool_free(pools[0]);
+    pool_free(pools[1]);
+}
+
+static void test_mm_batch_rejects_bad_batches(void **state)
+{
+    (void)state;
+    struct cpu_kernels k;
+    cpu_select(&k, CPU_ISA_COUNT);
+    struct cpu_scratch s;
+    cpu_scratch_init(&s);
+    static unsigned char w[4096];
+    static float x[64], y[4][64];
+    struct cpu_mm ops[CPU_MM_BATCH_MAX + 1];
+    for (int i = 0; i <= CPU_MM_BATCH_MAX; i++)
+        ops[i] = (struct cpu_mm){ QUANT_TYPE_Q8_0, w, 2, y[i % 4] };
+    struct cpu_mm odd[2] = { { QUANT_TYPE_Q8_0, w, 2, y[0] }, { QUANT_TYPE_Q8_0, w, 3, y[1] } };
+    struct cpu_mm bad[2] = { { QUANT_TYPE_Q8_0, w, 2, y[0] }, { QUANT_TYPE_Q4_K, w, 2, y[1] } };
+    const struct {
+        const char *name;
+        const struct cpu_mm *ops;
+        int n;
+        unsigned flags;
+        int want;
+    } cases[] = {
+        { "no products", ops, 0, 0, EINVAL },
+        { "too many products", ops, CPU_MM_BATCH_MAX + 1, 0, EINVAL },
+        { "swiglu of one product", ops, 1, CPU_MM_SWIGLU, EINVAL },
+        { "swiglu of different widths", odd, 2, CPU_MM_SWIGLU, EINVAL },
+        { "unknown flag", ops, 2, 2, EINVAL },
+        { "a product with a bad shape", bad, 2, 0, EINVAL },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char err[256] = "";
+        y[0][0] = 7;
+        int rc = cpu_mm_batch(NULL, &k, cases[i].ops, cases[i].n, cases[i].flags, 64, x, 1, &s,
+                              err, sizeof err);
+        if (rc != cases[i].want)
+            fail_msg("case %s: got %d (%s), want %d", cases[i].name, rc, err, cases[i].want);
+        if (!err[0])
+            fail_msg("case %s: no message", cases[i].name);
+        if (y[0][0] != 7)
+            fail_msg("case %s: wrote y", cases[i].name);
+    }
+    cpu_scratch_free(&s);
+}
+
 static void test_get_rows_dequantizes_the_named_rows(void **state)
 {
     (void)state;
@@ -390,6 +514,8 @@ int main(void)
         cmocka_unit_test(test_matmul_scratch_grows_once),
         cmocka_unit_test(test_matmul_empty_shapes_touch_nothing),
         cmocka_unit_test(test_matmul_rejects_bad_arguments),
+        cmocka_unit_test(test_mm_batch_matches_separate_calls),
+        cmocka_unit_test(test_mm_batch_rejects_bad_batches),
         cmocka_unit_test(test_get_rows_dequantizes_the_named_rows),
         cmocka_unit_test(test_get_rows_rejects_ids_out_of_range),
     };

@@ -1,5 +1,6 @@
 /* The CPU backend: backend.h's operations on host memory, threaded with the
- * pool, matrix products through cpu_matmul() and the selected kernels. */
+ * pool, matrix products through cpu_mm_batch() and the selected kernels;
+ * products of one input wait and run together (one join for q, k and v). */
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -23,6 +24,12 @@ struct arena_block {
 
 typedef float (*dot_fn)(const float *a, const float *b, int n);
 typedef void (*axpy_fn)(float a, const float *x, float *y, int n);
+typedef float (*dot16_fn)(const float *a, const quant_f16 *b, int n);
+typedef void (*axpy16_fn)(float a, const quant_f16 *x, float *y, int n);
+
+/* Below this many floats add runs on the caller: a token's residual add
+ * (1536 floats) takes less time than waking the other threads. */
+#define ADD_SERIAL_FLOATS 65536
 
 struct cpu_backend {
     struct backend base;
@@ -30,6 +37,16 @@ struct cpu_backend {
     struct cpu_kernels kernels;
     struct cpu_scratch scratch;
     char err[256];
+
+    /* Matrix products of one input that have not run yet: matmul() queues
+     * them while they share their input, every other operation runs them
+     * first (mm_flush), as one cpu_mm_batch(): one join for a layer's q, k
+     * and v, and gate and up run with the swiglu that follows them. */
+    struct cpu_mm pend[CPU_MM_BATCH_MAX];
+    struct weight pend_bias[CPU_MM_BATCH_MAX];   /* .t NULL: no bias */
+    int n_pend;
+    const float *pend_x;
+    int64_t pend_n_in, pend_n_tok;
 
     /* activation arena: blocks of floats, and the tensor headers */
     struct arena_block *blocks;
@@ -42,11 +59,11 @@ struct cpu_backend {
     uint64_t kv_bytes;          /* allocated for the cache */
     void **k_cache, **v_cache;  /* per layer: n_ctx rows of k_width / v_width */
     float *att_scratch;         /* per thread: n_ctx scores */
-    float *k_wide, *v_wide;     /* F16 cache: one layer's rows widened to F32 */
     size_t att_stride;
-    float *f16_table;           /* 65536 entries: f16 bits -> float */
     dot_fn dot;                 /* attention loops for this CPU */
     axpy_fn axpy;
+    dot16_fn dot16;             /* the same over an F16 cache */
+    axpy16_fn axpy16;
 
     /* rope table cache: cos/sin for positions rope_pos0.. */
     float *rope_cs;
@@ -71,6 +88,37 @@ static int fail(struct cpu_backend *c, int code, const char *fmt, ...)
     va_end(ap);
     return code;
 }
+
+static bool overlaps(const float *a, size_t na, const float *b, size_t nb)
+{
+    return a < b + nb && b < a + na;
+}
+
+static void add_bias(float *y, const struct weight *bias, int64_t n_out, int64_t n_tok);
+
+/* Runs the queued products (flags: CPU_MM_SWIGLU or 0); 0 or their error. */
+static int mm_flush(struct cpu_backend *c, unsigned flags)
+{
+    int n = c->n_pend;
+    if (!n)
+        return 0;
+    c->n_pend = 0;
+    int rc = cpu_mm_batch(c->pool, &c->kernels, c->pend, n, flags, c->pend_n_in, c->pend_x,
+                          c->pend_n_tok, &c->scratch, c->err, sizeof c->err);
+    if (rc)
+        return rc;
+    for (int i = 0; i < n; i++)
+        if (c->pend_bias[i].t)
+            add_bias(c->pend[i].y, &c->pend_bias[i], c->pend[i].n_out, c->pend_n_tok);
+    return 0;
+}
+
+#define FLUSH(c)                                                                     \
+    do {                                                                             \
+        int frc_ = mm_flush((c), 0);                                                 \
+        if (frc_)                                                                    \
+            return frc_;                                                             \
+    } while (0)
 
 /* ---- arena ---- */
 
@@ -113,6 +161,9 @@ static void arena_free_blocks(struct arena_block *b)
 static void cpu_reset(struct backend *b)
 {
     struct cpu_backend *c = cb(b);
+    /* a pass ends with read() or sync(), which ran the queue; a caller
+     * that skipped both gets its products run here, before the arena goes */
+    (void)mm_flush(c, 0);
     c->n_tensors = 0;
     if (c->blocks && c->blocks->next) {
         /* several blocks: replace them by one that holds the whole pass */
@@ -168,6 +219,7 @@ static int cpu_get_rows_op(struct backend *b, struct btensor *dst, const struct 
                            const int32_t *ids, int64_t n)
 {
     struct cpu_backend *c = cb(b);
+    FLUSH(c);
     if (dst->ne0 != w->n_in || dst->ne1 < n)
         return fail(c, EINVAL, "get_rows: shape mismatch");
     return cpu_get_rows(w->type, w->data, w->n_in, w->n_out, ids, n, dst->data, c->err,
@@ -186,6 +238,7 @@ static int cpu_rms_norm(struct backend *b, struct btensor *dst, const struct bte
                         const struct weight *g, float eps)
 {
     struct cpu_backend *c = cb(b);
+    FLUSH(c);
     int64_t n = src->ne0;
     if (dst->ne0 != n || dst->ne1 < src->ne1 || g->n_in != n)
         return fail(c, EINVAL, "rms_norm: shape mismatch");
@@ -208,6 +261,15 @@ static int cpu_rms_norm(struct backend *b, struct btensor *dst, const struct bte
     return 0;
 }
 
+static void add_bias(float *y, const struct weight *bias, int64_t n_out, int64_t n_tok)
+{
+    for (int64_t t = 0; t < n_tok; t++, y += n_out)
+        for (int64_t i = 0; i < n_out; i++)
+            y[i] += weight_f32(bias, i);
+}
+
+/* Queues the product (mm_flush runs it): behind the queued ones when it has
+ * their input and writes none of the memory they read or write. */
 static int cpu_matmul_op(struct backend *b, struct btensor *dst, const struct weight *w,
                          const struct weight *bias, const struct btensor *src)
 {
@@ -215,15 +277,27 @@ static int cpu_matmul_op(struct backend *b, struct btensor *dst, const struct we
     if (src->ne0 != w->n_in || dst->ne0 != w->n_out || dst->ne1 < src->ne1)
         return fail(c, EINVAL, "matmul: shape mismatch (%lld x %lld weight, %lld input)",
                     (long long)w->n_out, (long long)w->n_in, (long long)src->ne0);
-    int rc = cpu_matmul(c->pool, &c->kernels, w->type, w->data, w->n_in, w->n_out, src->data,
-                        src->ne1, dst->data, &c->scratch, c->err, sizeof c->err);
-    if (rc || !bias || !bias->t)
+    int rc = cpu_matmul_check(&c->kernels, w->type, w->n_in, w->n_out, src->ne1, c->err,
+                              sizeof c->err);
+    if (rc)
         return rc;
-    for (int64_t t = 0; t < src->ne1; t++) {
-        float *y = dst->data + t * dst->ne0;
-        for (int64_t i = 0; i < w->n_out; i++)
-            y[i] += weight_f32(bias, i);
+    int64_t n_tok = src->ne1;
+    size_t ny = (size_t)n_tok * (size_t)w->n_out;
+    bool join = c->n_pend > 0 && c->n_pend < CPU_MM_BATCH_MAX && c->pend_x == src->data &&
+                c->pend_n_in == w->n_in && c->pend_n_tok == n_tok &&
+                !overlaps(dst->data, ny, src->data, (size_t)n_tok * (size_t)w->n_in);
+    for (int i = 0; join && i < c->n_pend; i++)
+        join = !overlaps(dst->data, ny, c->pend[i].y, (size_t)n_tok * (size_t)c->pend[i].n_out);
+    if (!join)
+        FLUSH(c);
+    if (!c->n_pend) {
+        c->pend_x = src->data;
+        c->pend_n_in = w->n_in;
+        c->pend_n_tok = n_tok;
     }
+    c->pend[c->n_pend] = (struct cpu_mm){w->type, w->data, w->n_out, dst->data};
+    c->pend_bias[c->n_pend] = bias && bias->t ? *bias : (struct weight){0};
+    c->n_pend++;
     return 0;
 }
 
@@ -240,10 +314,8 @@ static void ew_worker(void *arg, int ith, int nth)
     struct ew_job *j = arg;
     int64_t lo = j->n * ith / nth, hi = j->n * (ith + 1) / nth;
     if (j->swiglu) {
-        for (int64_t i = lo; i < hi; i++) {
-            float g = j->a[i];
-            j->dst[i] = g / (1.0f + expf(-g)) * j->b[i];
-        }
+        for (int64_t i = lo; i < hi; i++)
+            j->dst[i] = cpu_swiglu1(j->a[i], j->b[i]);
     } else {
         for (int64_t i = lo; i < hi; i++)
             j->dst[i] += j->a[i];
@@ -256,6 +328,13 @@ static int cpu_swiglu(struct backend *b, struct btensor *dst, const struct btens
     struct cpu_backend *c = cb(b);
     if (gate->ne0 != up->ne0 || gate->ne1 != up->ne1 || dst->ne0 != gate->ne0)
         return fail(c, EINVAL, "swiglu: shape mismatch");
+    /* gate and up still queued: they run with the swiglu, tile by tile */
+    if (c->n_pend == 2 && dst->data == gate->data && c->pend[0].y == gate->data &&
+        c->pend[1].y == up->data && !c->pend_bias[0].t && !c->pend_bias[1].t &&
+        c->pend[0].n_out == gate->ne0 && c->pend[1].n_out == up->ne0 &&
+        c->pend_n_tok == gate->ne1)
+        return mm_flush(c, CPU_MM_SWIGLU);
+    FLUSH(c);
     struct ew_job j = {dst->data, gate->data, up->data, gate->ne0 * gate->ne1, true};
     pool_run(c->pool, ew_worker, &j);
     return 0;
@@ -264,16 +343,21 @@ static int cpu_swiglu(struct backend *b, struct btensor *dst, const struct btens
 static int cpu_add(struct backend *b, struct btensor *dst, const struct btensor *src)
 {
     struct cpu_backend *c = cb(b);
+    FLUSH(c);
     if (dst->ne0 != src->ne0 || dst->ne1 != src->ne1)
         return fail(c, EINVAL, "add: shape mismatch");
     struct ew_job j = {dst->data, src->data, NULL, dst->ne0 * dst->ne1, false};
-    pool_run(c->pool, ew_worker, &j);
+    if (j.n < ADD_SERIAL_FLOATS)
+        ew_worker(&j, 0, 1);
+    else
+        pool_run(c->pool, ew_worker, &j);
     return 0;
 }
 
 static int cpu_write(struct backend *b, struct btensor *dst, int64_t row0, int64_t n, const float *in)
 {
     struct cpu_backend *c = cb(b);
+    FLUSH(c);
     if (row0 < 0 || n < 0 || row0 + n > dst->ne1)
         return fail(c, EINVAL, "write: rows out of range");
     memcpy(dst->data + row0 * dst->ne0, in, (size_t)(n * dst->ne0) * sizeof(float));
@@ -285,6 +369,7 @@ static int cpu_copy_cols(struct backend *b, struct btensor *dst, int64_t dst_off
                          int64_t width, int64_t n_group)
 {
     struct cpu_backend *c = cb(b);
+    FLUSH(c);
     if (width < 0 || n_group < 0 || dst_off < 0 || src_off < 0 || src->ne1 > dst->ne1 ||
         (n_group > 0 && (dst_off + (n_group - 1) * dst_stride + width > dst->ne0 ||
                          src_off + (n_group - 1) * src_stride + width > src->ne0)))
@@ -316,6 +401,7 @@ static int cpu_matmul_heads(struct backend *b, struct btensor *dst, int64_t dst_
                             int64_t src_stride)
 {
     struct cpu_backend *c = cb(b);
+    FLUSH(c);
     if (n_head <= 0 || w->n_out % n_head)
         return fail(c, EINVAL, "matmul_heads: %lld rows do not split into %d heads",
                     (long long)w->n_out, n_head);
@@ -349,6 +435,7 @@ static int cpu_moe(struct backend *b, struct btensor *dst, const struct weight *
                    const int32_t *experts, const float *weights, int n_used)
 {
     struct cpu_backend *c = cb(b);
+    FLUSH(c);
     int64_t n = src->ne1, n_in = gate->n_in, ff = gate->n_out, n_exp = gate->n_exp;
     if (n_used <= 0 || n_exp <= 0 || up->n_exp != n_exp || down->n_exp != n_exp ||
         up->n_in != n_in || up->n_out != ff || down->n_in != ff || down->n_out != n_in ||
@@ -396,14 +483,12 @@ static int cpu_moe(struct backend *b, struct btensor *dst, const struct weight *
         const unsigned char *wg = (const unsigned char *)gate->data + (size_t)e * gate->exp_bytes;
         const unsigned char *wu = (const unsigned char *)up->data + (size_t)e * up->exp_bytes;
         const unsigned char *wd = (const unsigned char *)down->data + (size_t)e * down->exp_bytes;
-        int rc;
-        if ((rc = cpu_matmul(c->pool, &c->kernels, gate->type, wg, n_in, ff, x, m, g, &c->scratch,
-                             c->err, sizeof c->err)) ||
-            (rc = cpu_matmul(c->pool, &c->kernels, up->type, wu, n_in, ff, x, m, u, &c->scratch,
-                             c->err, sizeof c->err)))
+        /* gate and up in one job, with the swiglu */
+        const struct cpu_mm gu[2] = {{gate->type, wg, ff, g}, {up->type, wu, ff, u}};
+        int rc = cpu_mm_batch(c->pool, &c->kernels, gu, 2, CPU_MM_SWIGLU, n_in, x, m,
+                              &c->scratch, c->err, sizeof c->err);
+        if (rc)
             return rc;
-        struct ew_job j = {g, g, u, m * ff, true};
-        pool_run(c->pool, ew_worker, &j);
         if ((rc = cpu_matmul(c->pool, &c->kernels, down->type, wd, ff, n_in, g, m, y, &c->scratch,
                              c->err, sizeof c->err)))
             return rc;
@@ -420,6 +505,7 @@ static int cpu_moe(struct backend *b, struct btensor *dst, const struct weight *
 static int cpu_read(struct backend *b, const struct btensor *src, int64_t row0, int64_t n, float *out)
 {
     struct cpu_backend *c = cb(b);
+    FLUSH(c);
     if (row0 < 0 || n < 0 || row0 + n > src->ne1)
         return fail(c, EINVAL, "read: rows out of range");
     memcpy(out, src->data + row0 * src->ne0, (size_t)(n * src->ne0) * sizeof(float));
@@ -458,6 +544,7 @@ static int cpu_rope(struct backend *b, struct btensor *x, int head_dim, const st
                     const int32_t *pos)
 {
     struct cpu_backend *c = cb(b);
+    FLUSH(c);
     if (head_dim <= 0 || x->ne0 % head_dim || p->dim_off < 0 || p->n_rot % 2 ||
         p->n_rot + p->dim_off > head_dim)
         return fail(c, EINVAL, "rope: bad head size");
@@ -498,15 +585,14 @@ static void kv_free(struct cpu_backend *c)
     free(c->k_cache);
     free(c->v_cache);
     free(c->att_scratch);
-    free(c->k_wide);
-    free(c->v_wide);
     c->k_cache = c->v_cache = NULL;
-    c->att_scratch = c->k_wide = c->v_wide = NULL;
+    c->att_scratch = NULL;
 }
 
 static int cpu_kv_init(struct backend *b, const struct kv_shape *s)
 {
     struct cpu_backend *c = cb(b);
+    FLUSH(c);
     kv_free(c);
     c->kv = *s;
     size_t el = s->type == KV_TYPE_F16 ? 2 : 4;
@@ -536,19 +622,6 @@ static int cpu_kv_init(struct backend *b, const struct kv_shape *s)
     c->att_scratch = malloc(c->att_stride * (size_t)pool_threads(c->pool) * sizeof(float));
     if (!c->att_scratch)
         goto oom;
-    if (s->type == KV_TYPE_F16) {
-        c->k_wide = malloc((size_t)s->n_ctx * (size_t)s->k_width * sizeof(float));
-        c->v_wide = s->v_in_k ? NULL : malloc((size_t)s->n_ctx * (size_t)s->v_width * sizeof(float));
-        if (!c->k_wide || (!s->v_in_k && !c->v_wide))
-            goto oom;
-    }
-    if (s->type == KV_TYPE_F16 && !c->f16_table) {
-        c->f16_table = malloc(65536 * sizeof(float));
-        if (!c->f16_table)
-            goto oom;
-        for (unsigned i = 0; i < 65536; i++)
-            c->f16_table[i] = quant_f16_to_f32((quant_f16)i);
-    }
     return 0;
 oom:
     kv_free(c);
@@ -561,6 +634,7 @@ static int cpu_kv_store(struct backend *b, int layer, const struct btensor *k,
                         const struct btensor *v, int pos0)
 {
     struct cpu_backend *c = cb(b);
+    FLUSH(c);
     if (layer < 0 || layer >= c->kv.n_layer || k->ne0 != c->kv.k_width ||
         (c->kv.v_in_k ? v != NULL : !v || v->ne0 != c->kv.v_width || k->ne1 != v->ne1))
         return fail(c, EINVAL, "kv_store: shape mismatch");
@@ -588,14 +662,17 @@ struct att_job {
     struct cpu_backend *c;
     struct btensor *dst;
     const struct btensor *q;
-    const float *k, *v;         /* F32 rows of the layer's cache */
+    const void *k, *v;          /* the layer's cache rows, F32 or F16 */
+    bool f16;
     int n_head, n_head_kv, head_dim, v_dim, pos0;
     float scale;
 };
 
-/* The attention loops: a dot product and y += a*x over one head's values.
- * Each has an AVX-512 and an AVX2 version chosen once by cpu_select()'s ISA;
- * the plain loops are the reference. */
+/* The attention loops: a dot product and y += a*x over one head's values,
+ * over F32 or F16 keys and values (widened as they are loaded: the same
+ * products and sums in the same order, so F16 gives what F32 copies of the
+ * same values would).  Each has an AVX-512 and an AVX2 version chosen once
+ * by cpu_select()'s ISA; the plain loops are the reference. */
 static float dot_plain(const float *a, const float *b, int n)
 {
     float s[8] = {0};
@@ -612,6 +689,24 @@ static void axpy_plain(float a, const float *x, float *y, int n)
 {
     for (int i = 0; i < n; i++)
         y[i] += a * x[i];
+}
+
+static float dot16_plain(const float *a, const quant_f16 *b, int n)
+{
+    float s[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            s[j] += a[i + j] * quant_f16_to_f32(b[i + j]);
+    for (; i < n; i++)
+        s[0] += a[i] * quant_f16_to_f32(b[i]);
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+static void axpy16_plain(float a, const quant_f16 *x, float *y, int n)
+{
+    for (int i = 0; i < n; i++)
+        y[i] += a * quant_f16_to_f32(x[i]);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -643,6 +738,36 @@ __attribute__((target("avx512f"))) static void axpy_avx512(float a, const float 
         y[i] += a * x[i];
 }
 
+__attribute__((target("avx512f"))) static float dot16_avx512(const float *a, const quant_f16 *b, int n)
+{
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i),
+                               _mm512_cvtph_ps(_mm256_loadu_si256((const void *)(b + i))), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16),
+                               _mm512_cvtph_ps(_mm256_loadu_si256((const void *)(b + i + 16))), acc1);
+    }
+    for (; i + 16 <= n; i += 16)
+        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i),
+                               _mm512_cvtph_ps(_mm256_loadu_si256((const void *)(b + i))), acc0);
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    for (; i < n; i++)
+        s += a[i] * quant_f16_to_f32(b[i]);
+    return s;
+}
+
+__attribute__((target("avx512f"))) static void axpy16_avx512(float a, const quant_f16 *x, float *y, int n)
+{
+    __m512 va = _mm512_set1_ps(a);
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_cvtph_ps(_mm256_loadu_si256((const void *)(x + i))),
+                                                _mm512_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] += a * quant_f16_to_f32(x[i]);
+}
+
 __attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, int n)
 {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
@@ -672,6 +797,40 @@ __attribute__((target("avx2,fma"))) static void axpy_avx2(float a, const float *
     for (; i < n; i++)
         y[i] += a * x[i];
 }
+
+__attribute__((target("avx2,fma,f16c"))) static float dot16_avx2(const float *a, const quant_f16 *b, int n)
+{
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i),
+                               _mm256_cvtph_ps(_mm_loadu_si128((const void *)(b + i))), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8),
+                               _mm256_cvtph_ps(_mm_loadu_si128((const void *)(b + i + 8))), acc1);
+    }
+    for (; i + 8 <= n; i += 8)
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i),
+                               _mm256_cvtph_ps(_mm_loadu_si128((const void *)(b + i))), acc0);
+    __m256 v = _mm256_add_ps(acc0, acc1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float s = _mm_cvtss_f32(h);
+    for (; i < n; i++)
+        s += a[i] * quant_f16_to_f32(b[i]);
+    return s;
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void axpy16_avx2(float a, const quant_f16 *x, float *y, int n)
+{
+    __m256 va = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_cvtph_ps(_mm_loadu_si128((const void *)(x + i))),
+                                                _mm256_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] += a * quant_f16_to_f32(x[i]);
+}
 #endif
 
 static void att_worker(void *arg, int ith, int nth)
@@ -689,10 +848,12 @@ static void att_worker(void *arg, int ith, int nth)
         int g = h / group;
         int pos = j->pos0 + (int)t;
         const float *q = j->q->data + t * j->q->ne0 + (int64_t)h * j->head_dim;
-        const float *k = j->k + (int64_t)g * j->head_dim;
+        const float *k = (const float *)j->k + (int64_t)g * j->head_dim;
+        const quant_f16 *k16 = (const quant_f16 *)j->k + (int64_t)g * j->head_dim;
         float mx = -INFINITY;
         for (int s = 0; s <= pos; s++) {
-            float d = c->dot(q, k + s * kw, j->head_dim) * j->scale;
+            float d = (j->f16 ? c->dot16(q, k16 + s * kw, j->head_dim)
+                              : c->dot(q, k + s * kw, j->head_dim)) * j->scale;
             scores[s] = d;
             if (d > mx)
                 mx = d;
@@ -705,27 +866,15 @@ static void att_worker(void *arg, int ith, int nth)
         float inv = (float)(1.0 / sum);
         float *out = j->dst->data + t * j->dst->ne0 + (int64_t)h * j->v_dim;
         memset(out, 0, (size_t)j->v_dim * sizeof(float));
-        const float *v = j->v + (int64_t)g * j->v_dim;
-        for (int s = 0; s <= pos; s++) {
-            c->axpy(scores[s] * inv, v + s * vw, out, j->v_dim);
+        if (j->f16) {
+            const quant_f16 *v = (const quant_f16 *)j->v + (int64_t)g * j->v_dim;
+            for (int s = 0; s <= pos; s++)
+                c->axpy16(scores[s] * inv, v + s * vw, out, j->v_dim);
+        } else {
+            const float *v = (const float *)j->v + (int64_t)g * j->v_dim;
+            for (int s = 0; s <= pos; s++)
+                c->axpy(scores[s] * inv, v + s * vw, out, j->v_dim);
         }
-    }
-}
-
-struct widen_job {
-    const float *table;
-    const quant_f16 *src[2];
-    float *dst[2];
-    size_t n[2];
-};
-
-static void widen_worker(void *arg, int ith, int nth)
-{
-    struct widen_job *w = arg;
-    for (int m = 0; m < 2; m++) {
-        size_t lo = w->n[m] * (size_t)ith / (size_t)nth, hi = w->n[m] * (size_t)(ith + 1) / (size_t)nth;
-        for (size_t i = lo; i < hi; i++)
-            w->dst[m][i] = w->table[w->src[m][i]];
     }
 }
 
@@ -733,6 +882,7 @@ static int cpu_attention(struct backend *b, struct btensor *dst, const struct bt
                          int n_head, int n_head_kv, int head_dim, int v_dim, int pos0, float scale)
 {
     struct cpu_backend *c = cb(b);
+    FLUSH(c);
     if (layer < 0 || layer >= c->kv.n_layer || n_head_kv <= 0 || n_head % n_head_kv ||
         q->ne0 != (int64_t)n_head * head_dim || dst->ne0 != (int64_t)n_head * v_dim ||
         (int64_t)n_head_kv * head_dim > c->kv.k_width || (int64_t)n_head_kv * v_dim > c->kv.v_width ||
@@ -741,21 +891,16 @@ static int cpu_attention(struct backend *b, struct btensor *dst, const struct bt
     if (pos0 < 0 || pos0 + q->ne1 > c->kv.n_ctx)
         return fail(c, ENOSPC, "the context is full (%d tokens)", c->kv.n_ctx);
     struct att_job j = {c, dst, q, c->k_cache[layer],
-                        c->kv.v_in_k ? c->k_cache[layer] : c->v_cache[layer], n_head, n_head_kv,
-                        head_dim, v_dim, pos0, scale};
-    if (c->kv.type == KV_TYPE_F16) {
-        /* widen the rows in use once per layer; the loops then read F32 */
-        size_t rows = (size_t)pos0 + (size_t)q->ne1;
-        bool vk = c->kv.v_in_k;
-        struct widen_job w = {c->f16_table, {c->k_cache[layer], vk ? NULL : c->v_cache[layer]},
-                              {c->k_wide, c->v_wide},
-                              {rows * (size_t)c->kv.k_width, vk ? 0 : rows * (size_t)c->kv.v_width}};
-        pool_run(c->pool, widen_worker, &w);
-        j.k = c->k_wide;
-        j.v = vk ? c->k_wide : c->v_wide;
-    }
+                        c->kv.v_in_k ? c->k_cache[layer] : c->v_cache[layer],
+                        c->kv.type == KV_TYPE_F16, n_head, n_head_kv, head_dim, v_dim, pos0, scale};
     pool_run(c->pool, att_worker, &j);
     return 0;
+}
+
+/* Runs the queued products: their results are in host memory after it. */
+static int cpu_sync(struct backend *b)
+{
+    return mm_flush(cb(b), 0);
 }
 
 static const char *cpu_error(const struct backend *b) { return ((const struct cpu_backend *)b)->err; }
@@ -769,8 +914,8 @@ static void cpu_free(struct backend *b)
     struct cpu_backend *c = cb(b);
     if (!c)
         return;
+    c->n_pend = 0;   /* queued products die with the arena */
     kv_free(c);
-    free(c->f16_table);
     free(c->rope_cs);
     free(c->tmp);
     free(c->moe_rows);
@@ -802,6 +947,7 @@ static const struct backend_ops cpu_ops = {
     .rows = cpu_rows,
     .error = cpu_error,
     .device_name = cpu_device_name,
+    .sync = cpu_sync,
 };
 
 int cpu_backend_create(int n_threads, enum cpu_isa max, struct backend **out, char *err,
@@ -817,13 +963,19 @@ int cpu_backend_create(int n_threads, enum cpu_isa max, struct backend **out, ch
     cpu_select(&c->kernels, max);
     c->dot = dot_plain;
     c->axpy = axpy_plain;
+    c->dot16 = dot16_plain;
+    c->axpy16 = axpy16_plain;
 #if defined(__x86_64__) && defined(__GNUC__)
     if (c->kernels.isa == CPU_ISA_AVX512) {
         c->dot = dot_avx512;
         c->axpy = axpy_avx512;
+        c->dot16 = dot16_avx512;
+        c->axpy16 = axpy16_avx512;
     } else if (c->kernels.isa == CPU_ISA_AVX2) {
         c->dot = dot_avx2;
         c->axpy = axpy_avx2;
+        c->dot16 = dot16_avx2;
+        c->axpy16 = axpy16_avx2;
     }
 #endif
     cpu_scratch_init(&c->scratch);

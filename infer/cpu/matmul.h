@@ -9,6 +9,7 @@
 #ifndef PONDER_CPU_MATMUL_H
 #define PONDER_CPU_MATMUL_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,45 @@ void cpu_scratch_free(struct cpu_scratch *s);   /* then empty again; NULL is a n
 int cpu_matmul(struct pool *p, const struct cpu_kernels *k, enum quant_type wtype,
                const void *w, int64_t n_in, int64_t n_out, const float *x, int64_t n_tok,
                float *y, struct cpu_scratch *s, char *err, size_t errlen);
+
+/* The checks cpu_matmul() makes before it touches anything: 0, or its EINVAL
+ * and ENOTSUP with the same line. */
+int cpu_matmul_check(const struct cpu_kernels *k, enum quant_type wtype, int64_t n_in,
+                     int64_t n_out, int64_t n_tok, char *err, size_t errlen);
+
+/* Products in one batch: as many as a layer has on one input (q, k, v). */
+#define CPU_MM_BATCH_MAX 4
+
+/* One product of a batch: y (n_tok rows of n_out floats) = W x. */
+struct cpu_mm {
+    enum quant_type wtype;
+    const void *w;
+    int64_t n_out;
+    float *y;
+};
+
+/* cpu_mm_batch() flag: after products 0 and 1 (same n_out), y0 = silu(y0) * y1
+ * element by element, as backend.h's swiglu. */
+#define CPU_MM_SWIGLU 1u
+
+/* Several products of the same x in one pool job: x is converted once per
+ * vec_dot_type, and the threads take the tiles of all products from one
+ * counter, so the batch costs one join where separate calls cost one each.
+ * Every y is bit for bit what cpu_matmul() writes for its product (the same
+ * tiles and kernels), and with CPU_MM_SWIGLU y0 is then what the backend's
+ * swiglu makes of y0 and y1 (done tile by tile where both products have the
+ * same tiles).  The ys must not overlap x or each other.  n_ops is 1 ..
+ * CPU_MM_BATCH_MAX.  Errors as cpu_matmul(), nothing written on EINVAL and
+ * ENOTSUP. */
+int cpu_mm_batch(struct pool *p, const struct cpu_kernels *k, const struct cpu_mm *ops,
+                 int n_ops, unsigned flags, int64_t n_in, const float *x, int64_t n_tok,
+                 struct cpu_scratch *s, char *err, size_t errlen);
+
+/* silu(g) * u as every swiglu of the CPU backend computes it. */
+static inline float cpu_swiglu1(float g, float u)
+{
+    return g / (1.0f + expf(-g)) * u;
+}
 
 /* Embedding lookup: out[i*n_in + j] = row ids[i] of W (n_rows rows of n_in
  * values of type), dequantized, for i < n.  0, or EINVAL (an id outside

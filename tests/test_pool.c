@@ -1,5 +1,6 @@
 /* Tests of the thread pool: every thread index runs once per job, results
- * are visible to the caller on return, sleeping workers wake up. */
+ * are visible to the caller on return, sleeping workers wake up; with
+ * pool_run_any(), every unit once and nothing after the call returned. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -8,6 +9,7 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -218,6 +220,89 @@ static void test_pool_slices_sum_to_serial(void **state)
     }
 }
 
+/* pool_run_any(): the units of a job are shared out by a counter; every
+ * unit runs once, the caller always takes part, no ith twice, no call of fn
+ * starts or ends after pool_run_any() returned (each job has a flag the test
+ * sets on return, and fn checks it on entry and on exit), mixed with
+ * pool_run() jobs and with pauses that let the workers fall asleep, so that
+ * late workers come to jobs already over (and skip them: counted). */
+enum { ANY_UNITS = 64, ANY_CALLS = 400 };
+
+struct any_job {
+    atomic_int next;
+    atomic_int hits[ANY_UNITS];
+    atomic_int runs[MAX_T];
+    atomic_bool over;
+};
+
+static atomic_int any_late;   /* calls of fn that saw their job over */
+
+static void any_fn(void *arg, int ith, int nth)
+{
+    (void)nth;
+    struct any_job *j = arg;
+    if (atomic_load(&j->over))
+        atomic_fetch_add(&any_late, 1);
+    atomic_fetch_add(&j->runs[ith], 1);
+    for (int u = atomic_fetch_add(&j->next, 1); u < ANY_UNITS; u = atomic_fetch_add(&j->next, 1))
+        atomic_fetch_add(&j->hits[u], 1);
+    if (atomic_load(&j->over))
+        atomic_fetch_add(&any_late, 1);
+}
+
+static void test_pool_run_any_runs_each_unit_once_and_never_late(void **state)
+{
+    (void)state;
+    static const long pauses_us[] = { 0, 0, 0, 5, 150, 1000 };
+    static struct any_job jobs[ANY_CALLS];
+    for (int n = 1; n <= 4; n++) {
+        struct pool *p;
+        assert_int_equal(pool_create(n, &p), 0);
+        memset(jobs, 0, sizeof jobs);
+        atomic_store(&any_late, 0);
+        int skipped = 0;
+        for (int call = 0; call < ANY_CALLS; call++) {
+            struct any_job *j = &jobs[call];
+            sleep_us(pauses_us[call % (sizeof pauses_us / sizeof *pauses_us)]);
+            if (call % 7 == 3) {   /* a pool_run() job in between */
+                struct count_job c;
+                memset(&c, 0, sizeof c);
+                c.nth = n;
+                pool_run(p, count_fn, &c);
+                for (int i = 0; i < n; i++)
+                    if (atomic_load(&c.runs[i]) != 1)
+                        fail_msg("n=%d call %d: pool_run ith %d ran %d times", n, call, i,
+                                 atomic_load(&c.runs[i]));
+            }
+            pool_run_any(p, any_fn, j);
+            atomic_store(&j->over, true);
+            for (int u = 0; u < ANY_UNITS; u++)
+                if (atomic_load(&j->hits[u]) != 1)
+                    fail_msg("n=%d call %d: unit %d ran %d times", n, call, u,
+                             atomic_load(&j->hits[u]));
+            if (atomic_load(&j->runs[0]) != 1)
+                fail_msg("n=%d call %d: the caller ran %d times", n, call,
+                         atomic_load(&j->runs[0]));
+            for (int i = 1; i < n; i++) {
+                int r = atomic_load(&j->runs[i]);
+                if (r > 1)
+                    fail_msg("n=%d call %d: ith %d ran %d times", n, call, i, r);
+                skipped += r == 0;
+            }
+        }
+        pool_free(p);   /* joins the workers: a late call would have run by now */
+        for (int call = 0; call < ANY_CALLS; call++)
+            for (int i = 0; i < MAX_T; i++)
+                if (atomic_load(&jobs[call].runs[i]) > (i < n ? 1 : 0))
+                    fail_msg("n=%d call %d: ith %d ran after the call returned", n, call, i);
+        if (atomic_load(&any_late))
+            fail_msg("n=%d: fn ran %d times on a job that was over", n, atomic_load(&any_late));
+        /* workers woken from sleep come late to a job of 64 counter steps */
+        if (n > 1 && skipped == 0)
+            fail_msg("n=%d: no worker ever skipped a job (the late path was not tested)", n);
+    }
+}
+
 int main(void)
 {
     /* A lost wakeup hangs instead of failing: let the alarm turn it into a
@@ -231,6 +316,7 @@ int main(void)
         cmocka_unit_test(test_pool_create_and_free_without_runs),
         cmocka_unit_test(test_pool_rejects_bad_thread_counts),
         cmocka_unit_test(test_pool_slices_sum_to_serial),
+        cmocka_unit_test(test_pool_run_any_runs_each_unit_once_and_never_late),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

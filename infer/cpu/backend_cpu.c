@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -666,6 +667,7 @@ struct att_job {
     bool f16;
     int n_head, n_head_kv, head_dim, v_dim, pos0;
     float scale;
+    atomic_int_fast64_t next;   /* next (token, head) task to hand out */
 };
 
 /* The attention loops: a dot product and y += a*x over one head's values,
@@ -842,7 +844,9 @@ static void att_worker(void *arg, int ith, int nth)
     int group = j->n_head / j->n_head_kv;
     float *scores = c->att_scratch + (size_t)ith * c->att_stride;
     int64_t kw = c->kv.k_width, vw = c->kv.v_in_k ? kw : c->kv.v_width;
-    for (int64_t task = ith; task < total; task += nth) {
+    (void)nth;   /* pool_run_any: tasks from the counter, to whichever threads come */
+    for (int64_t task = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed); task < total;
+         task = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) {
         int64_t t = task / j->n_head;
         int h = (int)(task % j->n_head);
         int g = h / group;
@@ -892,8 +896,9 @@ static int cpu_attention(struct backend *b, struct btensor *dst, const struct bt
         return fail(c, ENOSPC, "the context is full (%d tokens)", c->kv.n_ctx);
     struct att_job j = {c, dst, q, c->k_cache[layer],
                         c->kv.v_in_k ? c->k_cache[layer] : c->v_cache[layer],
-                        c->kv.type == KV_TYPE_F16, n_head, n_head_kv, head_dim, v_dim, pos0, scale};
-    pool_run(c->pool, att_worker, &j);
+                        c->kv.type == KV_TYPE_F16, n_head, n_head_kv, head_dim, v_dim, pos0, scale, 0};
+    atomic_init(&j.next, 0);
+    pool_run_any(c->pool, att_worker, &j);
     return 0;
 }
 

@@ -154,13 +154,15 @@ static void mm_run_tile(const struct mm_job *j, int64_t t)
     }
 }
 
-/* Each thread starts with tile ith, then takes the next free one. */
+/* Threads take the next free tile until none is left (pool_run_any: a
+ * worker that comes late finds none, and the caller alone can do them all). */
 static void mm_gemm_worker(void *arg, int ith, int nth)
 {
+    (void)ith;
     (void)nth;
     struct mm_job *j = arg;
     int64_t n_tiles = j->first[j->n_prod];
-    for (int64_t t = ith; t < n_tiles;
+    for (int64_t t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed); t < n_tiles;
          t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed))
         mm_run_tile(j, t);
 }
@@ -341,9 +343,9 @@ int cpu_mm_batch(struct pool *p, const struct cpu_kernels *k, const struct cpu_m
     j.swiglu = swiglu && j.prod[0].rows == j.prod[1].rows && j.prod[0].cols == j.prod[1].cols;
     for (int i = 0; i < n_ops; i++)
         j.first[i + 1] = j.first[i] + (j.swiglu && i == 1 ? 0 : j.prod[i].n_tiles);
-    atomic_init(&j.next, nth_job);
+    atomic_init(&j.next, 0);
     if (nth_job > 1)
-        pool_run(p, mm_gemm_worker, &j);
+        pool_run_any(p, mm_gemm_worker, &j);
     else
         mm_gemm_worker(&j, 0, 1);
     if (swiglu && !j.swiglu) {

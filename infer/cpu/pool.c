@@ -1,12 +1,15 @@
 /* The CPU backend's thread team: workers spin on a generation counter for a
  * short while after each job (so back-to-back jobs start in well under a
- * microsecond), then sleep on a condition variable; the caller is thread 0. */
+ * microsecond), then sleep on a condition variable; the caller is thread 0.
+ * A job of pool_run_any() is entered through a counter that the caller
+ * closes when its own share is done. */
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -25,6 +28,12 @@
  * yielding its core (the workers may have been descheduled). */
 #define POOL_JOIN_SPINS 2000
 
+/* pool.entry: the generation of the job in the high 32 bits, then flags and
+ * the number of workers inside a pool_run_any() job. */
+#define POOL_ENTRY_ALL (UINT64_C(1) << 31)      /* a pool_run() job: every worker runs it */
+#define POOL_ENTRY_CLOSED (UINT64_C(1) << 30)   /* pool_run_any(): no more workers enter */
+#define POOL_ENTRY_COUNT (POOL_ENTRY_CLOSED - 1)
+
 struct pool_worker {
     struct pool *p;
     int ith;
@@ -40,6 +49,7 @@ struct pool {
     pool_fn fn;                       /* the job; published by gen */
     void *arg;
     alignas(64) atomic_int done;      /* workers finished with this job */
+    alignas(64) atomic_uint_fast64_t entry;   /* POOL_ENTRY_*, see above */
     alignas(64) pthread_mutex_t mu;
     pthread_cond_t cv;
     int n;                            /* threads, caller included */
@@ -97,6 +107,30 @@ static unsigned pool_wait(struct pool *p, unsigned seen)
     return g;
 }
 
+/* Runs job `gen` if it still takes workers.  The caller stores entry before
+ * it publishes gen, so entry is this job's or a later one's; a later one
+ * means this job is over (only a pool_run_any() job ends without this
+ * worker), and the caller of pool_run_any() does not return while a worker
+ * that entered is inside: fn and arg are this job's whenever they are read. */
+static void pool_job(struct pool *p, int ith, unsigned gen)
+{
+    uint64_t e = atomic_load_explicit(&p->entry, memory_order_acquire);
+    for (;;) {
+        if ((unsigned)(e >> 32) != gen || (e & POOL_ENTRY_CLOSED))
+            return;
+        if (e & POOL_ENTRY_ALL) {
+            p->fn(p->arg, ith, p->n);
+            atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+            return;
+        }
+        if (atomic_compare_exchange_weak_explicit(&p->entry, &e, e + 1, memory_order_acquire,
+                                                  memory_order_acquire))
+            break;
+    }
+    p->fn(p->arg, ith, p->n);
+    atomic_fetch_sub_explicit(&p->entry, 1, memory_order_release);
+}
+
 static void *pool_main(void *v)
 {
     struct pool_worker *w = v;
@@ -106,8 +140,7 @@ static void *pool_main(void *v)
         seen = pool_wait(p, seen);
         if (atomic_load(&p->quit))
             break;
-        p->fn(p->arg, w->ith, p->n);
-        atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+        pool_job(p, w->ith, seen);
     }
     return NULL;
 }
@@ -136,6 +169,7 @@ int pool_create(int n_threads, struct pool **out)
     atomic_init(&p->sleepers, 0);
     atomic_init(&p->quit, false);
     atomic_init(&p->done, 0);
+    atomic_init(&p->entry, POOL_ENTRY_CLOSED);
     p->n = n_threads;
     int rc = pthread_mutex_init(&p->mu, NULL);
     if (rc) {
@@ -185,31 +219,57 @@ int pool_threads(const struct pool *p)
     return p->n;
 }
 
+/* Publishes a job: every worker finished or skipped the previous one before
+ * the last pool_run*() returned, so none reads fn, arg, done or entry until
+ * gen moves. */
+static void pool_post(struct pool *p, pool_fn fn, void *arg, bool all)
+{
+    unsigned gen = atomic_load_explicit(&p->gen, memory_order_relaxed) + 1;   /* only we write it */
+    p->fn = fn;
+    p->arg = arg;
+    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->entry, (uint64_t)gen << 32 | (all ? POOL_ENTRY_ALL : 0),
+                          memory_order_relaxed);
+    atomic_store(&p->gen, gen);   /* seq_cst: releases fn, arg, done, entry */
+    if (atomic_load(&p->sleepers) > 0) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
 void pool_run(struct pool *p, pool_fn fn, void *arg)
 {
     if (p->n == 1) {
         fn(arg, 0, 1);
         return;
     }
-    /* Every worker finished the previous job before the last pool_run()
-     * returned, so none reads fn, arg or done until gen moves. */
-    p->fn = fn;
-    p->arg = arg;
-    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
-    atomic_fetch_add(&p->gen, 1);   /* seq_cst: releases fn, arg, done */
-    if (atomic_load(&p->sleepers) > 0) {
-        pthread_mutex_lock(&p->mu);
-        pthread_cond_broadcast(&p->cv);
-        pthread_mutex_unlock(&p->mu);
-    }
-
+    pool_post(p, fn, arg, true);
     fn(arg, 0, p->n);
-
     int want = p->n - 1;
     for (int i = 0; atomic_load_explicit(&p->done, memory_order_acquire) != want; i++) {
         if (i < POOL_JOIN_SPINS)
             pool_relax();
         else
             sched_yield();
+    }
+}
+
+void pool_run_any(struct pool *p, pool_fn fn, void *arg)
+{
+    if (p->n == 1) {
+        fn(arg, 0, 1);
+        return;
+    }
+    pool_post(p, fn, arg, false);
+    fn(arg, 0, p->n);
+    /* close the door, then wait for the workers already inside */
+    uint64_t e = atomic_fetch_or_explicit(&p->entry, POOL_ENTRY_CLOSED, memory_order_acq_rel);
+    for (int i = 0; (e & POOL_ENTRY_COUNT) != 0; i++) {
+        if (i < POOL_JOIN_SPINS)
+            pool_relax();
+        else
+            sched_yield();
+        e = atomic_load_explicit(&p->entry, memory_order_acquire);
     }
 }

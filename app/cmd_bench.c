@@ -196,11 +196,12 @@ static int bench_exec(int argc, char **argv)
             vk_backend_stats(dev, &vs1);
             double passes = (double)(pp ? reps : reps * n);
             fprintf(stderr, "%s%ld vulkan, per pass: %.1f dispatches issued in %.3f ms, %.1f "
-                    "operations recorded, %.1f submissions (%.1f replayed), %.2f ms waiting for "
-                    "the device\n", pp ? "pp" : "tg", n,
+                    "operations recorded, %.1f barriers, %.1f submissions (%.1f replayed), %.2f ms "
+                    "waiting for the device\n", pp ? "pp" : "tg", n,
                     (double)(vs1.dispatches - vs0.dispatches) / passes,
                     (double)(vs1.record_ns - vs0.record_ns) / passes / 1e6,
                     (double)(vs1.recorded - vs0.recorded) / passes,
+                    (double)(vs1.barriers - vs0.barriers) / passes,
                     (double)(vs1.submits - vs0.submits) / passes,
                     (double)(vs1.replays - vs0.replays) / passes,
                     (double)(vs1.wait_ns - vs0.wait_ns) / passes / 1e6);

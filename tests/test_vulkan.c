@@ -1548,6 +1548,52 @@ static void test_replay_after_the_kv_cache_is_made_again_reads_the_new_cache(voi
     close_vk(b);
 }
 
+
+/* Barriers only where the data needs them, checked by the validation
+ * layer's synchronization validation over whole passes (a prompt, tokens
+ * replayed, the attention's split change, a cleared cache): no hazard, no
+ * other message; and fewer barriers than dispatches.  (The layer reads
+ * VK_LAYER_ENABLES when the instance is made.) */
+static void test_whole_passes_have_no_synchronization_hazard(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    setenv("VK_LAYER_ENABLES", "VK_VALIDATION_FEATURE_ENABLE_SYNCHRONIZATION_VALIDATION_EXT", 1);
+    const char *names[] = {"tq-q8_0", "td-q8_0"};
+    for (int k = 0; k < 2; k++) {
+        struct model *m = load_replay(names[k], false);
+        if (!vk_backend_validating(model_device(m))) {
+            printf("  skipped: no validation layer\n");
+            model_free(m);
+            break;
+        }
+        int n_vocab = model_info(m)->n_vocab;
+        float *lg = malloc((size_t)n_vocab * sizeof(float));
+        assert_non_null(lg);
+        int32_t ids[600];
+        for (int i = 0; i < 600; i++)
+            ids[i] = (int32_t)((i * 131 + 5) % n_vocab);
+        char err[256];
+        int n0 = k ? 6 : 508, n1 = k ? 10 : 516;
+        assert_int_equal(model_decode(m, ids, n0, lg, false, err, sizeof err), 0);
+        for (int i = n0; i < n1; i++)
+            assert_int_equal(model_decode(m, ids + i, 1, lg, false, err, sizeof err), 0);
+        model_clear(m);
+        assert_int_equal(model_decode(m, ids, 3, lg, false, err, sizeof err), 0);
+        assert_int_equal(model_decode(m, ids + 3, 1, lg, false, err, sizeof err), 0);
+        struct vk_stats st;
+        model_stats(m, &st);
+        printf("  %-8s %llu dispatches, %llu barriers\n", names[k],
+               (unsigned long long)st.dispatches, (unsigned long long)st.barriers);
+        if (k == 0)     /* deepseek2 submits at every layer: a barrier starts each */
+            assert_true(st.barriers < st.dispatches);
+        expect_no_validation_messages(m);
+        model_free(m);
+        free(lg);
+    }
+    unsetenv("VK_LAYER_ENABLES");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1598,6 +1644,7 @@ int main(void)
         cmocka_unit_test(test_replayed_passes_equal_fresh_ones_for_deepseek2),
         cmocka_unit_test(test_generation_replays_and_a_changed_pass_records_again),
         cmocka_unit_test(test_replay_after_the_kv_cache_is_made_again_reads_the_new_cache),
+        cmocka_unit_test(test_whole_passes_have_no_synchronization_hazard),
     };
     /* PONDER_TEST_FILTER=pattern runs only the matching tests (while iterating) */
     if (getenv("PONDER_TEST_FILTER"))

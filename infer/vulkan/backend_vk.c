@@ -199,11 +199,34 @@ struct vk_tensor {
     struct btensor t;           /* first: the arena hands out &t */
     int block;
     uint32_t off;               /* floats from the start of the block */
+    VkBuffer buf;               /* the tensor's view of the block (view_get), or the block */
+    uint32_t rel;               /* floats from the start of buf */
 };
+
+/* Bytes [off, end) of a piece of device memory (id: the arena block's
+ * memory for the block and its views, which alias it; else the buffer)
+ * that an operation reads, or writes (and may read). */
+struct vk_range {
+    uint64_t id;
+    VkDeviceSize off, end;
+    bool write;
+};
+#define RANGES_MAX 64           /* ranges tracked between two barriers */
+
+/* A buffer over part of an arena block: the memory of one activation
+ * tensor, so that descriptor sets (and the validation layer) see what each
+ * dispatch touches. */
+struct vk_view {
+    int block;
+    VkDeviceSize off, size;     /* bytes in the block */
+    VkBuffer buf;               /* VK_NULL_HANDLE: a free table entry */
+};
+#define VIEWS_MAX 8192          /* more and vk_reset starts the views afresh */
 
 struct vk_set {
     VkBuffer b[N_BINDINGS];
     VkDescriptorSet set;        /* VK_NULL_HANDLE: a free table entry */
+    struct vk_range r[N_BINDINGS];  /* what each binding covers (write unset) */
 };
 
 struct vk_backend {
@@ -243,6 +266,13 @@ struct vk_backend {
     bool rec;                   /* its command buffer is being recorded (else replayed so far) */
     bool restart;               /* vk_reset while a segment was open: the next one is the first */
     bool no_replay;             /* vk_options.no_replay */
+    /* what the operations since the last barrier read and wrote (hazard) */
+    struct vk_range seen[RANGES_MAX];
+    int n_seen;
+    bool bar_next;              /* a barrier before the next operation */
+    /* views of the arena blocks, open addressing on (block, offset, size) */
+    struct vk_view *views;
+    size_t views_cap, views_n;
     bool shuffle;               /* matmul variants sharing x by subgroup shuffle */
     bool int_dot;               /* matrix-vector on int8 activations (mm_int) */
 
@@ -483,6 +513,8 @@ static int begin(struct vk_backend *c)
     c->pos = 0;
     c->rec = false;
     c->recording = true;
+    c->bar_next = true;     /* after the work of earlier submissions */
+    c->n_seen = 0;
     return 0;
 }
 
@@ -685,9 +717,25 @@ static int set_grow(struct vk_backend *c)
     return 0;
 }
 
+/* The memory buf covers: an arena block or a view of one (the block's
+ * memory, offsets in the block), else the buffer itself. */
+static struct vk_range buf_range(const struct vk_backend *c, VkBuffer buf)
+{
+    if (buf == c->staging.buf)
+        return (struct vk_range){(uint64_t)(uintptr_t)buf, 0, c->staging.size, false};
+    for (int i = 0; i < c->n_blocks; i++)
+        if (c->blocks[i].buf == buf)
+            return (struct vk_range){(uint64_t)(uintptr_t)c->blocks[i].mem, 0, c->blocks[i].size, false};
+    for (size_t i = 0; i < c->views_cap; i++)
+        if (c->views[i].buf == buf)
+            return (struct vk_range){(uint64_t)(uintptr_t)c->blocks[c->views[i].block].mem,
+                                     c->views[i].off, c->views[i].off + c->views[i].size, false};
+    return (struct vk_range){(uint64_t)(uintptr_t)buf, 0, ~(VkDeviceSize)0, false};
+}
+
 /* The descriptor set binding bufs (VK_NULL_HANDLE: a dummy buffer) and the
  * parameter buffer: made on first use, then found in the table. */
-static int set_get(struct vk_backend *c, const VkBuffer bufs[N_BINDINGS], VkDescriptorSet *out)
+static int set_get(struct vk_backend *c, const VkBuffer bufs[N_BINDINGS], struct vk_set **out)
 {
     VkBuffer key[N_BINDINGS];
     for (int i = 0; i < N_BINDINGS; i++)
@@ -699,7 +747,7 @@ static int set_get(struct vk_backend *c, const VkBuffer bufs[N_BINDINGS], VkDesc
     }
     size_t slot = set_slot(c->sets, c->sets_cap, key);
     if (c->sets[slot].set) {
-        *out = c->sets[slot].set;
+        *out = &c->sets[slot];
         return 0;
     }
     VkResult r;
@@ -747,9 +795,57 @@ static int set_get(struct vk_backend *c, const VkBuffer bufs[N_BINDINGS], VkDesc
     vkUpdateDescriptorSets(c->dev, N_BINDINGS + 1, w, 0, NULL);
     memcpy(c->sets[slot].b, key, sizeof key);
     c->sets[slot].set = set;
+    for (int i = 0; i < N_BINDINGS; i++)
+        c->sets[slot].r[i] = bufs[i] ? buf_range(c, key[i]) : (struct vk_range){0};
     c->sets_n++;
-    *out = set;
+    *out = &c->sets[slot];
     return 0;
+}
+
+/* Whether an operation accessing rg[0..n) needs a barrier before it: it
+ * reads or writes memory written since the last barrier, or writes memory
+ * read since then, or it is the first of its submission (the work of the
+ * earlier ones is behind a barrier too).  Notes its ranges; with rg NULL
+ * (an operation whose ranges are not known) the barrier goes before and
+ * after it. */
+static uint32_t hazard(struct vk_backend *c, const struct vk_range *rg, int n)
+{
+    bool need = c->bar_next || !rg || c->n_seen + n > RANGES_MAX;
+    for (int i = 0; i < n && !need; i++)
+        for (int j = 0; j < c->n_seen && !need; j++) {
+            const struct vk_range *e = &c->seen[j];
+            need = e->id == rg[i].id && (e->write || rg[i].write) && rg[i].off < e->end &&
+                   e->off < rg[i].end;
+        }
+    if (need) {
+        c->n_seen = 0;
+        c->stats.barriers++;
+    }
+    c->bar_next = !rg;
+    for (int i = 0; rg && i < n; i++)
+        c->seen[c->n_seen++] = rg[i];
+    return need;
+}
+
+/* The bindings each shader writes (the rest it only reads), from the
+ * buffer declarations of shaders/; a shader not listed writes them all. */
+static uint32_t written(enum vk_shader s)
+{
+    if (s <= VK_SHADER_MATMUL_Q4_8S || (s >= VK_SHADER_MATMUL_INT_Q8 && s <= VK_SHADER_MATMUL_INT_Q4))
+        return 1u << 2;
+    switch (s) {
+    case VK_SHADER_RMS_NORM: return 1u << 1;
+    case VK_SHADER_ROPE: return 1u << 0;
+    case VK_SHADER_ADD: case VK_SHADER_SWIGLU: case VK_SHADER_TO_F16: return 1u << 2;
+    case VK_SHADER_COPY_COLS: return 1u << 1;
+    case VK_SHADER_MOE_GATHER: case VK_SHADER_MOE_COMBINE: return 1u << 1;
+    case VK_SHADER_QUANT_X: return 1u << 2;
+    case VK_SHADER_ATTENTION_F32: case VK_SHADER_ATTENTION_F16:
+    case VK_SHADER_ATTENTION_F32_SPLIT: case VK_SHADER_ATTENTION_F16_SPLIT:
+    case VK_SHADER_ATTENTION_COMBINE:
+        return 7u << 3;
+    default: return (1u << N_BINDINGS) - 1;
+    }
 }
 
 static int dispatch(struct vk_backend *c, enum vk_shader s, const VkBuffer bufs[N_BINDINGS],
@@ -768,15 +864,25 @@ static int dispatch(struct vk_backend *c, enum vk_shader s, const VkBuffer bufs[
     uint64_t t0 = now_ns();
     struct vk_op op;
     memset(&op, 0, sizeof op);
-    if ((rc = set_get(c, bufs, &op.set)))
+    struct vk_set *set = NULL;
+    if ((rc = set_get(c, bufs, &set)))
         return rc;
+    op.set = set->set;
+    struct vk_range rg[N_BINDINGS];
+    int n_rg = 0;
+    uint32_t wmask = written(s);
+    for (int i = 0; i < N_BINDINGS; i++)
+        if (bufs[i]) {
+            rg[n_rg] = set->r[i];
+            rg[n_rg++].write = (wmask >> i) & 1;
+        }
     op.kind = OP_DISPATCH;
     op.shader = (uint32_t)s;
     op.slot = c->slots_used++;
     op.g[0] = gx;
     op.g[1] = gy;
     op.g[2] = gz;
-    op.bar = 1;
+    op.bar = hazard(c, rg, n_rg);
     memcpy((unsigned char *)c->params.map + (size_t)op.slot * sizeof *p, p, sizeof *p);
     rc = emit(c, &op);
     c->stats.dispatches++;
@@ -797,7 +903,13 @@ static int copy(struct vk_backend *c, VkBuffer src, VkDeviceSize so, VkBuffer ds
     op.so = so;
     op.dof = dof;
     op.n = n;
-    op.bar = 1;
+    struct vk_range rg[2] = {buf_range(c, src), buf_range(c, dst)};
+    rg[0].off += so;
+    rg[0].end = rg[0].off + n;
+    rg[1].off += dof;
+    rg[1].end = rg[1].off + n;
+    rg[1].write = true;
+    op.bar = hazard(c, rg, 2);
     int rc = emit(c, &op);
     c->stats.record_ns += now_ns() - t0;
     return rc;
@@ -1124,6 +1236,81 @@ static int arena_take(struct vk_backend *c, VkDeviceSize need, int *block, uint3
     return 0;
 }
 
+static size_t view_slot(const struct vk_view *t, size_t cap, int block, VkDeviceSize off,
+                        VkDeviceSize size)
+{
+    uint64_t h = ((uint64_t)block * 0x9E3779B97F4A7C15ull) ^ (off * 0xff51afd7ed558ccdull) ^ size;
+    size_t i = (size_t)(h ^ (h >> 31)) & (cap - 1);
+    while (t[i].buf && (t[i].block != block || t[i].off != off || t[i].size != size))
+        i = (i + 1) & (cap - 1);
+    return i;
+}
+
+static void views_free(struct vk_backend *c)
+{
+    for (size_t i = 0; i < c->views_cap; i++)
+        if (c->views[i].buf)
+            vkDestroyBuffer(c->dev, c->views[i].buf, NULL);
+    free(c->views);
+    c->views = NULL;
+    c->views_cap = c->views_n = 0;
+}
+
+/* The buffer over bytes [off, off + size) of arena block `block`, made on
+ * first use; VK_NULL_HANDLE when the memory cannot be bound there (the
+ * caller then uses the block's buffer). */
+static VkBuffer view_get(struct vk_backend *c, int block, VkDeviceSize off, VkDeviceSize size)
+{
+    if (c->views_n * 2 >= c->views_cap) {
+        size_t cap = c->views_cap ? c->views_cap * 2 : 1024;
+        struct vk_view *t = calloc(cap, sizeof *t);
+        if (!t)
+            return VK_NULL_HANDLE;
+        for (size_t i = 0; i < c->views_cap; i++)
+            if (c->views[i].buf)
+                t[view_slot(t, cap, c->views[i].block, c->views[i].off, c->views[i].size)] = c->views[i];
+        free(c->views);
+        c->views = t;
+        c->views_cap = cap;
+    }
+    size_t i = view_slot(c->views, c->views_cap, block, off, size);
+    if (c->views[i].buf)
+        return c->views[i].buf;
+    VkBufferCreateInfo bi = {
+        .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
+        .size = size,
+        .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+                 VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+        .sharingMode = VK_SHARING_MODE_EXCLUSIVE,
+    };
+    VkBuffer buf;
+    if (vkCreateBuffer(c->dev, &bi, NULL, &buf) != VK_SUCCESS)
+        return VK_NULL_HANDLE;
+    VkMemoryRequirements req;
+    vkGetBufferMemoryRequirements(c->dev, buf, &req);
+    if (off % req.alignment || off + req.size > c->blocks[block].size ||
+        vkBindBufferMemory(c->dev, buf, c->blocks[block].mem, off) != VK_SUCCESS) {
+        vkDestroyBuffer(c->dev, buf, NULL);
+        return VK_NULL_HANDLE;
+    }
+    c->views[i] = (struct vk_view){block, off, size, buf};
+    c->views_n++;
+    return buf;
+}
+
+/* Where t's shaders find it: its own view of the block when one can be
+ * made, else the block itself. */
+static void tensor_bind(struct vk_backend *c, struct vk_tensor *t)
+{
+    VkDeviceSize bytes = (VkDeviceSize)t->t.ne0 * (VkDeviceSize)t->t.ne1 * 4;
+    t->buf = view_get(c, t->block, (VkDeviceSize)t->off * 4, bytes);
+    t->rel = 0;
+    if (!t->buf) {
+        t->buf = c->blocks[t->block].buf;
+        t->rel = t->off;
+    }
+}
+
 static struct vk_tensor *tensor_new(struct vk_backend *c)
 {
     int ci = c->n_tensors / TENSOR_CHUNK;
@@ -1154,6 +1341,7 @@ static struct btensor *vk_alloc(struct backend *b, int64_t ne0, int64_t ne1)
     t->t.data = NULL;
     t->block = block;
     t->off = off;
+    tensor_bind(c, t);
     return &t->t;
 }
 
@@ -1167,6 +1355,10 @@ static void vk_reset(struct backend *b)
         c->restart = true;
     else
         c->cur_seg = 0;
+    if (c->views_n > VIEWS_MAX) {   /* passes of many shapes: no tensor is alive now */
+        cache_drop(c);
+        views_free(c);
+    }
 }
 
 static struct btensor *vk_rows(struct backend *b, const struct btensor *src, int64_t row0, int64_t n)
@@ -1180,11 +1372,23 @@ static struct btensor *vk_rows(struct backend *b, const struct btensor *src, int
     *t = *vt(src);
     t->t.ne1 = n;
     t->off += (uint32_t)(row0 * src->ne0);
+    VkBuffer own = view_get(c, t->block, (VkDeviceSize)t->off * 4,
+                            (VkDeviceSize)n * (VkDeviceSize)src->ne0 * 4);
+    if (own) {
+        t->buf = own;
+        t->rel = 0;
+    } else {        /* not aligned for a view of its own: inside src's */
+        t->rel += (uint32_t)(row0 * src->ne0);
+    }
     return &t->t;
 }
 
-static VkBuffer tbuf(struct vk_backend *c, const struct btensor *t) { return c->blocks[vt(t)->block].buf; }
-static uint32_t toff(const struct btensor *t) { return vt(t)->off; }
+static VkBuffer tbuf(struct vk_backend *c, const struct btensor *t)
+{
+    (void)c;
+    return vt(t)->buf;
+}
+static uint32_t toff(const struct btensor *t) { return vt(t)->rel; }
 
 /* ---- operations ---- */
 
@@ -1848,6 +2052,8 @@ static void vk_free(struct backend *b)
         save_cache(c);
         kv_free(c);
         vk_backend_drop_weights(b);
+        cache_drop(c);
+        views_free(c);      /* before the memory they are bound to */
         for (int i = 0; i < c->n_blocks; i++)
             buf_free(c, &c->blocks[i]);
         buf_free(c, &c->staging);

@@ -77,11 +77,14 @@ void vk_backend_set_progress(struct backend *b, vk_progress_fn fn, void *ctx);
  * time spent submitting and waiting for the device; replays: submissions of
  * a command buffer recorded for an earlier pass, unchanged; recorded:
  * dispatches and copies written into command buffers (issued operations
- * that matched the recorded ones are not). */
+ * that matched the recorded ones are not); barriers: operations issued
+ * with a barrier before them, because they read or write what an earlier
+ * one of the same submission wrote, or write what it read. */
 struct vk_stats {
     uint64_t submits, dispatches;
     uint64_t record_ns, wait_ns;
     uint64_t replays, recorded;
+    uint64_t barriers;          /* barriers before issued operations (a data dependency) */
 };
 void vk_backend_stats(const struct backend *b, struct vk_stats *out);
 /* Device memory the backend holds now (weights, KV cache, scratch). */

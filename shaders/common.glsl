@@ -6,7 +6,12 @@
  * The parameters of a dispatch live in slot `slot` of the parameter
  * buffer, the only push constant, so that a recorded command buffer can be
  * submitted again with new parameters (infer/vulkan/backend_vk.c).  `pc`
- * names the slot, and shaders read pc.u[i] and pc.f[i] as before. */
+ * holds the slot's parameters, and shaders read pc.u[i] and pc.f[i] as
+ * before.
+ *
+ * The host places barriers from what each dispatch may touch: every bound
+ * buffer, written when the shader declares it writable.  written() in
+ * backend_vk.c lists those bindings per shader; change it with them. */
 #ifndef PONDER_COMMON_GLSL
 #define PONDER_COMMON_GLSL
 
@@ -23,10 +28,13 @@ layout(push_constant) uniform PonderSlot {
     uint slot;
 } ponder_slot;
 
-layout(std430, binding = 6) readonly buffer PonderParamBuf {
+layout(std430, binding = 6) readonly restrict buffer PonderParamBuf {
     PonderParams ponder_params[];
 };
 
-#define pc ponder_params[ponder_slot.slot]
+/* A private copy made as main() starts: a storage buffer may alias the
+ * buffers a shader writes, so reads of it could not be kept in registers
+ * across those writes. */
+PonderParams pc = ponder_params[ponder_slot.slot];
 
 #endif

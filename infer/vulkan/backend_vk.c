@@ -273,6 +273,7 @@ struct vk_backend {
     /* views of the arena blocks, open addressing on (block, offset, size) */
     struct vk_view *views;
     size_t views_cap, views_n;
+    VkDeviceSize view_align;    /* the alignment a view's memory needs, once known */
     bool shuffle;               /* matmul variants sharing x by subgroup shuffle */
     bool int_dot;               /* matrix-vector on int8 activations (mm_int) */
 
@@ -1276,6 +1277,8 @@ static VkBuffer view_get(struct vk_backend *c, int block, VkDeviceSize off, VkDe
     size_t i = view_slot(c->views, c->views_cap, block, off, size);
     if (c->views[i].buf)
         return c->views[i].buf;
+    if (c->view_align && off % c->view_align)
+        return VK_NULL_HANDLE;
     VkBufferCreateInfo bi = {
         .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
         .size = size,
@@ -1288,6 +1291,7 @@ static VkBuffer view_get(struct vk_backend *c, int block, VkDeviceSize off, VkDe
         return VK_NULL_HANDLE;
     VkMemoryRequirements req;
     vkGetBufferMemoryRequirements(c->dev, buf, &req);
+    c->view_align = req.alignment;
     if (off % req.alignment || off + req.size > c->blocks[block].size ||
         vkBindBufferMemory(c->dev, buf, c->blocks[block].mem, off) != VK_SUCCESS) {
         vkDestroyBuffer(c->dev, buf, NULL);

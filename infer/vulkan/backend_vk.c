@@ -33,11 +33,18 @@
 #define MAX_TENSOR_CHUNKS 64
 #define ARENA_BLOCK ((VkDeviceSize)64 << 20)
 #define STAGING_SIZE ((VkDeviceSize)64 << 20)
-#define SCORES_FLOATS ((size_t)8 << 20)     /* attention scratch: 32 MiB */
-/* attention is split over the sequence (slices of at least ATT_SPLIT_LEN
- * positions, at most ATT_SPLIT_MAX slices) when fewer than
- * ATT_SPLIT_GROUPS (row, head) workgroups would run otherwise */
-#define ATT_SPLIT_LEN 256
+/* attention (shaders/attention.comp): one workgroup per query row, KV
+ * head, block of up to ATT_HEADS query heads sharing it (HB there) and
+ * chunk of ATT_VALUES values (ATT_VALUES_WIDE with the _WIDE variant, used
+ * for value heads longer than ATT_VALUES).  It is split over the sequence
+ * (slices of at least ATT_SPLIT_LEN positions, rounded to the shader's tile
+ * of ATT_TILE, at most ATT_SPLIT_MAX slices) when fewer than
+ * ATT_SPLIT_GROUPS workgroups would run otherwise. */
+#define ATT_HEADS 8
+#define ATT_TILE 64
+#define ATT_VALUES 128
+#define ATT_VALUES_WIDE 512
+#define ATT_SPLIT_LEN 128
 #define ATT_SPLIT_MAX 64
 #define ATT_SPLIT_GROUPS 256
 
@@ -287,10 +294,9 @@ struct vk_backend {
     struct vk_tensor *tchunks[MAX_TENSOR_CHUNKS];
     int n_tensors;
 
-    /* KV cache, one buffer per layer for K and for V, and attention scores */
+    /* KV cache, one buffer per layer for K and for V */
     struct kv_shape kv;
     struct vk_buf *kc, *vc;
-    struct vk_buf scores;
 
     /* uploaded weights, open addressing on the host data pointer (and
      * shape: a view of a tensor's first rows is a weight of its own) */
@@ -842,9 +848,9 @@ static uint32_t written(enum vk_shader s)
     case VK_SHADER_MOE_GATHER: case VK_SHADER_MOE_COMBINE: return 1u << 1;
     case VK_SHADER_QUANT_X: return 1u << 2;
     case VK_SHADER_ATTENTION_F32: case VK_SHADER_ATTENTION_F16:
-    case VK_SHADER_ATTENTION_F32_SPLIT: case VK_SHADER_ATTENTION_F16_SPLIT:
+    case VK_SHADER_ATTENTION_F32_WIDE: case VK_SHADER_ATTENTION_F16_WIDE:
     case VK_SHADER_ATTENTION_COMBINE:
-        return 7u << 3;
+        return 3u << 4;
     default: return (1u << N_BINDINGS) - 1;
     }
 }
@@ -1151,7 +1157,7 @@ uint64_t vk_weight_bytes(enum quant_type t, int64_t n, bool vector)
 
 uint64_t vk_scratch_bytes(int64_t tokens, int64_t floats_per_token)
 {
-    return STAGING_SIZE + SCORES_FLOATS * 4 + (uint64_t)tokens * (uint64_t)floats_per_token * 4 +
+    return STAGING_SIZE + (uint64_t)tokens * (uint64_t)floats_per_token * 4 +
            ARENA_BLOCK;
 }
 
@@ -1830,7 +1836,6 @@ static void kv_free(struct vk_backend *c)
     free(c->kc);
     free(c->vc);
     c->kc = c->vc = NULL;
-    buf_free(c, &c->scores);
     c->kv.n_layer = 0;
 }
 
@@ -1871,10 +1876,6 @@ static int vk_kv_init(struct backend *b, const struct kv_shape *s)
             return rc == ENOMEM ? fail(c, rc, "vulkan: out of device memory for a KV cache of %d "
                                        "tokens", s->n_ctx) : rc;
         }
-    }
-    if ((rc = buf_create(c, &c->scores, SCORES_FLOATS * 4, false))) {
-        kv_free(c);
-        return rc;
     }
     return 0;
 }
@@ -1919,44 +1920,51 @@ static int vk_attention(struct backend *b, struct btensor *dst, const struct bte
                         int n_head, int n_head_kv, int head_dim, int v_dim, int pos0, float scale)
 {
     struct vk_backend *c = vb(b);
+    bool f16 = c->kv.type == KV_TYPE_F16;
     if (layer < 0 || layer >= c->kv.n_layer || n_head_kv <= 0 || n_head % n_head_kv ||
         q->ne0 != (int64_t)n_head * head_dim || dst->ne0 != (int64_t)n_head * v_dim ||
         (int64_t)n_head_kv * head_dim > c->kv.k_width || (int64_t)n_head_kv * v_dim > c->kv.v_width ||
-        (c->kv.type == KV_TYPE_F16 && (head_dim & 1)))
+        (f16 && ((head_dim | v_dim) & 1)))
         return fail(c, EINVAL, "attention: shape mismatch");
     if (pos0 < 0 || pos0 + q->ne1 > c->kv.n_ctx)
         return fail(c, ENOSPC, "the context is full (%d tokens)", c->kv.n_ctx);
-    uint32_t stride = (uint32_t)c->kv.n_ctx;
-    int64_t per = (int64_t)(SCORES_FLOATS / ((size_t)n_head * stride));
-    if (per < 1)
-        return fail(c, ENOTSUP, "vulkan: attention over %d positions and %d heads needs a larger "
-                    "scratch", c->kv.n_ctx, n_head);
-    if (per > 65535)
-        per = 65535;
-    for (int64_t t0 = 0; t0 < q->ne1; t0 += per) {
-        int64_t m = q->ne1 - t0 < per ? q->ne1 - t0 : per;
-        struct vk_push p = {.u = {(uint32_t)n_head, (uint32_t)(n_head / n_head_kv), (uint32_t)head_dim,
-                                  (uint32_t)v_dim, (uint32_t)pos0, toff(q), toff(dst),
-                                  (uint32_t)c->kv.k_width,
-                                  (uint32_t)(c->kv.v_in_k ? c->kv.k_width : c->kv.v_width), stride,
-                                  (uint32_t)t0},
+    uint32_t group = (uint32_t)(n_head / n_head_kv);
+    uint32_t blocks = (group + ATT_HEADS - 1) / ATT_HEADS;
+    bool wide = v_dim > ATT_VALUES;
+    uint32_t chunk = wide ? ATT_VALUES_WIDE : ATT_VALUES;
+    uint32_t chunks = ((uint32_t)v_dim + chunk - 1) / chunk;
+    enum vk_shader sh = f16 ? (wide ? VK_SHADER_ATTENTION_F16_WIDE : VK_SHADER_ATTENTION_F16)
+                            : (wide ? VK_SHADER_ATTENTION_F32_WIDE : VK_SHADER_ATTENTION_F32);
+    uint32_t gx = (uint32_t)n_head_kv * blocks * chunks;
+    for (int64_t t0 = 0; t0 < q->ne1; t0 += 65535) {
+        int64_t m = q->ne1 - t0 < 65535 ? q->ne1 - t0 : 65535;
+        struct vk_push p = {.u = {(uint32_t)n_head, group, (uint32_t)head_dim, (uint32_t)v_dim,
+                                  (uint32_t)pos0, toff(q), toff(dst), (uint32_t)c->kv.k_width,
+                                  (uint32_t)(c->kv.v_in_k ? c->kv.k_width : c->kv.v_width), blocks,
+                                  (uint32_t)t0, 0, 0, 1, chunks},
                             .f = {scale}};
         VkBuffer bufs[N_BINDINGS] = {tbuf(c, q), c->kc[layer].buf,
-                                     c->kv.v_in_k ? c->kc[layer].buf : c->vc[layer].buf, c->scores.buf,
-                                     tbuf(c, dst)};
-        bool f16 = c->kv.type == KV_TYPE_F16;
-        int64_t n_max = pos0 + t0 + m, n_split = 1;
-        if (n_head * m < ATT_SPLIT_GROUPS && n_max > 2 * ATT_SPLIT_LEN)
+                                     c->kv.v_in_k ? c->kc[layer].buf : c->vc[layer].buf,
+                                     VK_NULL_HANDLE, tbuf(c, dst)};
+        /* few workgroups over a long context: several per (row, head
+         * block), each over a slice of the positions, then one pass
+         * merging their partial results */
+        int64_t n_max = pos0 + t0 + m, n_split = 1, work = (int64_t)gx * m;
+        if (work < ATT_SPLIT_GROUPS && n_max > 2 * ATT_SPLIT_LEN) {
             n_split = (n_max + ATT_SPLIT_LEN - 1) / ATT_SPLIT_LEN;
-        if (n_split > ATT_SPLIT_MAX)
-            n_split = ATT_SPLIT_MAX;
+            int64_t fill = (ATT_SPLIT_GROUPS + work - 1) / work;
+            if (n_split > fill)
+                n_split = fill;
+            if (n_split > ATT_SPLIT_MAX)
+                n_split = ATT_SPLIT_MAX;
+        }
         int rc;
         if (n_split == 1) {
-            rc = dispatch(c, f16 ? VK_SHADER_ATTENTION_F16 : VK_SHADER_ATTENTION_F32, bufs, &p,
-                          (uint32_t)n_head, (uint32_t)m, 1);
+            rc = dispatch(c, sh, bufs, &p, gx, (uint32_t)m, 1);
         } else {
-            /* several workgroups per (row, head), each over a slice of the
-             * positions, then one pass merging their partial results */
+            int64_t len = (n_max + n_split - 1) / n_split;
+            len = (len + ATT_TILE - 1) / ATT_TILE * ATT_TILE;
+            n_split = (n_max + len - 1) / len;
             int block;
             uint32_t poff;
             VkDeviceSize bytes = (VkDeviceSize)m * (VkDeviceSize)n_head * (VkDeviceSize)n_split *
@@ -1964,11 +1972,10 @@ static int vk_attention(struct backend *b, struct btensor *dst, const struct bte
             if ((rc = arena_take(c, (bytes + 255) & ~(VkDeviceSize)255, &block, &poff)))
                 return rc;
             bufs[5] = c->blocks[block].buf;
-            p.u[11] = (uint32_t)((n_max + n_split - 1) / n_split);
+            p.u[11] = (uint32_t)len;
             p.u[12] = poff;
             p.u[13] = (uint32_t)n_split;
-            if (!(rc = dispatch(c, f16 ? VK_SHADER_ATTENTION_F16_SPLIT : VK_SHADER_ATTENTION_F32_SPLIT,
-                                bufs, &p, (uint32_t)n_head, (uint32_t)m, (uint32_t)n_split)))
+            if (!(rc = dispatch(c, sh, bufs, &p, gx, (uint32_t)m, (uint32_t)n_split)))
                 rc = dispatch(c, VK_SHADER_ATTENTION_COMBINE, bufs, &p, (uint32_t)n_head,
                               (uint32_t)m, 1);
         }

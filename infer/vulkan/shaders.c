@@ -93,11 +93,11 @@ static const uint32_t spv_moe_gather[] =
 static const uint32_t spv_moe_combine[] =
 #include "moe_combine.h"
     ;
-static const uint32_t spv_attention_f32_split[] =
-#include "attention_f32_split.h"
+static const uint32_t spv_attention_f32_wide[] =
+#include "attention_f32_wide.h"
     ;
-static const uint32_t spv_attention_f16_split[] =
-#include "attention_f16_split.h"
+static const uint32_t spv_attention_f16_wide[] =
+#include "attention_f16_wide.h"
     ;
 static const uint32_t spv_attention_combine[] =
 #include "attention_combine.h"
@@ -138,8 +138,8 @@ static const struct vk_spirv table[VK_SHADER_COUNT] = {
     SPV(VK_SHADER_ATTENTION_F16, spv_attention_f16),
     SPV(VK_SHADER_COPY_COLS, spv_copy_cols),       SPV(VK_SHADER_MOE_GATHER, spv_moe_gather),
     SPV(VK_SHADER_MOE_COMBINE, spv_moe_combine),
-    SPV(VK_SHADER_ATTENTION_F32_SPLIT, spv_attention_f32_split),
-    SPV(VK_SHADER_ATTENTION_F16_SPLIT, spv_attention_f16_split),
+    SPV(VK_SHADER_ATTENTION_F32_WIDE, spv_attention_f32_wide),
+    SPV(VK_SHADER_ATTENTION_F16_WIDE, spv_attention_f16_wide),
     SPV(VK_SHADER_ATTENTION_COMBINE, spv_attention_combine),
     SPV(VK_SHADER_QUANT_X, spv_quant_x),
     SPV(VK_SHADER_MATMUL_INT_Q8, spv_matmul_int_q8),

@@ -22,7 +22,8 @@ enum vk_shader {
     VK_SHADER_RMS_NORM, VK_SHADER_ROPE, VK_SHADER_ADD, VK_SHADER_SWIGLU, VK_SHADER_TO_F16,
     VK_SHADER_ATTENTION_F32, VK_SHADER_ATTENTION_F16,
     VK_SHADER_COPY_COLS, VK_SHADER_MOE_GATHER, VK_SHADER_MOE_COMBINE,
-    VK_SHADER_ATTENTION_F32_SPLIT, VK_SHADER_ATTENTION_F16_SPLIT, VK_SHADER_ATTENTION_COMBINE,
+    /* attention with 512 value dims a workgroup (128 without _WIDE) */
+    VK_SHADER_ATTENTION_F32_WIDE, VK_SHADER_ATTENTION_F16_WIDE, VK_SHADER_ATTENTION_COMBINE,
     /* the integer dot-product matrix-vector path: activations to int8
      * blocks, then Q8, Q6 and Q4 weights; only built when the device has
      * VK_KHR_shader_integer_dot_product */

@@ -94,7 +94,7 @@ uint64_t vk_backend_device_bytes(const struct backend *b);
  * backend uploads it in). */
 uint64_t vk_weight_bytes(enum quant_type t, int64_t n, bool vector);
 /* Bytes of device memory the backend uses besides weights and KV cache
- * (staging, attention scratch, activations of a batch of `tokens` rows
+ * (staging, activations of a batch of `tokens` rows
  * of `floats_per_token` floats). */
 uint64_t vk_scratch_bytes(int64_t tokens, int64_t floats_per_token);
 /* Uploads w now (weights are otherwise uploaded on first use); a stack of

@@ -847,6 +847,144 @@ static void test_attention_over_a_latent_cache_with_v_in_k_matches_the_cpu(void 
     close_pair(&p);
 }
 
+/* ---- attention: one read of the cache per KV head block ---- */
+
+struct att_case {
+    enum kv_type type;
+    int n_head, n_head_kv, head_dim, v_dim;
+    bool v_in_k;        /* values = the first v_dim entries of the key row (n_head_kv 1) */
+    int n_ctx, n_fill;  /* cache size, positions stored before the query rows */
+    int n_rows;         /* query rows, at positions n_fill.. */
+};
+
+/* Fills n_fill cached positions, stores n_rows more and attends with them
+ * on both backends; the device result must match the CPU's within 1e-5. */
+static void check_attention_case(struct pair *p, const struct att_case *ac)
+{
+    int64_t kw = (int64_t)ac->n_head_kv * ac->head_dim, vw = (int64_t)ac->n_head_kv * ac->v_dim;
+    if (ac->v_in_k)
+        vw = ac->v_dim;
+    struct kv_shape ks = {.n_layer = 1, .n_ctx = ac->n_ctx, .k_width = kw, .v_width = vw,
+                          .type = ac->type, .v_in_k = ac->v_in_k};
+    struct backend *bs[2] = {p->vk, p->cpu};
+    int64_t qw = (int64_t)ac->n_head * ac->head_dim, dw = (int64_t)ac->n_head * ac->v_dim;
+    int n_all = ac->n_fill + ac->n_rows;
+    float *k = malloc((size_t)(kw * n_all) * sizeof(float));
+    float *v = malloc((size_t)(vw * n_all) * sizeof(float));
+    float *q = malloc((size_t)(qw * ac->n_rows) * sizeof(float));
+    uint32_t seed = 3u + (uint32_t)(ac->n_head * 7 + ac->head_dim * 5 + ac->n_fill + ac->n_rows);
+    fill(k, (size_t)(kw * n_all), seed);
+    fill(v, (size_t)(vw * n_all), seed + 1);
+    fill(q, (size_t)(qw * ac->n_rows), seed + 2);
+    for (int64_t i = 0; i < qw * ac->n_rows; i++)
+        q[i] *= 3;  /* peaked softmax: a few positions matter */
+    struct btensor *d[2];
+    for (int j = 0; j < 2; j++) {
+        assert_int_equal(bs[j]->ops->kv_init(bs[j], &ks), 0);
+        int step[2] = {ac->n_fill, ac->n_rows};
+        int pos = 0;
+        for (int part = 0; part < 2; part++) {
+            if (!step[part])
+                continue;
+            bs[j]->ops->reset(bs[j]);
+            struct btensor *kt = put(bs[j], k + pos * kw, kw, step[part]);
+            struct btensor *vt = ac->v_in_k ? NULL : put(bs[j], v + pos * vw, vw, step[part]);
+            if (bs[j]->ops->kv_store(bs[j], 0, kt, vt, pos))
+                fail_msg("kv_store: %s", bs[j]->ops->error(bs[j]));
+            pos += step[part];
+        }
+        struct btensor *qt = put(bs[j], q, qw, ac->n_rows);
+        d[j] = bs[j]->ops->alloc(bs[j], dw, ac->n_rows);
+        assert_non_null(d[j]);
+        if (bs[j]->ops->attention(bs[j], d[j], qt, 0, ac->n_head, ac->n_head_kv, ac->head_dim,
+                                  ac->v_dim, ac->n_fill, 1.0f / sqrtf((float)ac->head_dim)))
+            fail_msg("%s attention: %s", j ? "cpu" : "vulkan", bs[j]->ops->error(bs[j]));
+    }
+    char what[160];
+    snprintf(what, sizeof what, "attention %s %d/%d heads, key %d, value %d%s, %d rows after %d",
+             ac->type == KV_TYPE_F16 ? "f16" : "f32", ac->n_head, ac->n_head_kv, ac->head_dim,
+             ac->v_dim, ac->v_in_k ? " (v_in_k)" : "", ac->n_rows, ac->n_fill);
+    cmp_tensors(p, d[0], d[1], 1e-5, what);
+    vk_backend_drop_weights(p->vk);     /* k, v and q are freed below */
+    free(k);
+    free(v);
+    free(q);
+}
+
+static void test_attention_with_every_gqa_group_matches_the_cpu(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    struct pair p = open_pair();
+    static const struct att_case cases[] = {
+        /* group 1 and 2, many odd rows and one */
+        {KV_TYPE_F32, 4, 4, 64, 64, false, 256, 0, 37},
+        {KV_TYPE_F16, 4, 4, 64, 64, false, 256, 101, 1},
+        {KV_TYPE_F32, 8, 4, 128, 128, false, 256, 3, 70},
+        {KV_TYPE_F16, 8, 4, 128, 128, false, 256, 65, 1},
+        /* group 6: the 1.5B's 12 heads over 2 */
+        {KV_TYPE_F32, 12, 2, 128, 128, false, 256, 0, 23},
+        {KV_TYPE_F16, 12, 2, 128, 128, false, 256, 40, 129},
+        {KV_TYPE_F16, 12, 2, 128, 128, false, 256, 199, 1},
+        /* group 11: a block of 8 heads and one of 3 */
+        {KV_TYPE_F32, 22, 2, 32, 32, false, 256, 17, 5},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_attention_case(&p, &cases[i]);
+    close_pair(&p);
+}
+
+static void test_attention_of_128_heads_over_a_latent_cache_matches_the_cpu(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    struct pair p = open_pair();
+    static const struct att_case cases[] = {
+        /* MLA's shape with small dims: 128 heads on one latent row */
+        {KV_TYPE_F32, 128, 1, 80, 64, true, 256, 0, 9},
+        {KV_TYPE_F16, 128, 1, 80, 64, true, 1024, 500, 1},
+        {KV_TYPE_F16, 128, 1, 80, 64, true, 1024, 0, 130},
+        /* values longer than 128 (the wide variant) and than 512 (two
+         * value chunks), keys longer than the shader's query chunk */
+        {KV_TYPE_F32, 128, 1, 176, 160, true, 256, 31, 3},
+        {KV_TYPE_F16, 16, 1, 576, 512, true, 1024, 700, 1},
+        {KV_TYPE_F32, 16, 1, 576, 512, true, 256, 0, 21},
+        {KV_TYPE_F32, 6, 2, 600, 520, false, 256, 45, 2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_attention_case(&p, &cases[i]);
+    close_pair(&p);
+}
+
+static void test_attention_past_the_split_threshold_matches_the_cpu(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    struct pair p = open_pair();
+    static const struct att_case cases[] = {
+        {KV_TYPE_F32, 12, 2, 128, 128, false, 4096, 3000, 1},
+        {KV_TYPE_F16, 12, 2, 128, 128, false, 4096, 2999, 3},
+        {KV_TYPE_F16, 4, 4, 64, 64, false, 4096, 3001, 2},
+        {KV_TYPE_F16, 128, 1, 80, 64, true, 4096, 3000, 1},
+        {KV_TYPE_F32, 16, 1, 576, 512, true, 4096, 2500, 2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_attention_case(&p, &cases[i]);
+    close_pair(&p);
+}
+
+/* 128 heads over a cache of 65536 positions: n_head x n_ctx floats (8.4 M)
+ * is more than the 8 M-float scores scratch the device path once needed. */
+static void test_attention_of_many_heads_over_a_large_cache_needs_no_scratch(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    struct pair p = open_pair();
+    static const struct att_case c = {KV_TYPE_F16, 128, 1, 80, 64, true, 65536, 1500, 2};
+    check_attention_case(&p, &c);
+    close_pair(&p);
+}
+
 /* Weights split over several buffers (a small piece limit stands in for
  * lavapipe's 128 MiB binding range): matmul, matmul_heads with heads
  * straddling two pieces, and the experts. */
@@ -1609,6 +1747,10 @@ int main(void)
         cmocka_unit_test(test_moe_for_one_token_reads_only_the_chosen_experts),
         cmocka_unit_test(test_rope_with_dim_off_rotates_only_the_columns_after_it),
         cmocka_unit_test(test_attention_over_a_latent_cache_with_v_in_k_matches_the_cpu),
+        cmocka_unit_test(test_attention_with_every_gqa_group_matches_the_cpu),
+        cmocka_unit_test(test_attention_of_128_heads_over_a_latent_cache_matches_the_cpu),
+        cmocka_unit_test(test_attention_past_the_split_threshold_matches_the_cpu),
+        cmocka_unit_test(test_attention_of_many_heads_over_a_large_cache_needs_no_scratch),
         cmocka_unit_test(test_weights_split_over_several_buffers_give_the_same_results),
         cmocka_unit_test(test_int_dot_matmul_matches_an_exact_dot_within_the_activation_rounding),
         cmocka_unit_test(test_int_dot_leaves_unaligned_heads_on_the_float_path),

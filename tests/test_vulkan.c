@@ -967,6 +967,7 @@ static void test_attention_past_the_split_threshold_matches_the_cpu(void **state
         {KV_TYPE_F16, 4, 4, 64, 64, false, 4096, 3001, 2},
         {KV_TYPE_F16, 128, 1, 80, 64, true, 4096, 3000, 1},
         {KV_TYPE_F32, 16, 1, 576, 512, true, 4096, 2500, 2},
+        {KV_TYPE_F32, 6, 2, 600, 520, false, 4096, 2000, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_attention_case(&p, &cases[i]);

@@ -1157,8 +1157,7 @@ uint64_t vk_weight_bytes(enum quant_type t, int64_t n, bool vector)
 
 uint64_t vk_scratch_bytes(int64_t tokens, int64_t floats_per_token)
 {
-    return STAGING_SIZE + (uint64_t)tokens * (uint64_t)floats_per_token * 4 +
-           ARENA_BLOCK;
+    return STAGING_SIZE + (uint64_t)tokens * (uint64_t)floats_per_token * 4 + ARENA_BLOCK;
 }
 
 uint64_t vk_device_budget(const struct vk_device_desc *d)

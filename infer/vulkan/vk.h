@@ -94,8 +94,8 @@ uint64_t vk_backend_device_bytes(const struct backend *b);
  * backend uploads it in). */
 uint64_t vk_weight_bytes(enum quant_type t, int64_t n, bool vector);
 /* Bytes of device memory the backend uses besides weights and KV cache
- * (staging, activations of a batch of `tokens` rows
- * of `floats_per_token` floats). */
+ * (staging, activations of a batch of `tokens` rows of `floats_per_token`
+ * floats). */
 uint64_t vk_scratch_bytes(int64_t tokens, int64_t floats_per_token);
 /* Uploads w now (weights are otherwise uploaded on first use); a stack of
  * experts (n_exp > 0) is uploaded as one weight per expert, the way moe

@@ -1688,6 +1688,18 @@ static void test_replay_after_the_kv_cache_is_made_again_reads_the_new_cache(voi
 }
 
 
+/* The layer's synchronization validation (vulkan-validationlayers
+ * 1.3.239) leaves 50 KB of its own objects behind when the instance goes:
+ * LeakSanitizer builds do not count what is allocated while it runs. */
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/lsan_interface.h>
+#define LEAKS_IGNORED_FROM_HERE() __lsan_disable()
+#define LEAKS_COUNTED_FROM_HERE() __lsan_enable()
+#else
+#define LEAKS_IGNORED_FROM_HERE() ((void)0)
+#define LEAKS_COUNTED_FROM_HERE() ((void)0)
+#endif
+
 /* Barriers only where the data needs them, checked by the validation
  * layer's synchronization validation over whole passes (a prompt, tokens
  * replayed, the attention's split change, a cleared cache): no hazard, no
@@ -1698,6 +1710,7 @@ static void test_whole_passes_have_no_synchronization_hazard(void **state)
     (void)state;
     NEED_DEVICE();
     setenv("VK_LAYER_ENABLES", "VK_VALIDATION_FEATURE_ENABLE_SYNCHRONIZATION_VALIDATION_EXT", 1);
+    LEAKS_IGNORED_FROM_HERE();
     const char *names[] = {"tq-q8_0", "td-q8_0"};
     for (int k = 0; k < 2; k++) {
         struct model *m = load_replay(names[k], false);
@@ -1731,6 +1744,7 @@ static void test_whole_passes_have_no_synchronization_hazard(void **state)
         free(lg);
     }
     unsetenv("VK_LAYER_ENABLES");
+    LEAKS_COUNTED_FROM_HERE();
 }
 
 int main(void)

@@ -377,7 +377,8 @@ static int plan_gpu(struct model *m, const struct model_params *p, const struct 
         return 0;
     struct vk_options vo = {.device = p->device, .validation = p->gpu_validation,
                             .lose_after = p->gpu_lose_after > 0 ? (uint64_t)p->gpu_lose_after : 0,
-                            .cache_dir = p->cache_dir, .no_replay = p->gpu_no_replay};
+                            .cache_dir = p->cache_dir, .no_replay = p->gpu_no_replay,
+                            .force_int_dot = p->gpu_int_dot > 0, .no_int_dot = p->gpu_int_dot < 0};
     char verr[256] = "";
     int rc;
     if (p->backend == MODEL_BACKEND_AUTO && p->device < 0) {

@@ -38,6 +38,8 @@ struct model_params {
     bool gpu_validation;    /* Vulkan validation layer (tests) */
     int gpu_lose_after;     /* tests: the device acts lost after this many submissions */
     bool gpu_no_replay;     /* tests: record the device's commands afresh every pass */
+    int gpu_int_dot;        /* tests and tools: 1 the int8 matrix path (vk_options.force_int_dot),
+                               -1 the float path (no_int_dot), 0 the device's default */
     const char *cache_dir;  /* pipeline cache directory, or NULL */
     bool mmap_only;         /* map the file; default: read it into memory (huge pages)
                                when it takes at most half of the physical memory */

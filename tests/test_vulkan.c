@@ -135,16 +135,20 @@ struct mm_case {
     enum quant_type type;
     double tol;         /* normalised error vs an exact dot of the dequantized weights */
     double floor;       /* an error at least this large (the int8 path was taken), 0: any */
+    bool rounded;       /* compare with the reference's dot instead (infer/quant.c): x
+                           rounded to the weight type's activation format first */
 };
 
 static const struct mm_case mm_cases[] = {
     /* native layouts: only the summation order differs */
-    {QUANT_TYPE_F32, 1e-5, 0},  {QUANT_TYPE_F16, 1e-5, 0},  {QUANT_TYPE_BF16, 1e-5, 0},
-    {QUANT_TYPE_Q8_0, 1e-5, 0}, {QUANT_TYPE_Q4_0, 1e-5, 0}, {QUANT_TYPE_Q4_1, 1e-5, 0},
-    {QUANT_TYPE_Q4_K, 1e-5, 0}, {QUANT_TYPE_Q6_K, 1e-5, 0},
+    {QUANT_TYPE_F32, 1e-5, 0, false},  {QUANT_TYPE_F16, 1e-5, 0, false},
+    {QUANT_TYPE_BF16, 1e-5, 0, false}, {QUANT_TYPE_Q8_0, 1e-5, 0, false},
+    {QUANT_TYPE_Q4_0, 1e-5, 0, false}, {QUANT_TYPE_Q4_1, 1e-5, 0, false},
+    {QUANT_TYPE_Q4_K, 1e-5, 0, false}, {QUANT_TYPE_Q6_K, 1e-5, 0, false},
     /* dequantized to F16 at upload: one F16 rounding per weight */
-    {QUANT_TYPE_Q5_0, 1e-3, 0}, {QUANT_TYPE_Q5_1, 1e-3, 0}, {QUANT_TYPE_Q2_K, 1e-3, 0},
-    {QUANT_TYPE_Q3_K, 1e-3, 0}, {QUANT_TYPE_Q5_K, 1e-3, 0},
+    {QUANT_TYPE_Q5_0, 1e-3, 0, false}, {QUANT_TYPE_Q5_1, 1e-3, 0, false},
+    {QUANT_TYPE_Q2_K, 1e-3, 0, false}, {QUANT_TYPE_Q3_K, 1e-3, 0, false},
+    {QUANT_TYPE_Q5_K, 1e-3, 0, false},
 };
 
 static void check_matmul(struct backend *b, const struct mm_case *c, int64_t n_in, int64_t n_out,
@@ -170,15 +174,23 @@ static void check_matmul(struct backend *b, const struct mm_case *c, int64_t n_i
         bias[i] = rnd(&s);
     for (int64_t r = 0; r < n_out; r++)
         tr->quantize(wf + r * n_in, wq + (size_t)r * rb, n_in);
+    const struct quant_traits *at = quant_traits(tr->vec_dot_type);
+    unsigned char *xq = malloc(quant_row_bytes(tr->vec_dot_type, n_in) + 4);
     for (int64_t r = 0; r < n_out; r++) {
         tr->dequantize(wq + (size_t)r * rb, deq, n_in);
         for (int64_t t = 0; t < n_tok; t++) {
             double a = with_bias ? bias[r] : 0;
-            for (int64_t i = 0; i < n_in; i++)
-                a += (double)deq[i] * x[t * n_in + i];
+            if (c->rounded) {
+                at->quantize(x + t * n_in, xq, n_in);
+                a += tr->dot(n_in, wq + (size_t)r * rb, xq);
+            } else {
+                for (int64_t i = 0; i < n_in; i++)
+                    a += (double)deq[i] * x[t * n_in + i];
+            }
             want[t * n_out + r] = a;
         }
     }
+    free(xq);
     struct weight w = {.type = c->type, .n_in = n_in, .n_out = n_out, .data = wq, .row_bytes = rb};
     struct weight bw = {.type = QUANT_TYPE_F32, .n_in = n_out, .n_out = 1, .data = bias,
                         .row_bytes = (size_t)n_out * 4};
@@ -999,8 +1011,9 @@ static void test_weights_split_over_several_buffers_give_the_same_results(void *
     char err[256];
     if (vk_backend_create(&o, &b, err, sizeof err))
         fail_msg("vk_backend_create: %s", err);
-    static const struct mm_case cases[] = {{QUANT_TYPE_F32, 1e-5, 0}, {QUANT_TYPE_Q8_0, 1e-5, 0},
-                                           {QUANT_TYPE_Q4_K, 1e-5, 0}, {QUANT_TYPE_Q6_K, 1e-5, 0}};
+    static const struct mm_case cases[] = {
+        {QUANT_TYPE_F32, 1e-5, 0, false}, {QUANT_TYPE_Q8_0, 1e-5, 0, false},
+        {QUANT_TYPE_Q4_K, 1e-5, 0, false}, {QUANT_TYPE_Q6_K, 1e-5, 0, false}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         check_matmul(b, &cases[c], 256, 77, 3, true);  /* pieces of 8 to 40 rows */
         check_matmul_heads(b, &cases[c], 256, 3, 11, 2, 4);
@@ -1011,21 +1024,38 @@ static void test_weights_split_over_several_buffers_give_the_same_results(void *
 
 /* ---- the integer dot-product path ---- */
 
-/* Matrix-vector products (1 or 2 tokens, and the 1-2 left after tiles of
- * 8) of Q8_0, Q6_K and the Q4 types run on int8 activations when the
- * device has the integer dot product, the way llama.cpp's CPU path runs
- * on Q8 activations.  Tolerance: each activation is rounded to a step of
- * max|x|/127 over its block of 32, an error of about 0.4 % of the values'
- * RMS here; measured on lavapipe the normalised error of these products is
- * 1e-3 (9 tokens: mostly the float tile) to 1.8e-2 (3 outputs, where one
- * small dot weighs much), so 3e-2 bounds it, and at least 1e-4 shows the
- * int8 path was taken (the float path is within 1e-6).  The same holds
- * with the weights split over several buffers, for heads whose x slices
- * start on a block, and for the experts. */
+/* Every product (prompt and generation) of Q8_0, Q6_K and the Q4 types
+ * runs on int8 activations when the path is on, rounded as llama.cpp's CPU
+ * backend rounds them for the weight type.  Tolerance against an exact
+ * dot: each activation moves by up to half a step of max|x|/127 over its
+ * block (32, or 256 for the K-quants), an error of about 0.4 % of the
+ * values' RMS here; measured on lavapipe the normalised error of these
+ * products is 1e-3 to 1.8e-2 (3 outputs, where one small dot weighs
+ * much), so 3e-2 bounds it, and at least 1e-4 shows the int8 path was
+ * taken (the float path is within 1e-6).  The same holds with the weights
+ * split over several buffers, for heads whose x slices start on a block,
+ * and for the experts. */
 static const struct mm_case int_cases[] = {
-    {QUANT_TYPE_Q8_0, 3e-2, 1e-4}, {QUANT_TYPE_Q4_0, 3e-2, 1e-4}, {QUANT_TYPE_Q4_1, 3e-2, 1e-4},
-    {QUANT_TYPE_Q4_K, 3e-2, 1e-4}, {QUANT_TYPE_Q6_K, 3e-2, 1e-4},
+    {QUANT_TYPE_Q8_0, 3e-2, 1e-4, false}, {QUANT_TYPE_Q4_0, 3e-2, 1e-4, false},
+    {QUANT_TYPE_Q4_1, 3e-2, 1e-4, false}, {QUANT_TYPE_Q4_K, 3e-2, 1e-4, false},
+    {QUANT_TYPE_Q6_K, 3e-2, 1e-4, false},
 };
+
+static struct backend *open_vk_int(uint64_t weight_range)
+{
+    struct vk_options o = {.device = -1, .validation = true, .weight_range = weight_range,
+                           .force_int_dot = true};
+    struct backend *b = NULL;
+    char err[256];
+    if (vk_backend_create(&o, &b, err, sizeof err))
+        fail_msg("vk_backend_create: %s", err);
+    if (!vk_backend_int_dot(b)) {
+        printf("  skipped: %s has no integer dot product\n", vk_backend_desc(b)->name);
+        close_vk(b);
+        return NULL;
+    }
+    return b;
+}
 
 static void test_int_dot_matmul_matches_an_exact_dot_within_the_activation_rounding(void **state)
 {
@@ -1034,57 +1064,89 @@ static void test_int_dot_matmul_matches_an_exact_dot_within_the_activation_round
     static const int64_t shapes[][3] = {
         /* n_in, n_out, n_tok (n_out > 1: one row is a vector, kept in F32) */
         {256, 3, 1}, {256, 63, 1}, {512, 65, 2}, {768, 33, 1}, {256, 17, 9}, {32, 5, 10},
-        {2816, 7, 1},
+        {2816, 7, 1}, {512, 9, 20},
     };
     for (int split = 0; split < 2; split++) {
-        struct vk_options o = {.device = -1, .validation = true, .weight_range = split ? 8192 : 0,
-                               .force_int_dot = true};
-        struct backend *b = NULL;
-        char err[256];
-        if (vk_backend_create(&o, &b, err, sizeof err))
-            fail_msg("vk_backend_create: %s", err);
-        if (!vk_backend_int_dot(b)) {
-            printf("  skipped: %s has no integer dot product\n", vk_backend_desc(b)->name);
-            close_vk(b);
+        struct backend *b = open_vk_int(split ? 8192 : 0);
+        if (!b) {
             skip();
             return;
         }
         for (size_t c = 0; c < sizeof int_cases / sizeof int_cases[0]; c++) {
+            bool k = quant_traits(int_cases[c].type)->block_size == 256;
             for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
                 if (!split || shapes[s][0] <= 768)     /* 8 rows must fit 8 KiB pieces */
                     check_matmul(b, &int_cases[c], shapes[s][0], shapes[s][1], shapes[s][2],
                                  s % 2 == 1);
-            check_matmul_heads(b, &int_cases[c], 256, 3, 5, 1, 32);
+            /* heads on a block: 32 values, 256 for the K-quants */
+            check_matmul_heads(b, &int_cases[c], 256, 3, 5, 1, k ? 256 : 32);
+            check_matmul_heads(b, &int_cases[c], 256, 2, 4, 11, 256);
             check_matmul_heads(b, &int_cases[c], 64, 4, 33, 2, 64);
             struct mm_case loose = int_cases[c];
             loose.floor = 0;    /* moe: the sum of two rounded products */
             check_moe(b, &loose, 256, 256, 5, 2, 1);
+            check_moe(b, &loose, 256, 32, 6, 3, 7);
             check_moe(b, &loose, 64, 32, 6, 3, 2);
         }
         close_vk(b);
     }
 }
 
-/* Heads whose x slices do not start on a block of 32 keep the float path:
- * exact to 1e-5 with the int8 path on. */
+/* The int8 products are the reference's (infer/quant.c: the dot of the
+ * weight with x rounded to Q8_0 for Q8_0 and Q4_0 weights, Q8_1 for Q4_1,
+ * Q8_K superblocks of 256 for Q4_K and Q6_K) up to the float order of the
+ * sums: measured on lavapipe within 4.5e-7 normalised, so 1e-5 bounds it,
+ * while the rounding itself moves these products by 1.9e-3 to 1.5e-2 (the
+ * test above): x unrounded or rounded in other blocks fails.  One token,
+ * two, tiles of eight and what is left after them, with the weights in
+ * one buffer and in pieces. */
+static void test_int_dot_matmul_rounds_x_as_the_reference_does_for_each_type(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    static const int64_t shapes[][3] = {
+        {256, 5, 1}, {512, 65, 2}, {768, 33, 3}, {256, 17, 9}, {512, 9, 17}, {2816, 7, 1},
+    };
+    for (int split = 0; split < 2; split++) {
+        struct backend *b = open_vk_int(split ? 8192 : 0);
+        if (!b) {
+            skip();
+            return;
+        }
+        for (size_t c = 0; c < sizeof int_cases / sizeof int_cases[0]; c++) {
+            struct mm_case exact = {int_cases[c].type, 1e-5, 0, true};
+            for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+                if (!split || shapes[s][0] <= 768)
+                    check_matmul(b, &exact, shapes[s][0], shapes[s][1], shapes[s][2], s % 2 == 0);
+        }
+        close_vk(b);
+    }
+}
+
+/* Heads whose x slices do not start on a block (of 32; of 256 for the
+ * K-quants) keep the float path: exact to 1e-5 with the int8 path on. */
 static void test_int_dot_leaves_unaligned_heads_on_the_float_path(void **state)
 {
     (void)state;
     NEED_DEVICE();
-    struct vk_options o = {.device = -1, .validation = true, .force_int_dot = true};
-    struct backend *b = NULL;
-    char err[256];
-    if (vk_backend_create(&o, &b, err, sizeof err))
-        fail_msg("vk_backend_create: %s", err);
-    static const struct mm_case exact = {QUANT_TYPE_Q8_0, 1e-5, 0};
-    check_matmul_heads(b, &exact, 256, 3, 5, 1, 4);
+    struct backend *b = open_vk_int(0);
+    if (!b) {
+        skip();
+        return;
+    }
+    static const struct mm_case exact[] = {{QUANT_TYPE_Q8_0, 1e-5, 0, false},
+                                           {QUANT_TYPE_Q4_K, 1e-5, 0, false},
+                                           {QUANT_TYPE_Q6_K, 1e-5, 0, false}};
+    check_matmul_heads(b, &exact[0], 256, 3, 5, 1, 4);
+    check_matmul_heads(b, &exact[1], 256, 3, 5, 1, 32);
+    check_matmul_heads(b, &exact[2], 256, 2, 4, 9, 64);
     close_vk(b);
 }
 
-/* The default is the float path (infer/vulkan/backend_vk.c
- * int_dot_default says why); force_int_dot turns the int8 path on where the
- * device has it, and no_int_dot wins over it. */
-static void test_int_dot_is_off_by_default_and_on_when_forced(void **state)
+/* The default is vk_int_dot_default's (the float path on lavapipe);
+ * force_int_dot turns the int8 path on where the device has it, and
+ * no_int_dot wins over it. */
+static void test_int_dot_is_the_device_default_and_on_when_forced(void **state)
 {
     (void)state;
     NEED_DEVICE();
@@ -1094,7 +1156,9 @@ static void test_int_dot_is_off_by_default_and_on_when_forced(void **state)
     if (vk_backend_create(&o, &b, err, sizeof err))
         fail_msg("vk_backend_create: %s", err);
     const struct vk_device_desc *d = vk_backend_desc(b);
-    assert_false(vk_backend_int_dot(b));
+    assert_int_equal(vk_backend_int_dot(b), vk_int_dot_default(d));
+    if (!strcmp(d->type, "cpu"))
+        assert_false(vk_backend_int_dot(b));
     bool has = d->int_dot;
     close_vk(b);
     o.force_int_dot = true;
@@ -1108,6 +1172,37 @@ static void test_int_dot_is_off_by_default_and_on_when_forced(void **state)
         fail_msg("vk_backend_create: %s", err);
     assert_false(vk_backend_int_dot(b));
     close_vk(b);
+}
+
+/* The choice on described devices (no device needed): GPUs of every type
+ * with the integer dot product take the int8 path, software devices and
+ * devices without the feature the float path. */
+static void test_int_dot_default_is_on_for_gpus_with_the_feature_only(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *type;
+        uint32_t vendor;
+        bool int_dot, want;
+    } cases[] = {
+        {"discrete", 0x10de, true, true},   /* NVIDIA */
+        {"discrete", 0x1002, true, true},   /* AMD */
+        {"integrated", 0x8086, true, true}, /* Intel */
+        {"integrated", 0x106b, true, true}, /* Apple (MoltenVK) */
+        {"virtual", 0x1af4, true, true},
+        {"discrete", 0x10de, false, false},
+        {"cpu", 0x10005, true, false},      /* lavapipe */
+        {"cpu", 0x10005, false, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct vk_device_desc d = {.vendor_id = cases[i].vendor, .int_dot = cases[i].int_dot};
+        snprintf(d.type, sizeof d.type, "%s", cases[i].type);
+        snprintf(d.name, sizeof d.name, "described %zu", i);
+        if (vk_int_dot_default(&d) != cases[i].want)
+            fail_msg("%s device of vendor %#x, integer dot product %s: default %d, want %d",
+                     cases[i].type, cases[i].vendor, cases[i].int_dot ? "yes" : "no",
+                     !cases[i].want, cases[i].want);
+    }
 }
 
 /* ---- faults and progress ---- */
@@ -1326,21 +1421,31 @@ static void test_a_lost_device_falls_back_to_the_cpu(void **state)
     engine_close(e);
 }
 
-static void check_model(const char *name)
+static void check_model_on(const char *name, bool force_int_dot)
 {
-    char msg[512] = "";
-    struct model *m = load(name, -1, MODEL_BACKEND_VULKAN, KV_TYPE_F32);
+    char rel[256], msg[512] = "";
+    snprintf(rel, sizeof rel, "models/%s.gguf", name);
+    struct model_params p = {.n_ctx = 2048, .n_threads = 2, .kv_type = KV_TYPE_F32,
+                             .max_isa = CPU_ISA_COUNT, .backend = MODEL_BACKEND_VULKAN,
+                             .device = -1, .n_gpu_layers = -1, .gpu_validation = true,
+                             .gpu_int_dot = force_int_dot ? 1 : 0};
+    struct model *m = NULL;
+    if (model_load(fx_path(rel), &p, &m, msg, sizeof msg))
+        fail_msg("%s: %s", name, msg);
     const struct model_info *in = model_info(m);
     assert_string_equal(in->backend, "vulkan");
     assert_int_equal(in->n_gpu_layers, in->n_layer);
     struct fx_conformance c;
     int rc = fx_check_reference(m, name, &c, msg, sizeof msg);
-    printf("  %-12s vulkan (%s) max |diff| %.3g (tolerance %g), top-1 checked at %d steps\n", name,
-           in->device, c.worst, c.tolerance, c.top1_checked);
+    printf("  %-12s vulkan (%s, %s path) max |diff| %.3g (tolerance %g), top-1 checked at %d "
+           "steps\n", name, in->device, force_int_dot ? "int8 forced" : "default", c.worst, c.tolerance,
+           c.top1_checked);
     model_free(m);
     if (rc)
         fail_msg("%s", msg);
 }
+
+static void check_model(const char *name) { check_model_on(name, false); }
 
 #define MODEL_TEST(id, file)                                      \
     static void test_##id##_on_the_device_matches_llama_cpp(void **state) \
@@ -1370,6 +1475,32 @@ MODEL_TEST(tl_q4_k_m, "tl-q4_k_m")
 MODEL_TEST(td_f32, "td-f32")
 MODEL_TEST(td_q8_0, "td-q8_0")
 MODEL_TEST(td_lite_f32, "td-lite-f32")
+
+/* The same with the int8 path forced (lavapipe's default is the float
+ * path): every quantized file.  The F32, F16 and BF16 files are left out:
+ * their weights upload as F32 or F16 and the int8 path takes none of
+ * their products. */
+#define MODEL_TEST_INT(id, file)                                             \
+    static void test_##id##_with_int8_products_matches_llama_cpp(void **state) \
+    {                                                                        \
+        (void)state;                                                         \
+        NEED_DEVICE();                                                       \
+        check_model_on(file, true);                                          \
+    }
+
+MODEL_TEST_INT(tq_q8_0, "tq-q8_0")
+MODEL_TEST_INT(tq_q4_0, "tq-q4_0")
+MODEL_TEST_INT(tq_q4_1, "tq-q4_1")
+MODEL_TEST_INT(tq_q5_0, "tq-q5_0")
+MODEL_TEST_INT(tq_q5_1, "tq-q5_1")
+MODEL_TEST_INT(tq_q2_k, "tq-q2_k")
+MODEL_TEST_INT(tq_q3_k_m, "tq-q3_k_m")
+MODEL_TEST_INT(tq_q4_k_m, "tq-q4_k_m")
+MODEL_TEST_INT(tq_q5_k_m, "tq-q5_k_m")
+MODEL_TEST_INT(tq_q6_k, "tq-q6_k")
+MODEL_TEST_INT(tl_q8_0, "tl-q8_0")
+MODEL_TEST_INT(tl_q4_k_m, "tl-q4_k_m")
+MODEL_TEST_INT(td_q8_0, "td-q8_0")
 
 static void test_a_layer_split_equals_all_gpu_and_all_cpu(void **state)
 {
@@ -1768,8 +1899,10 @@ int main(void)
         cmocka_unit_test(test_attention_of_many_heads_over_a_large_cache_needs_no_scratch),
         cmocka_unit_test(test_weights_split_over_several_buffers_give_the_same_results),
         cmocka_unit_test(test_int_dot_matmul_matches_an_exact_dot_within_the_activation_rounding),
+        cmocka_unit_test(test_int_dot_matmul_rounds_x_as_the_reference_does_for_each_type),
         cmocka_unit_test(test_int_dot_leaves_unaligned_heads_on_the_float_path),
-        cmocka_unit_test(test_int_dot_is_off_by_default_and_on_when_forced),
+        cmocka_unit_test(test_int_dot_is_the_device_default_and_on_when_forced),
+        cmocka_unit_test(test_int_dot_default_is_on_for_gpus_with_the_feature_only),
         cmocka_unit_test(test_out_of_device_memory_is_a_clean_error),
         cmocka_unit_test(test_weight_upload_reports_progress_up_to_the_weight_bytes),
         cmocka_unit_test(test_model_load_reports_the_upload_as_a_fraction),
@@ -1794,6 +1927,19 @@ int main(void)
         cmocka_unit_test(test_td_f32_on_the_device_matches_llama_cpp),
         cmocka_unit_test(test_td_q8_0_on_the_device_matches_llama_cpp),
         cmocka_unit_test(test_td_lite_f32_on_the_device_matches_llama_cpp),
+        cmocka_unit_test(test_tq_q8_0_with_int8_products_matches_llama_cpp),
+        cmocka_unit_test(test_tq_q4_0_with_int8_products_matches_llama_cpp),
+        cmocka_unit_test(test_tq_q4_1_with_int8_products_matches_llama_cpp),
+        cmocka_unit_test(test_tq_q5_0_with_int8_products_matches_llama_cpp),
+        cmocka_unit_test(test_tq_q5_1_with_int8_products_matches_llama_cpp),
+        cmocka_unit_test(test_tq_q2_k_with_int8_products_matches_llama_cpp),
+        cmocka_unit_test(test_tq_q3_k_m_with_int8_products_matches_llama_cpp),
+        cmocka_unit_test(test_tq_q4_k_m_with_int8_products_matches_llama_cpp),
+        cmocka_unit_test(test_tq_q5_k_m_with_int8_products_matches_llama_cpp),
+        cmocka_unit_test(test_tq_q6_k_with_int8_products_matches_llama_cpp),
+        cmocka_unit_test(test_tl_q8_0_with_int8_products_matches_llama_cpp),
+        cmocka_unit_test(test_tl_q4_k_m_with_int8_products_matches_llama_cpp),
+        cmocka_unit_test(test_td_q8_0_with_int8_products_matches_llama_cpp),
         cmocka_unit_test(test_a_layer_split_equals_all_gpu_and_all_cpu),
         cmocka_unit_test(test_experts_on_the_cpu_and_the_rest_on_the_device_equal_all_cpu),
         cmocka_unit_test(test_vulkan_backend_without_a_device_is_a_clear_error),

@@ -114,6 +114,15 @@ static const uint32_t spv_matmul_int_q6[] =
 static const uint32_t spv_matmul_int_q4[] =
 #include "matmul_int_q4.h"
     ;
+static const uint32_t spv_matmul_int_q8_8[] =
+#include "matmul_int_q8_8.h"
+    ;
+static const uint32_t spv_matmul_int_q6_8[] =
+#include "matmul_int_q6_8.h"
+    ;
+static const uint32_t spv_matmul_int_q4_8[] =
+#include "matmul_int_q4_8.h"
+    ;
 
 #define SPV(id, arr) [id] = {#arr, arr, sizeof arr}
 static const struct vk_spirv table[VK_SHADER_COUNT] = {
@@ -145,6 +154,9 @@ static const struct vk_spirv table[VK_SHADER_COUNT] = {
     SPV(VK_SHADER_MATMUL_INT_Q8, spv_matmul_int_q8),
     SPV(VK_SHADER_MATMUL_INT_Q6, spv_matmul_int_q6),
     SPV(VK_SHADER_MATMUL_INT_Q4, spv_matmul_int_q4),
+    SPV(VK_SHADER_MATMUL_INT_Q8_8, spv_matmul_int_q8_8),
+    SPV(VK_SHADER_MATMUL_INT_Q6_8, spv_matmul_int_q6_8),
+    SPV(VK_SHADER_MATMUL_INT_Q4_8, spv_matmul_int_q4_8),
 };
 
 const struct vk_spirv *vk_shader_spirv(enum vk_shader s)

@@ -24,10 +24,11 @@ enum vk_shader {
     VK_SHADER_COPY_COLS, VK_SHADER_MOE_GATHER, VK_SHADER_MOE_COMBINE,
     /* attention with 512 value dims a workgroup (128 without _WIDE) */
     VK_SHADER_ATTENTION_F32_WIDE, VK_SHADER_ATTENTION_F16_WIDE, VK_SHADER_ATTENTION_COMBINE,
-    /* the integer dot-product matrix-vector path: activations to int8
-     * blocks, then Q8, Q6 and Q4 weights; only built when the device has
-     * VK_KHR_shader_integer_dot_product */
+    /* the integer dot-product path: activations to int8 blocks, then Q8,
+     * Q6 and Q4 weights, one token and eight tokens an invocation; only
+     * built when the device has VK_KHR_shader_integer_dot_product */
     VK_SHADER_QUANT_X, VK_SHADER_MATMUL_INT_Q8, VK_SHADER_MATMUL_INT_Q6, VK_SHADER_MATMUL_INT_Q4,
+    VK_SHADER_MATMUL_INT_Q8_8, VK_SHADER_MATMUL_INT_Q6_8, VK_SHADER_MATMUL_INT_Q4_8,
     VK_SHADER_COUNT
 };
 #define VK_SHADER_SHUFFLE (VK_SHADER_MATMUL_F32_1S - VK_SHADER_MATMUL_F32_1)

@@ -117,11 +117,16 @@ const struct vk_device_desc *vk_backend_desc(const struct backend *b);
 /* Validation-layer warnings and errors reported so far; the first message
  * goes into msg when it is not NULL. */
 unsigned vk_backend_validation_messages(const struct backend *b, char *msg, size_t msglen);
-/* Whether matrix-vector products of Q8_0, Q6_K and the Q4 types run on
- * int8 activations with the integer dot product: the device has
- * VK_KHR_shader_integer_dot_product, no_int_dot was not asked, and the
- * device is a GPU (type not "cpu") or force_int_dot was asked. */
+/* Whether the products of Q8_0, Q6_K and the Q4 types run on int8
+ * activations (rounded as llama.cpp's CPU backend rounds them for the
+ * weight type) with the integer dot product: the device has
+ * VK_KHR_shader_integer_dot_product, no_int_dot was not asked, and
+ * vk_int_dot_default says so or force_int_dot was asked. */
 bool vk_backend_int_dot(const struct backend *b);
+/* Whether the int8 path is the default on device d: a GPU (type not
+ * "cpu") with the integer dot product; software devices, where it is the
+ * slower path, keep the float one. */
+bool vk_int_dot_default(const struct vk_device_desc *d);
 /* Whether the validation layer is active on this backend. */
 bool vk_backend_validating(const struct backend *b);
 

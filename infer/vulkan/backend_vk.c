@@ -839,7 +839,7 @@ static uint32_t hazard(struct vk_backend *c, const struct vk_range *rg, int n)
  * buffer declarations of shaders/; a shader not listed writes them all. */
 static uint32_t written(enum vk_shader s)
 {
-    if (s <= VK_SHADER_MATMUL_Q4_8S || (s >= VK_SHADER_MATMUL_INT_Q8 && s <= VK_SHADER_MATMUL_INT_Q4))
+    if (s <= VK_SHADER_MATMUL_Q4_8S || (s >= VK_SHADER_MATMUL_INT_Q8 && s <= VK_SHADER_MATMUL_INT_Q4_8))
         return 1u << 2;
     switch (s) {
     case VK_SHADER_RMS_NORM: return 1u << 1;
@@ -2298,17 +2298,24 @@ out:
  * that have the feature; vk_options.force_int_dot turns it on elsewhere.
  *
  * Software devices keep the float path because it is faster there:
- * lavapipe (llvmpipe, LLVM 15, 2 loaded cores), r1-qwen-1.5b, see
- * vk_backend_int_dot in tests/test_vulkan.c's bench note.  On GPUs the int8
- * path reads x as a quarter of the bytes and rounds it as the reference
- * does (every testdata model passes with it forced, td-q8_0 included).
+ * lavapipe (llvmpipe, LLVM 15, 2 cores shared with other work),
+ * r1-qwen-1.5b Q8_0, build/tools/vkpath -p 16 -n 16, three rounds
+ * alternating the paths: int8/float per round, median, 0.34 for the
+ * prompt and 0.65 for generation (not profiled; the likely cost: llvmpipe
+ * has no packed dot product to map OpSDot to, so each one unpacks both
+ * words for every token, where the float tile decodes a weight once for
+ * eight tokens).  On GPUs
+ * the int8 path reads x as a quarter of the bytes and rounds it as the
+ * reference does (every testdata model passes with it forced, td-q8_0
+ * included).
  * llama.cpp's Vulkan backend (ggml_vk_should_use_mmvq) uses its integer
  * dot-product kernels on every vendor whose device has the feature:
  * always for two tokens or more; for one token it keeps its float kernels
  * where quantizing x did not pay in its measurements (k <= 4096 on NVIDIA,
  * k < 2048 on AMD and Intel, Q8_0 weights on NVIDIA from Turing and on AMD
- * RDNA, Q6_K and Q3_K except on Intel because of their 2-byte block
- * alignment).  Those are speed choices per product for its own kernels;
+ * RDNA, Q6_K (Q3_K too in later versions) except on Intel because of
+ * their 2-byte block alignment).  Those are speed choices per product for
+ * its own kernels;
  * here the choice is per backend, because one rounding for all products
  * of a pass is what makes the path agree with the reference (mm_run), and
  * Q6_K is repacked to word-aligned int8 here.  Not yet measured on a GPU. */

@@ -139,9 +139,11 @@ struct backend_ops {
     struct btensor *(*rows)(struct backend *b, const struct btensor *src, int64_t row0, int64_t n);
     const char *(*error)(const struct backend *b);
     const char *(*device_name)(const struct backend *b);
-    /* waits until every operation issued so far has completed (a device
-     * backend records work and runs it later); NULL when the backend
-     * computes synchronously, as the CPU backend does */
+    /* waits until every operation issued so far has completed: a device
+     * backend records work and runs it later, the CPU backend queues
+     * products that share an input and runs them as one job; a caller that
+     * reads a tensor's memory other than through read() calls it first.
+     * NULL when the backend computes every operation as it is called */
     int (*sync)(struct backend *b);
 };
 

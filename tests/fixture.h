@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <jansson.h>
@@ -22,6 +23,11 @@ json_t *fx_load_jsonl(const char *path);
 /* Writes len bytes to a fresh temporary file and returns its path (static
  * buffer per call site must be copied by the caller); NULL on error. */
 char *fx_write_temp(const void *buf, size_t len);
+/* The next value in [-1, 1) of the linear congruential sequence *state
+ * (the caller's seed, then the state this call leaves). */
+float fx_frand(uint32_t *state);
+/* v[0..n) = n successive fx_frand(state). */
+void fx_fill(float *v, size_t n, uint32_t *state);
 
 #define assert_close(a, b, tol)                                                          \
     do {                                                                                 \

@@ -1,4 +1,4 @@
-/* Shared test fixtures: reference data paths, files, JSON. */
+/* Shared test fixtures: reference data paths, files, JSON, pseudo-random floats. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,4 +110,16 @@ char *fx_write_temp(const void *buf, size_t len)
     }
     close(fd);
     return strdup(tmpl);
+}
+
+float fx_frand(uint32_t *state)
+{
+    *state = *state * 1664525u + 1013904223u;
+    return (float)((*state >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+void fx_fill(float *v, size_t n, uint32_t *state)
+{
+    for (size_t i = 0; i < n; i++)
+        v[i] = fx_frand(state);
 }

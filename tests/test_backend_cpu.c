@@ -23,19 +23,7 @@
 
 #define N_THREADS 2
 
-static uint32_t rng_state = 777;
-
-static float frand(void)
-{
-    rng_state = rng_state * 1664525u + 1013904223u;
-    return (float)((rng_state >> 8) & 0xffff) / 32768.0f - 1.0f;
-}
-
-static void fill(float *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        v[i] = frand();
-}
+static uint32_t rng_state = 777;   /* fx_frand()'s sequence for this file */
 
 static const struct gguf_tensor present;   /* weight.t set: the tensor exists */
 
@@ -52,7 +40,7 @@ static void make_weight(struct test_weight *tw, enum quant_type type, int64_t n_
     float *row = malloc((size_t)n_in * sizeof(float));
     assert_true(tw->data && row);
     for (int64_t r = 0; r < n_out; r++) {
-        fill(row, (size_t)n_in);
+        fx_fill(row, (size_t)n_in, &rng_state);
         unsigned char *dst = (unsigned char *)tw->data + (size_t)r * rb;
         if (type == QUANT_TYPE_F32)
             memcpy(dst, row, (size_t)n_in * sizeof(float));
@@ -139,7 +127,7 @@ static void test_queued_products_give_what_direct_products_give(void **state)
         float *wu_ = malloc((size_t)(n * n_ff) * sizeof(float));
         float *wd_ = malloc((size_t)(n * n_embd) * sizeof(float));
         assert_true(x && wq_ && wk_ && wv_ && wg_ && wu_ && wd_);
-        fill(x, (size_t)(n * n_embd));
+        fx_fill(x, (size_t)(n * n_embd), &rng_state);
         direct(p, k, &wq.w, &bq.w, x, n, wq_);
         direct(p, k, &wk.w, &bk.w, x, n, wk_);
         direct(p, k, &wv.w, NULL, x, n, wv_);
@@ -215,8 +203,8 @@ static void test_f16_cache_attends_as_f32_copies_of_its_values(void **state)
             float *out[2];
             assert_true(kv && q);
             for (int64_t i = 0; i < 2 * n_pos * kw; i++)
-                kv[i] = (float)((int)(frand() * 128)) / 64.0f;   /* exact in F16 */
-            fill(q, (size_t)(n_head * hd));
+                kv[i] = (float)((int)(fx_frand(&rng_state) * 128)) / 64.0f;   /* exact in F16 */
+            fx_fill(q, (size_t)(n_head * hd), &rng_state);
             for (int f = 0; f < 2; f++) {
                 struct backend *b;
                 char err[256];

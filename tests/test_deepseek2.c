@@ -29,19 +29,7 @@
 
 /* ---- helpers ---- */
 
-static uint32_t rng_state = 12345;
-
-static float frand(void)
-{
-    rng_state = rng_state * 1664525u + 1013904223u;
-    return (float)((rng_state >> 8) & 0xffff) / 32768.0f - 1.0f;
-}
-
-static void fill(float *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        v[i] = frand();
-}
+static uint32_t rng_state = 12345;   /* fx_frand()'s sequence for this file */
 
 static struct backend *cpu(void)
 {
@@ -55,7 +43,7 @@ static struct btensor *tensor(struct backend *b, int64_t ne0, int64_t ne1)
 {
     struct btensor *t = b->ops->alloc(b, ne0, ne1);
     assert_non_null(t);
-    fill(t->data, (size_t)(ne0 * ne1));
+    fx_fill(t->data, (size_t)(ne0 * ne1), &rng_state);
     return t;
 }
 
@@ -80,7 +68,7 @@ static void make_weight(struct test_weight *tw, enum quant_type type, int64_t n_
     float *tmp = malloc((size_t)n_in * sizeof(float));
     assert_true(tw->data && tw->f && tmp);
     for (int64_t r = 0; r < rows; r++) {
-        fill(tmp, (size_t)n_in);
+        fx_fill(tmp, (size_t)n_in, &rng_state);
         unsigned char *dst = (unsigned char *)tw->data + (size_t)r * rb;
         if (type == QUANT_TYPE_F32)
             memcpy(dst, tmp, (size_t)n_in * sizeof(float));
@@ -127,7 +115,7 @@ static void test_write_then_read_gives_the_same_rows(void **state)
     struct backend *b = cpu();
     struct btensor *t = tensor(b, 7, 5);
     float in[14], out[14];
-    fill(in, 14);
+    fx_fill(in, 14, &rng_state);
     assert_int_equal(b->ops->write(b, t, 2, 2, in), 0);
     assert_int_equal(b->ops->read(b, t, 2, 2, out), 0);
     assert_memory_equal(in, out, sizeof in);
@@ -207,13 +195,14 @@ static void check_moe(enum quant_type type, int64_t n_embd, int64_t ff, int n_ex
             int e;
             bool dup;
             do {   /* distinct experts per token, skewed towards the low ids */
-                e = (int)((frand() + 1.0f) * (frand() + 1.0f) * 0.25f * (float)n_exp) % n_exp;
+                e = (int)((fx_frand(&rng_state) + 1.0f) * (fx_frand(&rng_state) + 1.0f) * 0.25f *
+                          (float)n_exp) % n_exp;
                 dup = false;
                 for (int k2 = 0; k2 < k; k2++)
                     dup |= ex[t * n_used + k2] == e;
             } while (dup);
             ex[t * n_used + k] = e;
-            w[t * n_used + k] = frand();
+            w[t * n_used + k] = fx_frand(&rng_state);
         }
     memcpy(want, dst->data, (size_t)(n_embd * n_tok) * sizeof(float));
     for (int t = 0; t < n_tok; t++)

@@ -770,6 +770,15 @@ __attribute__((target("avx512f"))) static void axpy16_avx512(float a, const quan
         y[i] += a * quant_f16_to_f32(x[i]);
 }
 
+/* The sum of v's eight lanes, in the order the dot kernels below always used. */
+__attribute__((target("avx2,fma"))) static inline float hsum_avx2(__m256 v)
+{
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
 __attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, int n)
 {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
@@ -780,11 +789,7 @@ __attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const 
     }
     for (; i + 8 <= n; i += 8)
         acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-    __m256 v = _mm256_add_ps(acc0, acc1);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    float s = _mm_cvtss_f32(h);
+    float s = hsum_avx2(_mm256_add_ps(acc0, acc1));
     for (; i < n; i++)
         s += a[i] * b[i];
     return s;
@@ -813,11 +818,7 @@ __attribute__((target("avx2,fma,f16c"))) static float dot16_avx2(const float *a,
     for (; i + 8 <= n; i += 8)
         acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i),
                                _mm256_cvtph_ps(_mm_loadu_si128((const void *)(b + i))), acc0);
-    __m256 v = _mm256_add_ps(acc0, acc1);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    float s = _mm_cvtss_f32(h);
+    float s = hsum_avx2(_mm256_add_ps(acc0, acc1));
     for (; i < n; i++)
         s += a[i] * quant_f16_to_f32(b[i]);
     return s;

@@ -359,6 +359,19 @@ static int find_type(const struct vk_backend *c, uint32_t bits, VkMemoryProperty
     return -1;
 }
 
+/* A storage buffer of size bytes, shaders' and transfers' (no memory bound). */
+static VkResult storage_buffer(const struct vk_backend *c, VkDeviceSize size, VkBuffer *buf)
+{
+    VkBufferCreateInfo bi = {
+        .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
+        .size = size,
+        .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+                 VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+        .sharingMode = VK_SHARING_MODE_EXCLUSIVE,
+    };
+    return vkCreateBuffer(c->dev, &bi, NULL, buf);
+}
+
 /* host: a host-visible coherent buffer (mapped); else device-local.
  * near: host-visible memory that is also device-local when the device has
  * such a type (what shaders read often: the parameter slots). */
@@ -370,14 +383,7 @@ static int buf_create_in(struct vk_backend *c, struct vk_buf *b, VkDeviceSize si
         return fail(c, ENOMEM, "vulkan: out of device memory (%llu MiB more than the %llu MiB "
                     "allowed)", (unsigned long long)((c->mem_used + size - c->mem_limit) >> 20),
                     (unsigned long long)(c->mem_limit >> 20));
-    VkBufferCreateInfo bi = {
-        .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
-        .size = size,
-        .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
-                 VK_BUFFER_USAGE_TRANSFER_DST_BIT,
-        .sharingMode = VK_SHARING_MODE_EXCLUSIVE,
-    };
-    VkResult r = vkCreateBuffer(c->dev, &bi, NULL, &b->buf);
+    VkResult r = storage_buffer(c, size, &b->buf);
     if (r != VK_SUCCESS)
         return vkfail(c, r, "create buffer");
     VkMemoryRequirements req;
@@ -1285,15 +1291,8 @@ static VkBuffer view_get(struct vk_backend *c, int block, VkDeviceSize off, VkDe
         return c->views[i].buf;
     if (c->view_align && off % c->view_align)
         return VK_NULL_HANDLE;
-    VkBufferCreateInfo bi = {
-        .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
-        .size = size,
-        .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
-                 VK_BUFFER_USAGE_TRANSFER_DST_BIT,
-        .sharingMode = VK_SHARING_MODE_EXCLUSIVE,
-    };
     VkBuffer buf;
-    if (vkCreateBuffer(c->dev, &bi, NULL, &buf) != VK_SUCCESS)
+    if (storage_buffer(c, size, &buf) != VK_SUCCESS)
         return VK_NULL_HANDLE;
     VkMemoryRequirements req;
     vkGetBufferMemoryRequirements(c->dev, buf, &req);

@@ -923,11 +923,19 @@ static void check_attention_case(struct pair *p, const struct att_case *ac)
     free(q);
 }
 
+/* Every case of cases[0..n) on one Vulkan/CPU pair. */
+static void check_attention_cases(const struct att_case *cases, size_t n)
+{
+    struct pair p = open_pair();
+    for (size_t i = 0; i < n; i++)
+        check_attention_case(&p, &cases[i]);
+    close_pair(&p);
+}
+
 static void test_attention_with_every_gqa_group_matches_the_cpu(void **state)
 {
     (void)state;
     NEED_DEVICE();
-    struct pair p = open_pair();
     static const struct att_case cases[] = {
         /* group 1 and 2, many odd rows and one */
         {KV_TYPE_F32, 4, 4, 64, 64, false, 256, 0, 37},
@@ -941,16 +949,13 @@ static void test_attention_with_every_gqa_group_matches_the_cpu(void **state)
         /* group 11: a block of 8 heads and one of 3 */
         {KV_TYPE_F32, 22, 2, 32, 32, false, 256, 17, 5},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        check_attention_case(&p, &cases[i]);
-    close_pair(&p);
+    check_attention_cases(cases, sizeof cases / sizeof cases[0]);
 }
 
 static void test_attention_of_128_heads_over_a_latent_cache_matches_the_cpu(void **state)
 {
     (void)state;
     NEED_DEVICE();
-    struct pair p = open_pair();
     static const struct att_case cases[] = {
         /* MLA's shape with small dims: 128 heads on one latent row */
         {KV_TYPE_F32, 128, 1, 80, 64, true, 256, 0, 9},
@@ -963,16 +968,13 @@ static void test_attention_of_128_heads_over_a_latent_cache_matches_the_cpu(void
         {KV_TYPE_F32, 16, 1, 576, 512, true, 256, 0, 21},
         {KV_TYPE_F32, 6, 2, 600, 520, false, 256, 45, 2},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        check_attention_case(&p, &cases[i]);
-    close_pair(&p);
+    check_attention_cases(cases, sizeof cases / sizeof cases[0]);
 }
 
 static void test_attention_past_the_split_threshold_matches_the_cpu(void **state)
 {
     (void)state;
     NEED_DEVICE();
-    struct pair p = open_pair();
     static const struct att_case cases[] = {
         {KV_TYPE_F32, 12, 2, 128, 128, false, 4096, 3000, 1},
         {KV_TYPE_F16, 12, 2, 128, 128, false, 4096, 2999, 3},
@@ -981,9 +983,7 @@ static void test_attention_past_the_split_threshold_matches_the_cpu(void **state
         {KV_TYPE_F32, 16, 1, 576, 512, true, 4096, 2500, 2},
         {KV_TYPE_F32, 6, 2, 600, 520, false, 4096, 2000, 1},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        check_attention_case(&p, &cases[i]);
-    close_pair(&p);
+    check_attention_cases(cases, sizeof cases / sizeof cases[0]);
 }
 
 /* 128 heads over a cache of 65536 positions: n_head x n_ctx floats (8.4 M)
@@ -992,10 +992,8 @@ static void test_attention_of_many_heads_over_a_large_cache_needs_no_scratch(voi
 {
     (void)state;
     NEED_DEVICE();
-    struct pair p = open_pair();
     static const struct att_case c = {KV_TYPE_F16, 128, 1, 80, 64, true, 65536, 1500, 2};
-    check_attention_case(&p, &c);
-    close_pair(&p);
+    check_attention_cases(&c, 1);
 }
 
 /* Weights split over several buffers (a small piece limit stands in for

@@ -1,5 +1,6 @@
-/* The Vulkan backend: backend.h's operations recorded into one command
- * buffer per forward pass (submitted when the host needs a result), weights
+/* The Vulkan backend: backend.h's operations recorded into command buffers
+ * (submitted when the host needs a result) and replayed while later passes
+ * issue the same work, with barriers only where data depends; weights
  * uploaded once to device memory in a shader-friendly layout. */
 #include <errno.h>
 #include <math.h>
